@@ -1,0 +1,1 @@
+//! Serde types for every request and response body of the broker API and the proxy egress API.
