@@ -4,4 +4,7 @@
 //! No I/O and no server code lives here: every function is a pure transformation or check, so the
 //! broker, the proxy and the tests all agree on one implementation.
 
+pub mod encoding;
+pub mod keys;
+mod pss;
 pub mod wire;
