@@ -3,8 +3,22 @@
 //!
 //! No I/O and no server code lives here: every function is a pure transformation or check, so the
 //! broker, the proxy and the tests all agree on one implementation.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`encoding`] | base64 forms, Python-exact canonical JSON |
+//! | [`keys`] | RSA / EC keys, signatures, RSA-OAEP, ECDH |
+//! | [`jose`] | JWK thumbprints, JWS, DPoP, client assertions, access tokens |
+//! | [`signature`] | the message signing string and message signatures |
+//! | [`envelope`] | E2E envelopes: seal and open |
+//! | [`replay`] | single-use identifier stores (DPoP `jti`, nonces) |
+//! | [`wire`] | serde types of every API body |
 
 pub mod encoding;
+pub mod envelope;
+pub mod jose;
 pub mod keys;
 mod pss;
+pub mod replay;
+pub mod signature;
 pub mod wire;

@@ -1,0 +1,201 @@
+//! The broker's access tokens (ref-auth-crypto §2.4) and its JWKS entry (§2.5).
+//!
+//! Tokens are ES256 by default (a P-256 broker key; DESIGN §5 — ECDSA verify is an order of
+//! magnitude cheaper to sign than RSA and verifies on every request) and RS256 when an operator
+//! brings an RSA key, as the reference did. The verifier accepts exactly the algorithm of the
+//! configured key, so no alg/key confusion is possible.
+
+use super::assertion::audience_contains;
+use super::jwk;
+use super::jws::{self, CompactJws, JwsAlg, TimeRules};
+use crate::encoding::b64;
+use crate::keys::{KeyError, PrivateKey, PublicKey};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// `iss` of every broker token.
+pub const ISSUER: &str = "cullis-broker";
+/// `aud` of every access token.
+pub const AUDIENCE: &str = "cullis";
+
+/// `cnf`: the DPoP key the token is bound to (RFC 9449 §6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    pub jkt: String,
+}
+
+/// Access-token claims, in the reference's emission order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessTokenClaims {
+    pub iss: String,
+    pub aud: String,
+    /// SPIFFE id of the agent.
+    pub sub: String,
+    /// Internal agent id `<org>::<name>`.
+    pub agent_id: String,
+    pub org: String,
+    #[serde(default)]
+    pub scope: Vec<String>,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    /// `None` or an empty object means the token is not DPoP-bound (refused on use).
+    #[serde(default)]
+    pub cnf: Option<Map<String, Value>>,
+}
+
+impl AccessTokenClaims {
+    /// The DPoP key thumbprint the token is bound to, if any.
+    pub fn jkt(&self) -> Option<&str> {
+        self.cnf.as_ref()?.get("jkt")?.as_str().filter(|jkt| !jkt.is_empty())
+    }
+}
+
+/// Why a token was refused. Every variant answers 401 `Token invalid or expired`
+/// with `WWW-Authenticate: Bearer`; the variant is for logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("Token invalid or expired")]
+    Malformed,
+    #[error("Token invalid or expired")]
+    WrongAlgorithm,
+    #[error("Token invalid or expired")]
+    BadSignature,
+    #[error("Token invalid or expired")]
+    Expired,
+    #[error("Token invalid or expired")]
+    WrongIssuerOrAudience,
+    #[error("Token invalid or expired")]
+    MissingClaims,
+}
+
+/// One key of the broker's JWKS, members in the reference's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwksKey {
+    pub kty: String,
+    #[serde(rename = "use")]
+    pub use_: String,
+    pub alg: String,
+    pub kid: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub n: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub e: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub crv: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub x: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub y: Option<String>,
+}
+
+/// Signs broker tokens with the broker key.
+pub struct TokenSigner {
+    key: PrivateKey,
+    alg: JwsAlg,
+    kid: String,
+}
+
+impl std::fmt::Debug for TokenSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenSigner({}, kid={})", self.alg.name(), self.kid)
+    }
+}
+
+impl TokenSigner {
+    /// A signer for `key`: ES256 for P-256, ES384 for P-384, RS256 for RSA.
+    pub fn new(key: PrivateKey) -> Result<TokenSigner, KeyError> {
+        let alg = JwsAlg::for_key(key.public_key()).ok_or(KeyError::WrongKeyType)?;
+        let kid = jwk::key_thumbprint(key.public_key());
+        Ok(TokenSigner { key, alg, kid })
+    }
+
+    /// The JWS algorithm tokens are signed with.
+    pub fn alg(&self) -> JwsAlg {
+        self.alg
+    }
+
+    /// `kid`: the RFC 7638 thumbprint of the broker public key.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// A verifier for this signer's tokens.
+    pub fn verifier(&self) -> TokenVerifier {
+        TokenVerifier {
+            key: self.key.public_key().clone(),
+            alg: self.alg,
+        }
+    }
+
+    /// Signs any claims with header `{"alg","kid","typ":"JWT"}`.
+    pub fn sign(&self, claims: &impl Serialize) -> Result<String, KeyError> {
+        let mut header = Map::new();
+        header.insert("kid".into(), self.kid.clone().into());
+        header.insert("typ".into(), "JWT".into());
+        jws::sign(header, claims, self.alg, &self.key).map_err(|_| KeyError::CryptoFailure)
+    }
+
+    /// The JWKS entry publishing the verification key.
+    pub fn jwks_key(&self) -> JwksKey {
+        let public = self.key.public_key();
+        let mut entry = JwksKey {
+            kty: String::new(),
+            use_: "sig".into(),
+            alg: self.alg.name().into(),
+            kid: self.kid.clone(),
+            n: None,
+            e: None,
+            crv: None,
+            x: None,
+            y: None,
+        };
+        if let Some((n, e)) = public.rsa_components() {
+            entry.kty = "RSA".into();
+            entry.n = Some(b64::url_unpadded(n));
+            entry.e = Some(b64::url_unpadded(e));
+        } else if let Some((curve, x, y)) = public.ec_coordinates() {
+            entry.kty = "EC".into();
+            entry.crv = Some(curve.jwk_name().into());
+            entry.x = Some(b64::url_unpadded(x));
+            entry.y = Some(b64::url_unpadded(y));
+        }
+        entry
+    }
+}
+
+/// Verifies broker tokens: exactly the configured algorithm, signature, `exp` (no leeway),
+/// `iat` not in the future (beyond a small skew between replicas), `iss`, `aud`, and the
+/// required claims (`sub`, `agent_id`, `org`, `exp`, `iat`, `jti`).
+#[derive(Debug, Clone)]
+pub struct TokenVerifier {
+    key: PublicKey,
+    alg: JwsAlg,
+}
+
+impl TokenVerifier {
+    /// A verifier for tokens signed by `key` with its natural algorithm.
+    pub fn new(key: PublicKey) -> Result<TokenVerifier, KeyError> {
+        let alg = JwsAlg::for_key(&key).ok_or(KeyError::WrongKeyType)?;
+        Ok(TokenVerifier { key, alg })
+    }
+
+    /// Verifies `token` at `now` (Unix seconds).
+    pub fn verify(&self, token: &str, now: i64) -> Result<AccessTokenClaims, TokenError> {
+        let jws = CompactJws::parse(token).map_err(|_| TokenError::Malformed)?;
+        if jws.alg() != Some(self.alg) {
+            return Err(TokenError::WrongAlgorithm);
+        }
+        let claims = jws.verify(self.alg, &self.key).map_err(|_| TokenError::BadSignature)?;
+        let time = TimeRules {
+            require_exp: true,
+            leeway_secs: 0,
+            max_iat_skew_secs: Some(5),
+        };
+        time.check(&claims, now).map_err(|_| TokenError::Expired)?;
+        if claims.get("iss").and_then(Value::as_str) != Some(ISSUER) || !audience_contains(&claims, AUDIENCE) {
+            return Err(TokenError::WrongIssuerOrAudience);
+        }
+        serde_json::from_value(Value::Object(claims)).map_err(|_| TokenError::MissingClaims)
+    }
+}
