@@ -16,7 +16,7 @@ use crate::signature::{self, SignedFields};
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use aws_lc_rs::hkdf;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use serde::{Deserialize, Serialize};
+pub use crate::wire::broker::CipherBlob;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
@@ -25,23 +25,9 @@ const HKDF_INFO: &[u8] = b"cullis-e2e-v1";
 const KEY_LEN: usize = 32;
 const IV_LEN: usize = 12;
 
-/// The encrypted payload as it travels in the envelope's `payload` member. All fields are
-/// URL-safe base64 with padding; `ephemeral_pubkey` (base64 of a PEM text) exists only for EC
-/// recipients.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CipherBlob {
-    pub ciphertext: String,
-    pub iv: String,
-    pub encrypted_key: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ephemeral_pubkey: Option<String>,
-}
-
-impl CipherBlob {
-    /// The blob as a JSON value, which is what the outer signature covers.
-    pub fn to_value(&self) -> Value {
-        serde_json::to_value(self).expect("a struct of strings serializes")
-    }
+/// The blob as a JSON value, which is what the outer signature covers.
+fn blob_value(blob: &CipherBlob) -> Value {
+    serde_json::to_value(blob).expect("a struct of strings serializes")
 }
 
 /// Why sealing or opening failed.
@@ -141,7 +127,7 @@ fn seal_with(
         encrypted_key: b64::url_padded(&encrypted_key),
         ephemeral_pubkey,
     };
-    let signature = signature::sign(sender_key, fields, &blob.to_value()).map_err(failed)?;
+    let signature = signature::sign(sender_key, fields, &blob_value(&blob)).map_err(failed)?;
     Ok(Sealed { blob, signature })
 }
 

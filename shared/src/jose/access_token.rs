@@ -10,6 +10,7 @@ use super::jwk;
 use super::jws::{self, CompactJws, JwsAlg, TimeRules};
 use crate::encoding::b64;
 use crate::keys::{KeyError, PrivateKey, PublicKey};
+use crate::wire::auth::JwksKey;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -67,26 +68,6 @@ pub enum TokenError {
     WrongIssuerOrAudience,
     #[error("Token invalid or expired")]
     MissingClaims,
-}
-
-/// One key of the broker's JWKS, members in the reference's order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JwksKey {
-    pub kty: String,
-    #[serde(rename = "use")]
-    pub use_: String,
-    pub alg: String,
-    pub kid: String,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub n: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub e: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub crv: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub x: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub y: Option<String>,
 }
 
 /// Signs broker tokens with the broker key.

@@ -273,3 +273,226 @@ impl DpopKey {
         jws::sign(header, claims, self.alg, &self.key).expect("the DPoP algorithm fits its own key")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The DPoP rows of the negative-test catalogue (ref-auth-crypto §10.2, D-01…D-15), each
+    //! with the exact `detail` the broker must answer.
+
+    use super::*;
+    use crate::keys::{KeyType, PrivateKey};
+    use crate::replay::MemoryReplayStore;
+    use serde_json::json;
+
+    const HTU: &str = "http://test/v1/auth/token";
+    const NOW: i64 = 1_700_000_000;
+
+    fn expect<'a>(token: Option<&'a str>, nonces: Option<ServerNonces<'a>>) -> Expectations<'a> {
+        Expectations {
+            htm: "POST",
+            htu: HTU,
+            access_token: token,
+            nonces,
+            now: NOW as f64,
+            iat_window: IatWindow::default(),
+        }
+    }
+
+    fn nonces() -> Option<ServerNonces<'static>> {
+        Some(ServerNonces { current: "n-current", previous: Some("n-previous") })
+    }
+
+    fn claims(overrides: Value) -> Value {
+        let mut base = json!({"jti": uuid::Uuid::new_v4().to_string(), "htm": "POST", "htu": HTU, "iat": NOW, "nonce": "n-current"});
+        for (name, value) in overrides.as_object().unwrap() {
+            if value.is_null() {
+                base.as_object_mut().unwrap().remove(name);
+            } else {
+                base[name] = value.clone();
+            }
+        }
+        base
+    }
+
+    /// Signs `claims` with `key` under an arbitrary header (for misbehaving proofs).
+    fn raw_proof(header: Value, claims: &Value, key: &PrivateKey, alg: JwsAlg) -> String {
+        let mut header = header.as_object().unwrap().clone();
+        header.remove("alg");
+        jws::sign(header, claims, alg, key).unwrap()
+    }
+
+    fn unsigned(header: Value, claims: &Value) -> String {
+        format!(
+            "{}.{}.{}",
+            b64::url_unpadded(header.to_string().as_bytes()),
+            b64::url_unpadded(claims.to_string().as_bytes()),
+            b64::url_unpadded(b"sig")
+        )
+    }
+
+    fn detail(proof: &str, expectations: &Expectations<'_>) -> String {
+        check(proof, expectations).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_good_proof_yields_the_key_thumbprint() {
+        let key = DpopKey::generate().unwrap();
+        let proof = key.proof("POST", HTU, None, Some("n-current"), NOW);
+        let checked = check(&proof, &expect(None, nonces())).unwrap();
+        assert_eq!(checked.jkt, key.jkt());
+        // The previous nonce is still accepted after one rotation (D-14 positive case).
+        let proof = key.proof("POST", HTU, None, Some("n-previous"), NOW);
+        assert!(check(&proof, &expect(None, nonces())).is_ok());
+    }
+
+    #[test]
+    fn ps256_proofs_with_rsa_keys_verify() {
+        let key = DpopKey::new(PrivateKey::generate(KeyType::Rsa2048).unwrap()).unwrap();
+        let proof = key.proof("POST", HTU, Some("tok"), Some("n-current"), NOW);
+        let header = CompactJws::parse(&proof).unwrap().header;
+        assert_eq!(header["alg"], "PS256");
+        assert_eq!(check(&proof, &expect(Some("tok"), nonces())).unwrap().jkt, key.jkt());
+    }
+
+    #[test]
+    fn d01_malformed() {
+        assert_eq!(detail("not.a.valid.jwt.at.all", &expect(None, None)), "Invalid DPoP proof: malformed JWT");
+        assert_eq!(detail("W10.e30.c2ln", &expect(None, None)), "Invalid DPoP proof: malformed JWT");
+    }
+
+    #[test]
+    fn d02_typ() {
+        let key = PrivateKey::generate(KeyType::EcP256).unwrap();
+        let jwk = jwk::public_jwk(key.public_key());
+        let proof = raw_proof(json!({"typ": "JWT", "jwk": jwk}), &claims(json!({})), &key, JwsAlg::ES256);
+        assert_eq!(detail(&proof, &expect(None, None)), "Invalid DPoP proof: typ must be 'dpop+jwt'");
+    }
+
+    #[test]
+    fn d03_unsupported_algorithms() {
+        let key = PrivateKey::generate(KeyType::EcP256).unwrap();
+        let jwk = jwk::public_jwk(key.public_key());
+        for (alg, shown) in [(json!("HS256"), "'HS256'"), (json!("none"), "'none'"), (json!("RS256"), "'RS256'"), (Value::Null, "None")] {
+            let mut header = json!({"typ": "dpop+jwt", "jwk": jwk});
+            if !alg.is_null() {
+                header["alg"] = alg;
+            }
+            let proof = unsigned(header, &claims(json!({})));
+            assert_eq!(detail(&proof, &expect(None, None)), format!("Invalid DPoP proof: unsupported algorithm {shown}"));
+        }
+    }
+
+    #[test]
+    fn d04_d05_d06_jwk_problems() {
+        let key = PrivateKey::generate(KeyType::EcP256).unwrap();
+        let c = claims(json!({}));
+        let missing = unsigned(json!({"typ": "dpop+jwt", "alg": "ES256"}), &c);
+        assert_eq!(detail(&missing, &expect(None, None)), "Invalid DPoP proof: missing jwk in header");
+        let not_object = unsigned(json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": "x"}), &c);
+        assert_eq!(detail(&not_object, &expect(None, None)), "Invalid DPoP proof: missing jwk in header");
+        let mut private = jwk::public_jwk(key.public_key());
+        private.insert("d".into(), "secret".into());
+        let with_d = unsigned(json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": private}), &c);
+        assert_eq!(detail(&with_d, &expect(None, None)), "Invalid DPoP proof: jwk contains private key material");
+        let okp = unsigned(json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": {"kty": "OKP", "crv": "Ed25519", "x": "AA"}}), &c);
+        assert_eq!(detail(&okp, &expect(None, None)), "Invalid DPoP proof: cannot compute JWK thumbprint");
+    }
+
+    #[test]
+    fn d07_signature_failures() {
+        let signer = PrivateKey::generate(KeyType::EcP256).unwrap();
+        let other = PrivateKey::generate(KeyType::EcP256).unwrap();
+        let p384 = PrivateKey::generate(KeyType::EcP384).unwrap();
+        let c = claims(json!({}));
+        let wrong_key = raw_proof(json!({"typ": "dpop+jwt", "jwk": jwk::public_jwk(other.public_key())}), &c, &signer, JwsAlg::ES256);
+        let p384_jwk = unsigned(json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk::public_jwk(p384.public_key())}), &c);
+        let future_nbf = raw_proof(
+            json!({"typ": "dpop+jwt", "jwk": jwk::public_jwk(signer.public_key())}),
+            &claims(json!({"nbf": NOW + 60})),
+            &signer,
+            JwsAlg::ES256,
+        );
+        // A DER signature where ES256 wants raw r‖s.
+        let good = DpopKey::new(PrivateKey::from_pkcs8_der(signer.pkcs8_der()).unwrap()).unwrap().sign(&c);
+        let (input, _) = good.rsplit_once('.').unwrap();
+        let der = signer.sign_message(input.as_bytes()).unwrap();
+        let der_signed = format!("{input}.{}", b64::url_unpadded(&der));
+        for proof in [wrong_key, p384_jwk, future_nbf, der_signed] {
+            assert_eq!(detail(&proof, &expect(None, None)), "Invalid DPoP proof: signature verification failed");
+        }
+    }
+
+    #[test]
+    fn d08_to_d13_claim_checks() {
+        let key = DpopKey::generate().unwrap();
+        let cases = [
+            (json!({"jti": null}), None, "Invalid DPoP proof: missing jti"),
+            (json!({"jti": ""}), None, "Invalid DPoP proof: missing jti"),
+            (json!({"iat": null}), None, "Invalid DPoP proof: missing iat"),
+            (json!({"iat": NOW - 120}), None, "Invalid DPoP proof: iat out of acceptable window"),
+            (json!({"iat": NOW + 30}), None, "Invalid DPoP proof: iat out of acceptable window"),
+            (json!({"iat": "soon"}), None, "Invalid DPoP proof: iat out of acceptable window"),
+            (json!({"htm": "GET"}), None, "Invalid DPoP proof: htm mismatch"),
+            (json!({"htm": 5}), None, "Invalid DPoP proof: htm mismatch"),
+            (json!({"htu": "http://test/v1/other"}), None, "Invalid DPoP proof: htu mismatch"),
+            (json!({"htu": "http://test:80/v1/auth/token"}), None, "Invalid DPoP proof: htu mismatch"),
+            (json!({"htu": "https://test/v1/auth/token"}), None, "Invalid DPoP proof: htu mismatch"),
+            (json!({}), Some("token"), "Invalid DPoP proof: ath mismatch"),
+            (json!({"ath": access_token_hash("other")}), Some("token"), "Invalid DPoP proof: ath mismatch"),
+        ];
+        for (overrides, token, expected) in cases {
+            let proof = key.sign(&claims(overrides.clone()));
+            assert_eq!(detail(&proof, &expect(token, None)), expected, "{overrides}");
+        }
+    }
+
+    #[test]
+    fn iat_window_edges_are_inclusive_and_numeric_strings_pass() {
+        let key = DpopKey::generate().unwrap();
+        for iat in [json!(NOW - 60), json!(NOW + 5), json!(NOW as f64 + 4.5), json!(NOW.to_string())] {
+            let proof = key.sign(&claims(json!({ "iat": iat.clone() })));
+            assert!(check(&proof, &expect(None, None)).is_ok(), "{iat}");
+        }
+    }
+
+    #[test]
+    fn ws_urls_and_queries_match_their_http_form() {
+        let key = DpopKey::generate().unwrap();
+        let proof = key.sign(&claims(json!({"htu": "ws://test/v1/auth/token?x=1"})));
+        assert!(check(&proof, &expect(None, None)).is_ok());
+    }
+
+    #[test]
+    fn d14_nonce_missing_or_unknown() {
+        let key = DpopKey::generate().unwrap();
+        for nonce in [None, Some("stale"), Some("")] {
+            let proof = key.proof("POST", HTU, None, nonce, NOW);
+            assert_eq!(check(&proof, &expect(None, nonces())), Err(DpopError::NonceRequired));
+            assert_eq!(DpopError::NonceRequired.to_string(), "use_dpop_nonce");
+        }
+    }
+
+    /// Polls a future that completes without waiting (the in-memory store's do).
+    fn ready<F: std::future::Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(output) => output,
+            std::task::Poll::Pending => panic!("in-memory store future was pending"),
+        }
+    }
+
+    #[test]
+    fn d15_replay_and_nothing_consumed_on_failure() {
+        let key = DpopKey::generate().unwrap();
+        let store = MemoryReplayStore::new();
+        // A proof refused for its nonce consumes nothing: the client may retry.
+        let refused = key.proof("POST", HTU, None, None, NOW);
+        assert_eq!(ready(verify(&refused, &expect(None, nonces()), &store)), Err(DpopError::NonceRequired));
+        assert!(store.is_empty());
+        let proof = key.proof("POST", HTU, None, Some("n-current"), NOW);
+        assert_eq!(ready(verify(&proof, &expect(None, nonces()), &store)).unwrap(), key.jkt());
+        assert_eq!(ready(verify(&proof, &expect(None, nonces()), &store)), Err(DpopError::Replay));
+        assert_eq!(DpopError::Replay.to_string(), "DPoP proof replay detected");
+    }
+}

@@ -64,21 +64,30 @@ pub struct TransactionTokenResponse {
 /// `GET /.well-known/jwks.json` body: `{"keys":[<one RSA JWK>]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Jwks {
-    pub keys: Vec<RsaJwk>,
+    pub keys: Vec<JwksKey>,
 }
 
 /// The broker's public signing key as published in [`Jwks`], members in the reference order
-/// `kty, use, alg, kid, n, e` (`"RSA"`, `"sig"`, `"RS256"`, RFC 7638 thumbprint, b64url-np
-/// minimal big-endian modulus and exponent).
+/// `kty, use, alg, kid` then the key members: `n, e` for RSA (the reference's only form:
+/// `"RSA"`, `"RS256"`), `crv, x, y` for EC (ES256, our default). Values are b64url without
+/// padding; `kid` is the RFC 7638 thumbprint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RsaJwk {
+pub struct JwksKey {
     pub kty: String,
     #[serde(rename = "use")]
     pub use_: String,
     pub alg: String,
     pub kid: String,
-    pub n: String,
-    pub e: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub n: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub e: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub crv: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub x: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub y: Option<String>,
 }
 
 #[cfg(test)]
@@ -148,6 +157,7 @@ mod tests {
             r#"{"keys":[{"kty":"RSA","use":"sig","alg":"RS256","kid":"NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs","n":"0vx7","e":"AQAB"}]}"#,
         );
         assert_eq!(j.keys[0].use_, "sig");
-        assert_eq!(j.keys[0].e, "AQAB");
+        assert_eq!(j.keys[0].e.as_deref(), Some("AQAB"));
+        assert_eq!(j.keys[0].crv, None);
     }
 }
