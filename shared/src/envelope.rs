@@ -13,10 +13,10 @@
 use crate::encoding::{b64, canonical_json};
 use crate::keys::{self, KeyKind, PrivateKey, PublicKey};
 use crate::signature::{self, SignedFields};
+pub use crate::wire::broker::CipherBlob;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use aws_lc_rs::hkdf;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-pub use crate::wire::broker::CipherBlob;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
@@ -78,13 +78,28 @@ pub fn aad(session_id: &str, sender_agent_id: &str, client_seq: Option<u64>) -> 
 }
 
 /// Seals `payload` from `sender_key` to `recipient`.
-pub fn seal(sender_key: &PrivateKey, recipient: &PublicKey, fields: &MessageFields<'_>, payload: &Value) -> Result<Sealed, EnvelopeError> {
+pub fn seal(
+    sender_key: &PrivateKey,
+    recipient: &PublicKey,
+    fields: &MessageFields<'_>,
+    payload: &Value,
+) -> Result<Sealed, EnvelopeError> {
     let rng = SystemRandom::new();
     let mut aes_key = Zeroizing::new([0u8; KEY_LEN]);
     let mut iv = [0u8; IV_LEN];
-    rng.fill(aes_key.as_mut()).map_err(|_| EnvelopeError::Encryption("no randomness".into()))?;
-    rng.fill(&mut iv).map_err(|_| EnvelopeError::Encryption("no randomness".into()))?;
-    seal_with(sender_key, recipient, fields, payload, &aes_key, &iv, Wrap::Random)
+    rng.fill(aes_key.as_mut())
+        .map_err(|_| EnvelopeError::Encryption("no randomness".into()))?;
+    rng.fill(&mut iv)
+        .map_err(|_| EnvelopeError::Encryption("no randomness".into()))?;
+    seal_with(
+        sender_key,
+        recipient,
+        fields,
+        payload,
+        &aes_key,
+        &iv,
+        Wrap::Random,
+    )
 }
 
 enum Wrap<'a> {
@@ -105,7 +120,12 @@ fn seal_with(
     let failed = |e: keys::KeyError| EnvelopeError::Encryption(e.to_string());
     let inner_signature = signature::sign(sender_key, fields, payload).map_err(failed)?;
     let plaintext = json!({"inner_signature": inner_signature, "payload": payload});
-    let ciphertext = encrypt(aes_key, iv, &aad(fields.session_id, fields.sender_agent_id, fields.client_seq), &plaintext)?;
+    let ciphertext = encrypt(
+        aes_key,
+        iv,
+        &aad(fields.session_id, fields.sender_agent_id, fields.client_seq),
+        &plaintext,
+    )?;
     let (encrypted_key, ephemeral_pubkey) = match recipient.kind() {
         KeyKind::Rsa { .. } => (recipient.rsa_oaep_encrypt(aes_key).map_err(failed)?, None),
         KeyKind::Ec(_) => {
@@ -118,7 +138,10 @@ fn seal_with(
             }
             .map_err(failed)?;
             let wrapped = xor(aes_key, &hkdf_wrap_key(&shared));
-            (wrapped.to_vec(), Some(b64::url_padded(ephemeral.to_spki_pem().as_bytes())))
+            (
+                wrapped.to_vec(),
+                Some(b64::url_padded(ephemeral.to_spki_pem().as_bytes())),
+            )
         }
     };
     let blob = CipherBlob {
@@ -147,18 +170,36 @@ pub fn open(
     let decode = |text: &str| b64::decode_lenient(text).map_err(|_| EnvelopeError::Decryption);
     let wrapped = decode(&blob.encrypted_key)?;
     let aes_key: Zeroizing<Vec<u8>> = match recipient_key.public_key().kind() {
-        KeyKind::Rsa { .. } => recipient_key.rsa_oaep_decrypt(&wrapped).map_err(|_| EnvelopeError::Decryption)?,
+        KeyKind::Rsa { .. } => recipient_key
+            .rsa_oaep_decrypt(&wrapped)
+            .map_err(|_| EnvelopeError::Decryption)?,
         KeyKind::Ec(_) => {
-            let pem_bytes = decode(blob.ephemeral_pubkey.as_deref().ok_or(EnvelopeError::Decryption)?)?;
+            let pem_bytes = decode(
+                blob.ephemeral_pubkey
+                    .as_deref()
+                    .ok_or(EnvelopeError::Decryption)?,
+            )?;
             let pem = std::str::from_utf8(&pem_bytes).map_err(|_| EnvelopeError::Decryption)?;
             let ephemeral = PublicKey::from_spki_pem(pem).map_err(|_| EnvelopeError::Decryption)?;
-            let shared = recipient_key.ecdh(&ephemeral).map_err(|_| EnvelopeError::Decryption)?;
+            let shared = recipient_key
+                .ecdh(&ephemeral)
+                .map_err(|_| EnvelopeError::Decryption)?;
             Zeroizing::new(xor(&wrapped, &hkdf_wrap_key(&shared)).to_vec())
         }
     };
-    let key: &[u8; KEY_LEN] = aes_key.as_slice().try_into().map_err(|_| EnvelopeError::Decryption)?;
-    let iv: [u8; IV_LEN] = decode(&blob.iv)?.try_into().map_err(|_| EnvelopeError::Decryption)?;
-    let plaintext = decrypt(key, &iv, &aad(session_id, sender_agent_id, client_seq), &decode(&blob.ciphertext)?)?;
+    let key: &[u8; KEY_LEN] = aes_key
+        .as_slice()
+        .try_into()
+        .map_err(|_| EnvelopeError::Decryption)?;
+    let iv: [u8; IV_LEN] = decode(&blob.iv)?
+        .try_into()
+        .map_err(|_| EnvelopeError::Decryption)?;
+    let plaintext = decrypt(
+        key,
+        &iv,
+        &aad(session_id, sender_agent_id, client_seq),
+        &decode(&blob.ciphertext)?,
+    )?;
     let mut inner: serde_json::Map<String, Value> = match serde_json::from_slice(&plaintext) {
         Ok(Value::Object(map)) => map,
         _ => return Err(EnvelopeError::Decryption),
@@ -170,7 +211,13 @@ pub fn open(
     };
     let verdict = match (signed, sender_key) {
         (Some((nonce, timestamp)), Some(sender_key)) => {
-            let fields = SignedFields { session_id, sender_agent_id, nonce, timestamp, client_seq };
+            let fields = SignedFields {
+                session_id,
+                sender_agent_id,
+                nonce,
+                timestamp,
+                client_seq,
+            };
             match signature::verify(sender_key, &fields, &payload, &inner_signature) {
                 Ok(()) => InnerSignature::Verified,
                 Err(_) => InnerSignature::Invalid,
@@ -178,23 +225,50 @@ pub fn open(
         }
         _ => InnerSignature::Unchecked,
     };
-    Ok(Opened { payload, inner_signature, inner: verdict })
+    Ok(Opened {
+        payload,
+        inner_signature,
+        inner: verdict,
+    })
 }
 
-fn encrypt(key: &[u8; KEY_LEN], iv: &[u8; IV_LEN], aad: &str, plaintext: &Value) -> Result<Vec<u8>, EnvelopeError> {
-    let sealing = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).map_err(|_| EnvelopeError::Encryption("AES key".into()))?);
+fn encrypt(
+    key: &[u8; KEY_LEN],
+    iv: &[u8; IV_LEN],
+    aad: &str,
+    plaintext: &Value,
+) -> Result<Vec<u8>, EnvelopeError> {
+    let sealing = LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, key)
+            .map_err(|_| EnvelopeError::Encryption("AES key".into()))?,
+    );
     let mut data = canonical_json::to_vec(plaintext);
     sealing
-        .seal_in_place_append_tag(Nonce::assume_unique_for_key(*iv), Aad::from(aad.as_bytes()), &mut data)
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(*iv),
+            Aad::from(aad.as_bytes()),
+            &mut data,
+        )
         .map_err(|_| EnvelopeError::Encryption("AES-GCM".into()))?;
     Ok(data)
 }
 
-fn decrypt(key: &[u8; KEY_LEN], iv: &[u8; IV_LEN], aad: &str, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
-    let opening = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).map_err(|_| EnvelopeError::Decryption)?);
+fn decrypt(
+    key: &[u8; KEY_LEN],
+    iv: &[u8; IV_LEN],
+    aad: &str,
+    ciphertext: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
+    let opening = LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, key).map_err(|_| EnvelopeError::Decryption)?,
+    );
     let mut data = Zeroizing::new(ciphertext.to_vec());
     let len = opening
-        .open_in_place(Nonce::assume_unique_for_key(*iv), Aad::from(aad.as_bytes()), &mut data)
+        .open_in_place(
+            Nonce::assume_unique_for_key(*iv),
+            Aad::from(aad.as_bytes()),
+            &mut data,
+        )
         .map_err(|_| EnvelopeError::Decryption)?
         .len();
     data.truncate(len);
@@ -220,4 +294,256 @@ fn xor(data: &[u8], key: &[u8; KEY_LEN]) -> Zeroizing<[u8; KEY_LEN]> {
         *slot = a ^ b;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::KeyType;
+    use serde_json::json;
+
+    /// The reference's P-256 test key (`dpop_proof.json`), recipient of Appendix A.1.
+    const A1_RECIPIENT: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgevZzL1gdAFr88hb2\nOF/2NxApJCzGCEDdfSp6VQO30hyhRANCAAQRWz+jn65BtOMvdyHKcvjBeBSDZH2r\n1RTwjmYSi9R/zpBnuQ4EiMnCqfMPWiZqB4QdbAd0E7oH50VpuZ1P087G\n-----END PRIVATE KEY-----\n";
+    const A1_SESSION: &str = "11111111-2222-3333-4444-555555555555";
+
+    fn a1_blob() -> CipherBlob {
+        CipherBlob {
+            ciphertext: "PCC_dauAsET-KPDl0J0NH-b0vRajMhheFEWV5GQFb9NlMpSHjbV34ACGRc_g4kRUgXsd8HWMfKS5lIJ9m3Z2xh78Ei4=".into(),
+            iv: "AAECAwQFBgcICQoL".into(),
+            encrypted_key: "_pRo54WSpXp8CVikdKNyekEIggxo5LNkQ-Kktroo2Co=".into(),
+            ephemeral_pubkey: Some("LS0tLS1CRUdJTiBQVUJMSUMgS0VZLS0tLS0KTUZrd0V3WUhLb1pJemowQ0FRWUlLb1pJemowREFRY0RRZ0FFdlRkYmxacnlIMG9EejF1YVJ1M1hiZW5yZVFMNgpTa0M1MEVxa2VWeFBqay9ZMU91d2hsdUhqcEpqTFhwWVFnOGN3a0cvSzk3SlRUQTREZS84L1NETmNRPT0KLS0tLS1FTkQgUFVCTElDIEtFWS0tLS0tCg==".into()),
+        }
+    }
+
+    fn hex(text: &str) -> Vec<u8> {
+        ::hex::decode(text).unwrap()
+    }
+
+    #[test]
+    fn a1_reference_ec_blob_opens() {
+        let recipient = PrivateKey::from_pem(A1_RECIPIENT).unwrap();
+        let opened = open(
+            &recipient,
+            A1_SESSION,
+            "acme::buyer",
+            Some(0),
+            &a1_blob(),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(opened.payload, json!({"text": "hello"}));
+        assert_eq!(opened.inner_signature, "SIG");
+        assert_eq!(opened.inner, InnerSignature::Unchecked);
+        // The AAD binds session, sender and sequence.
+        for (session, sender, seq) in [
+            ("other", "acme::buyer", Some(0)),
+            (A1_SESSION, "acme::seller", Some(0)),
+            (A1_SESSION, "acme::buyer", None),
+            (A1_SESSION, "acme::buyer", Some(1)),
+        ] {
+            assert_eq!(
+                open(&recipient, session, sender, seq, &a1_blob(), None, None),
+                Err(EnvelopeError::Decryption)
+            );
+        }
+    }
+
+    #[test]
+    fn a1_key_wrap_is_byte_exact() {
+        let recipient = PrivateKey::from_pem(A1_RECIPIENT).unwrap();
+        let scalar = hex("e94d9a53300e54bdee511a598a80aa073841bb3464360b7a7fcacbf7479e9cb8");
+        let (shared, ephemeral) = keys::ecdh_with_scalar(&scalar, recipient.public_key()).unwrap();
+        assert_eq!(
+            shared.as_slice(),
+            hex("18c29722af3165712cd6c7a4120e33159896bd921bca9fd175428b0710f009cb")
+        );
+        assert_eq!(
+            hkdf_wrap_key(&shared).to_vec(),
+            hex("fe956ae48197a37d740052af78ae7c755119901f7cf1a5735bfbbeada635c635")
+        );
+        let aes_key: [u8; 32] = std::array::from_fn(|i| i as u8);
+        let iv: [u8; 12] = std::array::from_fn(|i| i as u8);
+        assert_eq!(
+            b64::url_padded(xor(&aes_key, &hkdf_wrap_key(&shared)).as_slice()),
+            a1_blob().encrypted_key
+        );
+        assert_eq!(
+            Some(b64::url_padded(ephemeral.to_spki_pem().as_bytes())),
+            a1_blob().ephemeral_pubkey
+        );
+        let plaintext = json!({"inner_signature": "SIG", "payload": {"text": "hello"}});
+        let aad = aad(A1_SESSION, "acme::buyer", Some(0));
+        assert_eq!(
+            b64::url_padded(&encrypt(&aes_key, &iv, &aad, &plaintext).unwrap()),
+            a1_blob().ciphertext
+        );
+        // Through the whole sealing path with the same ephemeral key, only the signatures vary.
+        let sender = PrivateKey::generate(KeyType::EcP256).unwrap();
+        let fields = MessageFields {
+            session_id: A1_SESSION,
+            sender_agent_id: "acme::buyer",
+            nonce: "n",
+            timestamp: 1,
+            client_seq: Some(0),
+        };
+        let sealed = seal_with(
+            &sender,
+            recipient.public_key(),
+            &fields,
+            &json!({"text": "hello"}),
+            &aes_key,
+            &iv,
+            Wrap::EphemeralScalar(&scalar),
+        )
+        .unwrap();
+        assert_eq!(sealed.blob.encrypted_key, a1_blob().encrypted_key);
+        assert_eq!(sealed.blob.ephemeral_pubkey, a1_blob().ephemeral_pubkey);
+    }
+
+    #[test]
+    fn outer_signature_covers_the_canonical_blob_in_sorted_order() {
+        let blob = a1_blob();
+        let canonical = canonical_json::to_string(&blob_value(&blob));
+        let order: Vec<usize> = ["ciphertext", "encrypted_key", "ephemeral_pubkey", "iv"]
+            .iter()
+            .map(|k| canonical.find(k).unwrap())
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn seal_and_open_for_every_sender_and_recipient_key_type() {
+        let types = [KeyType::Rsa2048, KeyType::EcP256, KeyType::EcP384];
+        let payload =
+            json!({"order": {"sku": "A-1", "qty": 3, "note": "naïve ☃ 😀", "price": 12.5}});
+        for sender_type in types {
+            let sender = PrivateKey::generate(sender_type).unwrap();
+            for recipient_type in types {
+                let recipient = PrivateKey::generate(recipient_type).unwrap();
+                let fields = MessageFields {
+                    session_id: A1_SESSION,
+                    sender_agent_id: "acme::buyer",
+                    nonce: "n-1",
+                    timestamp: 1_700_000_000,
+                    client_seq: Some(7),
+                };
+                let sealed = seal(&sender, recipient.public_key(), &fields, &payload).unwrap();
+                assert_eq!(
+                    sealed.blob.ephemeral_pubkey.is_some(),
+                    recipient_type != KeyType::Rsa2048
+                );
+                // The broker's check: the outer signature over the blob.
+                signature::verify(
+                    sender.public_key(),
+                    &fields,
+                    &blob_value(&sealed.blob),
+                    &sealed.signature,
+                )
+                .unwrap();
+                let opened = open(
+                    &recipient,
+                    A1_SESSION,
+                    "acme::buyer",
+                    Some(7),
+                    &sealed.blob,
+                    Some(("n-1", 1_700_000_000)),
+                    Some(sender.public_key()),
+                )
+                .unwrap();
+                assert_eq!(opened.payload, payload);
+                assert_eq!(opened.inner, InnerSignature::Verified);
+                // A forged sender key or a changed timestamp shows as an invalid inner signature.
+                let impostor = PrivateKey::generate(sender_type).unwrap();
+                let forged = open(
+                    &recipient,
+                    A1_SESSION,
+                    "acme::buyer",
+                    Some(7),
+                    &sealed.blob,
+                    Some(("n-1", 1_700_000_000)),
+                    Some(impostor.public_key()),
+                )
+                .unwrap();
+                assert_eq!(forged.inner, InnerSignature::Invalid);
+                let wrong_time = open(
+                    &recipient,
+                    A1_SESSION,
+                    "acme::buyer",
+                    Some(7),
+                    &sealed.blob,
+                    Some(("n-1", 1_700_000_001)),
+                    Some(sender.public_key()),
+                )
+                .unwrap();
+                assert_eq!(wrong_time.inner, InnerSignature::Invalid);
+            }
+        }
+    }
+
+    #[test]
+    fn tampering_and_wrong_recipients_fail_decryption() {
+        let sender = PrivateKey::generate(KeyType::EcP256).unwrap();
+        for recipient_type in [KeyType::Rsa2048, KeyType::EcP256] {
+            let recipient = PrivateKey::generate(recipient_type).unwrap();
+            let stranger = PrivateKey::generate(recipient_type).unwrap();
+            let fields = MessageFields {
+                session_id: "s",
+                sender_agent_id: "a::b",
+                nonce: "n",
+                timestamp: 1,
+                client_seq: None,
+            };
+            let sealed = seal(&sender, recipient.public_key(), &fields, &json!({"x": 1})).unwrap();
+            let flip = |text: &str| {
+                let mut bytes = b64::decode_lenient(text).unwrap();
+                bytes[0] ^= 1;
+                b64::url_padded(&bytes)
+            };
+            let mut variants = vec![
+                CipherBlob {
+                    ciphertext: flip(&sealed.blob.ciphertext),
+                    ..sealed.blob.clone()
+                },
+                CipherBlob {
+                    iv: flip(&sealed.blob.iv),
+                    ..sealed.blob.clone()
+                },
+                CipherBlob {
+                    encrypted_key: flip(&sealed.blob.encrypted_key),
+                    ..sealed.blob.clone()
+                },
+                CipherBlob {
+                    iv: "AAAA".into(),
+                    ..sealed.blob.clone()
+                },
+                CipherBlob {
+                    ciphertext: "%%%".into(),
+                    ..sealed.blob.clone()
+                },
+            ];
+            if let Some(ephemeral) = &sealed.blob.ephemeral_pubkey {
+                variants.push(CipherBlob {
+                    ephemeral_pubkey: Some(flip(ephemeral)),
+                    ..sealed.blob.clone()
+                });
+                variants.push(CipherBlob {
+                    ephemeral_pubkey: None,
+                    ..sealed.blob.clone()
+                });
+            }
+            for blob in variants {
+                let error = open(&recipient, "s", "a::b", None, &blob, None, None).unwrap_err();
+                assert_eq!(
+                    error.to_string(),
+                    "E2E decryption failed: message integrity cannot be verified"
+                );
+            }
+            assert_eq!(
+                open(&stranger, "s", "a::b", None, &sealed.blob, None, None),
+                Err(EnvelopeError::Decryption)
+            );
+            assert!(open(&recipient, "s", "a::b", None, &sealed.blob, None, None).is_ok());
+        }
+    }
 }

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 pub struct ReplayStoreError(pub String);
 
 /// What [`ReplayStore::consume`] returns.
-pub type ConsumeFuture<'a> = Pin<Box<dyn Future<Output = Result<Consumed, ReplayStoreError>> + Send + 'a>>;
+pub type ConsumeFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Consumed, ReplayStoreError>> + Send + 'a>>;
 
 /// Outcome of consuming a single-use identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +48,10 @@ impl MemoryReplayStore {
     /// Synchronous form of [`ReplayStore::consume`].
     pub fn consume_now(&self, key: &str, ttl: Duration) -> Consumed {
         let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         // Amortised purge: only when the map has grown, so the common path stays O(1).
         if entries.len() >= 1024 && entries.len().is_power_of_two() {
             entries.retain(|_, expiry| *expiry > now);
@@ -63,7 +67,10 @@ impl MemoryReplayStore {
 
     /// Number of recorded entries, expired ones included until purged.
     pub fn len(&self) -> usize {
-        self.entries.lock().map(|entries| entries.len()).unwrap_or(0)
+        self.entries
+            .lock()
+            .map(|entries| entries.len())
+            .unwrap_or(0)
     }
 
     /// Whether nothing is recorded.
@@ -86,9 +93,18 @@ mod tests {
     #[test]
     fn second_use_is_a_replay_until_expiry() {
         let store = MemoryReplayStore::new();
-        assert_eq!(store.consume_now("a", Duration::from_secs(60)), Consumed::Fresh);
-        assert_eq!(store.consume_now("a", Duration::from_secs(60)), Consumed::Replay);
-        assert_eq!(store.consume_now("b", Duration::from_secs(60)), Consumed::Fresh);
+        assert_eq!(
+            store.consume_now("a", Duration::from_secs(60)),
+            Consumed::Fresh
+        );
+        assert_eq!(
+            store.consume_now("a", Duration::from_secs(60)),
+            Consumed::Replay
+        );
+        assert_eq!(
+            store.consume_now("b", Duration::from_secs(60)),
+            Consumed::Fresh
+        );
         assert_eq!(store.consume_now("gone", Duration::ZERO), Consumed::Fresh);
         assert_eq!(store.consume_now("gone", Duration::ZERO), Consumed::Fresh);
     }

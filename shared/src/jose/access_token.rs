@@ -48,7 +48,11 @@ pub struct AccessTokenClaims {
 impl AccessTokenClaims {
     /// The DPoP key thumbprint the token is bound to, if any.
     pub fn jkt(&self) -> Option<&str> {
-        self.cnf.as_ref()?.get("jkt")?.as_str().filter(|jkt| !jkt.is_empty())
+        self.cnf
+            .as_ref()?
+            .get("jkt")?
+            .as_str()
+            .filter(|jkt| !jkt.is_empty())
     }
 }
 
@@ -167,16 +171,147 @@ impl TokenVerifier {
         if jws.alg() != Some(self.alg) {
             return Err(TokenError::WrongAlgorithm);
         }
-        let claims = jws.verify(self.alg, &self.key).map_err(|_| TokenError::BadSignature)?;
+        let claims = jws
+            .verify(self.alg, &self.key)
+            .map_err(|_| TokenError::BadSignature)?;
         let time = TimeRules {
             require_exp: true,
             leeway_secs: 0,
             max_iat_skew_secs: Some(5),
         };
         time.check(&claims, now).map_err(|_| TokenError::Expired)?;
-        if claims.get("iss").and_then(Value::as_str) != Some(ISSUER) || !audience_contains(&claims, AUDIENCE) {
+        if claims.get("iss").and_then(Value::as_str) != Some(ISSUER)
+            || !audience_contains(&claims, AUDIENCE)
+        {
             return Err(TokenError::WrongIssuerOrAudience);
         }
         serde_json::from_value(Value::Object(claims)).map_err(|_| TokenError::MissingClaims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::KeyType;
+    use serde_json::json;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn claims() -> AccessTokenClaims {
+        AccessTokenClaims {
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            sub: "spiffe://atn.local/acme/buyer".into(),
+            agent_id: "acme::buyer".into(),
+            org: "acme".into(),
+            scope: vec!["order.read".into()],
+            iat: NOW,
+            exp: NOW + 1800,
+            jti: "5b0e6f4e-0000-4000-8000-000000000000".into(),
+            cnf: Some(json!({"jkt": "thumb"}).as_object().unwrap().clone()),
+        }
+    }
+
+    #[test]
+    fn tokens_round_trip_with_es256_and_rs256_keys() {
+        for (key_type, alg) in [(KeyType::EcP256, "ES256"), (KeyType::Rsa2048, "RS256")] {
+            let signer = TokenSigner::new(PrivateKey::generate(key_type).unwrap()).unwrap();
+            let token = signer.sign(&claims()).unwrap();
+            let header = CompactJws::parse(&token).unwrap().header;
+            assert_eq!(
+                Value::Object(header),
+                json!({"alg": alg, "kid": signer.kid(), "typ": "JWT"})
+            );
+            let verified = signer.verifier().verify(&token, NOW).unwrap();
+            assert_eq!(verified, claims());
+            assert_eq!(verified.jkt(), Some("thumb"));
+        }
+    }
+
+    #[test]
+    fn claims_are_emitted_in_the_reference_order() {
+        let text = serde_json::to_string(&claims()).unwrap();
+        let order = [
+            "\"iss\"",
+            "\"aud\"",
+            "\"sub\"",
+            "\"agent_id\"",
+            "\"org\"",
+            "\"scope\"",
+            "\"iat\"",
+            "\"exp\"",
+            "\"jti\"",
+            "\"cnf\"",
+        ];
+        let positions: Vec<usize> = order.iter().map(|name| text.find(name).unwrap()).collect();
+        assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "{text}");
+    }
+
+    #[test]
+    fn a02_forged_expired_and_foreign_tokens_are_refused() {
+        let signer = TokenSigner::new(PrivateKey::generate(KeyType::EcP256).unwrap()).unwrap();
+        let other = TokenSigner::new(PrivateKey::generate(KeyType::EcP256).unwrap()).unwrap();
+        let rsa = TokenSigner::new(PrivateKey::generate(KeyType::Rsa2048).unwrap()).unwrap();
+        let verifier = signer.verifier();
+        let with = |edit: fn(&mut AccessTokenClaims)| {
+            let mut c = claims();
+            edit(&mut c);
+            signer.sign(&c).unwrap()
+        };
+        let cases = [
+            (other.sign(&claims()).unwrap(), TokenError::BadSignature),
+            (rsa.sign(&claims()).unwrap(), TokenError::WrongAlgorithm),
+            (with(|c| c.exp = NOW), TokenError::Expired),
+            (with(|c| c.iat = NOW + 60), TokenError::Expired),
+            (
+                with(|c| c.iss = "someone".into()),
+                TokenError::WrongIssuerOrAudience,
+            ),
+            (
+                with(|c| c.aud = "agent-trust-broker".into()),
+                TokenError::WrongIssuerOrAudience,
+            ),
+            (
+                signer
+                    .sign(&json!({"iss": ISSUER, "aud": AUDIENCE, "exp": NOW + 10, "iat": NOW}))
+                    .unwrap(),
+                TokenError::MissingClaims,
+            ),
+            ("a.b.c".to_string(), TokenError::Malformed),
+        ];
+        for (token, expected) in cases {
+            let error = verifier.verify(&token, NOW).unwrap_err();
+            assert_eq!(error, expected);
+            assert_eq!(error.to_string(), "Token invalid or expired");
+        }
+    }
+
+    #[test]
+    fn unbound_tokens_have_no_jkt() {
+        let mut c = claims();
+        c.cnf = Some(Map::new());
+        assert_eq!(c.jkt(), None);
+        c.cnf = None;
+        assert_eq!(c.jkt(), None);
+    }
+
+    #[test]
+    fn jwks_publishes_the_verification_key() {
+        let ec = TokenSigner::new(PrivateKey::generate(KeyType::EcP256).unwrap()).unwrap();
+        let entry = ec.jwks_key();
+        assert_eq!(
+            (entry.kty.as_str(), entry.alg.as_str(), entry.crv.as_deref()),
+            ("EC", "ES256", Some("P-256"))
+        );
+        let rsa = TokenSigner::new(PrivateKey::generate(KeyType::Rsa2048).unwrap()).unwrap();
+        let text = serde_json::to_string(&rsa.jwks_key()).unwrap();
+        assert!(
+            text.starts_with(&format!(
+                r#"{{"kty":"RSA","use":"sig","alg":"RS256","kid":"{}","n":""#,
+                rsa.kid()
+            )),
+            "{text}"
+        );
+        assert!(text.ends_with(r#","e":"AQAB"}"#));
     }
 }

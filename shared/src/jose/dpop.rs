@@ -121,7 +121,10 @@ pub fn check(proof: &str, expect: &Expectations<'_>) -> Result<CheckedProof, Dpo
         .and_then(JwsAlg::from_name)
         .filter(|alg| matches!(alg, JwsAlg::ES256 | JwsAlg::PS256))
         .ok_or_else(|| DpopError::UnsupportedAlgorithm(python::repr(header.get("alg"))))?;
-    let jwk: &JwkObject = header.get("jwk").and_then(Value::as_object).ok_or(DpopError::MissingJwk)?;
+    let jwk: &JwkObject = header
+        .get("jwk")
+        .and_then(Value::as_object)
+        .ok_or(DpopError::MissingJwk)?;
     if jwk.contains_key("d") {
         return Err(DpopError::PrivateJwk);
     }
@@ -139,11 +142,17 @@ pub fn check(proof: &str, expect: &Expectations<'_>) -> Result<CheckedProof, Dpo
     if !(-expect.iat_window.max_future_secs..=expect.iat_window.max_age_secs).contains(&age) {
         return Err(DpopError::IatOutOfWindow);
     }
-    let htm = claims.get("htm").and_then(Value::as_str).ok_or(DpopError::HtmMismatch)?;
+    let htm = claims
+        .get("htm")
+        .and_then(Value::as_str)
+        .ok_or(DpopError::HtmMismatch)?;
     if !htm.eq_ignore_ascii_case(expect.htm) {
         return Err(DpopError::HtmMismatch);
     }
-    let proof_htu = claims.get("htu").and_then(Value::as_str).ok_or(DpopError::HtuMismatch)?;
+    let proof_htu = claims
+        .get("htu")
+        .and_then(Value::as_str)
+        .ok_or(DpopError::HtuMismatch)?;
     if !htu::matches(proof_htu, expect.htu) {
         return Err(DpopError::HtuMismatch);
     }
@@ -165,9 +174,16 @@ pub fn check(proof: &str, expect: &Expectations<'_>) -> Result<CheckedProof, Dpo
 
 /// The full §3.3 verification: [`check`], then consume the `jti` in `store` (step 13).
 /// Returns the proof key thumbprint.
-pub async fn verify(proof: &str, expect: &Expectations<'_>, store: &dyn ReplayStore) -> Result<String, DpopError> {
+pub async fn verify(
+    proof: &str,
+    expect: &Expectations<'_>,
+    store: &dyn ReplayStore,
+) -> Result<String, DpopError> {
     let checked = check(proof, expect)?;
-    match store.consume(&format!("dpop:jti:{}", checked.jti), JTI_TTL).await? {
+    match store
+        .consume(&format!("dpop:jti:{}", checked.jti), JTI_TTL)
+        .await?
+    {
         Consumed::Fresh => Ok(checked.jkt),
         Consumed::Replay => Err(DpopError::Replay),
     }
@@ -230,7 +246,9 @@ impl std::fmt::Debug for DpopKey {
 impl DpopKey {
     /// A fresh P-256 key, as the reference SDK makes for every login.
     pub fn generate() -> Result<DpopKey, crate::keys::KeyError> {
-        Ok(DpopKey::new(PrivateKey::generate(crate::keys::KeyType::EcP256)?)?)
+        Ok(DpopKey::new(PrivateKey::generate(
+            crate::keys::KeyType::EcP256,
+        )?)?)
     }
 
     /// Wraps an existing key: P-256 signs ES256, RSA signs PS256; anything else is refused.
@@ -252,7 +270,14 @@ impl DpopKey {
 
     /// A proof for `htm htu`, with `ath` when an access token is presented and the server
     /// nonce when one is known. `iat` is `now` in whole seconds; `jti` a fresh UUID v4.
-    pub fn proof(&self, htm: &str, htu: &str, access_token: Option<&str>, nonce: Option<&str>, now: i64) -> String {
+    pub fn proof(
+        &self,
+        htm: &str,
+        htu: &str,
+        access_token: Option<&str>,
+        nonce: Option<&str>,
+        now: i64,
+    ) -> String {
         let jti = uuid::Uuid::new_v4().to_string();
         let claims = ProofClaims {
             jti: &jti,
@@ -299,7 +324,10 @@ mod tests {
     }
 
     fn nonces() -> Option<ServerNonces<'static>> {
-        Some(ServerNonces { current: "n-current", previous: Some("n-previous") })
+        Some(ServerNonces {
+            current: "n-current",
+            previous: Some("n-previous"),
+        })
     }
 
     fn claims(overrides: Value) -> Value {
@@ -351,34 +379,59 @@ mod tests {
         let proof = key.proof("POST", HTU, Some("tok"), Some("n-current"), NOW);
         let header = CompactJws::parse(&proof).unwrap().header;
         assert_eq!(header["alg"], "PS256");
-        assert_eq!(check(&proof, &expect(Some("tok"), nonces())).unwrap().jkt, key.jkt());
+        assert_eq!(
+            check(&proof, &expect(Some("tok"), nonces())).unwrap().jkt,
+            key.jkt()
+        );
     }
 
     #[test]
     fn d01_malformed() {
-        assert_eq!(detail("not.a.valid.jwt.at.all", &expect(None, None)), "Invalid DPoP proof: malformed JWT");
-        assert_eq!(detail("W10.e30.c2ln", &expect(None, None)), "Invalid DPoP proof: malformed JWT");
+        assert_eq!(
+            detail("not.a.valid.jwt.at.all", &expect(None, None)),
+            "Invalid DPoP proof: malformed JWT"
+        );
+        assert_eq!(
+            detail("W10.e30.c2ln", &expect(None, None)),
+            "Invalid DPoP proof: malformed JWT"
+        );
     }
 
     #[test]
     fn d02_typ() {
         let key = PrivateKey::generate(KeyType::EcP256).unwrap();
         let jwk = jwk::public_jwk(key.public_key());
-        let proof = raw_proof(json!({"typ": "JWT", "jwk": jwk}), &claims(json!({})), &key, JwsAlg::ES256);
-        assert_eq!(detail(&proof, &expect(None, None)), "Invalid DPoP proof: typ must be 'dpop+jwt'");
+        let proof = raw_proof(
+            json!({"typ": "JWT", "jwk": jwk}),
+            &claims(json!({})),
+            &key,
+            JwsAlg::ES256,
+        );
+        assert_eq!(
+            detail(&proof, &expect(None, None)),
+            "Invalid DPoP proof: typ must be 'dpop+jwt'"
+        );
     }
 
     #[test]
     fn d03_unsupported_algorithms() {
         let key = PrivateKey::generate(KeyType::EcP256).unwrap();
         let jwk = jwk::public_jwk(key.public_key());
-        for (alg, shown) in [(json!("HS256"), "'HS256'"), (json!("none"), "'none'"), (json!("RS256"), "'RS256'"), (Value::Null, "None")] {
+        for (alg, shown) in [
+            (json!("HS256"), "'HS256'"),
+            (json!("none"), "'none'"),
+            (json!("RS256"), "'RS256'"),
+            (Value::Null, "None"),
+        ] {
             let mut header = json!({"typ": "dpop+jwt", "jwk": jwk});
             if !alg.is_null() {
                 header["alg"] = alg;
             }
             let proof = unsigned(header, &claims(json!({})));
-            assert_eq!(detail(&proof, &expect(None, None)), format!("Invalid DPoP proof: unsupported algorithm {shown}"));
+            assert_eq!(
+                detail(&proof, &expect(None, None)),
+                format!("Invalid DPoP proof: unsupported algorithm {shown}")
+            );
         }
     }
 
@@ -387,15 +440,33 @@ mod tests {
         let key = PrivateKey::generate(KeyType::EcP256).unwrap();
         let c = claims(json!({}));
         let missing = unsigned(json!({"typ": "dpop+jwt", "alg": "ES256"}), &c);
-        assert_eq!(detail(&missing, &expect(None, None)), "Invalid DPoP proof: missing jwk in header");
+        assert_eq!(
+            detail(&missing, &expect(None, None)),
+            "Invalid DPoP proof: missing jwk in header"
+        );
         let not_object = unsigned(json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": "x"}), &c);
-        assert_eq!(detail(&not_object, &expect(None, None)), "Invalid DPoP proof: missing jwk in header");
+        assert_eq!(
+            detail(&not_object, &expect(None, None)),
+            "Invalid DPoP proof: missing jwk in header"
+        );
         let mut private = jwk::public_jwk(key.public_key());
         private.insert("d".into(), "secret".into());
-        let with_d = unsigned(json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": private}), &c);
-        assert_eq!(detail(&with_d, &expect(None, None)), "Invalid DPoP proof: jwk contains private key material");
-        let okp = unsigned(json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": {"kty": "OKP", "crv": "Ed25519", "x": "AA"}}), &c);
-        assert_eq!(detail(&okp, &expect(None, None)), "Invalid DPoP proof: cannot compute JWK thumbprint");
+        let with_d = unsigned(
+            json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": private}),
+            &c,
+        );
+        assert_eq!(
+            detail(&with_d, &expect(None, None)),
+            "Invalid DPoP proof: jwk contains private key material"
+        );
+        let okp = unsigned(
+            json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": {"kty": "OKP", "crv": "Ed25519", "x": "AA"}}),
+            &c,
+        );
+        assert_eq!(
+            detail(&okp, &expect(None, None)),
+            "Invalid DPoP proof: cannot compute JWK thumbprint"
+        );
     }
 
     #[test]
@@ -404,8 +475,16 @@ mod tests {
         let other = PrivateKey::generate(KeyType::EcP256).unwrap();
         let p384 = PrivateKey::generate(KeyType::EcP384).unwrap();
         let c = claims(json!({}));
-        let wrong_key = raw_proof(json!({"typ": "dpop+jwt", "jwk": jwk::public_jwk(other.public_key())}), &c, &signer, JwsAlg::ES256);
-        let p384_jwk = unsigned(json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk::public_jwk(p384.public_key())}), &c);
+        let wrong_key = raw_proof(
+            json!({"typ": "dpop+jwt", "jwk": jwk::public_jwk(other.public_key())}),
+            &c,
+            &signer,
+            JwsAlg::ES256,
+        );
+        let p384_jwk = unsigned(
+            json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk::public_jwk(p384.public_key())}),
+            &c,
+        );
         let future_nbf = raw_proof(
             json!({"typ": "dpop+jwt", "jwk": jwk::public_jwk(signer.public_key())}),
             &claims(json!({"nbf": NOW + 60})),
@@ -413,12 +492,17 @@ mod tests {
             JwsAlg::ES256,
         );
         // A DER signature where ES256 wants raw r‖s.
-        let good = DpopKey::new(PrivateKey::from_pkcs8_der(signer.pkcs8_der()).unwrap()).unwrap().sign(&c);
+        let good = DpopKey::new(PrivateKey::from_pkcs8_der(signer.pkcs8_der()).unwrap())
+            .unwrap()
+            .sign(&c);
         let (input, _) = good.rsplit_once('.').unwrap();
         let der = signer.sign_message(input.as_bytes()).unwrap();
         let der_signed = format!("{input}.{}", b64::url_unpadded(&der));
         for proof in [wrong_key, p384_jwk, future_nbf, der_signed] {
-            assert_eq!(detail(&proof, &expect(None, None)), "Invalid DPoP proof: signature verification failed");
+            assert_eq!(
+                detail(&proof, &expect(None, None)),
+                "Invalid DPoP proof: signature verification failed"
+            );
         }
     }
 
@@ -426,30 +510,79 @@ mod tests {
     fn d08_to_d13_claim_checks() {
         let key = DpopKey::generate().unwrap();
         let cases = [
-            (json!({"jti": null}), None, "Invalid DPoP proof: missing jti"),
+            (
+                json!({"jti": null}),
+                None,
+                "Invalid DPoP proof: missing jti",
+            ),
             (json!({"jti": ""}), None, "Invalid DPoP proof: missing jti"),
-            (json!({"iat": null}), None, "Invalid DPoP proof: missing iat"),
-            (json!({"iat": NOW - 120}), None, "Invalid DPoP proof: iat out of acceptable window"),
-            (json!({"iat": NOW + 30}), None, "Invalid DPoP proof: iat out of acceptable window"),
-            (json!({"iat": "soon"}), None, "Invalid DPoP proof: iat out of acceptable window"),
-            (json!({"htm": "GET"}), None, "Invalid DPoP proof: htm mismatch"),
+            (
+                json!({"iat": null}),
+                None,
+                "Invalid DPoP proof: missing iat",
+            ),
+            (
+                json!({"iat": NOW - 120}),
+                None,
+                "Invalid DPoP proof: iat out of acceptable window",
+            ),
+            (
+                json!({"iat": NOW + 30}),
+                None,
+                "Invalid DPoP proof: iat out of acceptable window",
+            ),
+            (
+                json!({"iat": "soon"}),
+                None,
+                "Invalid DPoP proof: iat out of acceptable window",
+            ),
+            (
+                json!({"htm": "GET"}),
+                None,
+                "Invalid DPoP proof: htm mismatch",
+            ),
             (json!({"htm": 5}), None, "Invalid DPoP proof: htm mismatch"),
-            (json!({"htu": "http://test/v1/other"}), None, "Invalid DPoP proof: htu mismatch"),
-            (json!({"htu": "http://test:80/v1/auth/token"}), None, "Invalid DPoP proof: htu mismatch"),
-            (json!({"htu": "https://test/v1/auth/token"}), None, "Invalid DPoP proof: htu mismatch"),
+            (
+                json!({"htu": "http://test/v1/other"}),
+                None,
+                "Invalid DPoP proof: htu mismatch",
+            ),
+            (
+                json!({"htu": "http://test:80/v1/auth/token"}),
+                None,
+                "Invalid DPoP proof: htu mismatch",
+            ),
+            (
+                json!({"htu": "https://test/v1/auth/token"}),
+                None,
+                "Invalid DPoP proof: htu mismatch",
+            ),
             (json!({}), Some("token"), "Invalid DPoP proof: ath mismatch"),
-            (json!({"ath": access_token_hash("other")}), Some("token"), "Invalid DPoP proof: ath mismatch"),
+            (
+                json!({"ath": access_token_hash("other")}),
+                Some("token"),
+                "Invalid DPoP proof: ath mismatch",
+            ),
         ];
         for (overrides, token, expected) in cases {
             let proof = key.sign(&claims(overrides.clone()));
-            assert_eq!(detail(&proof, &expect(token, None)), expected, "{overrides}");
+            assert_eq!(
+                detail(&proof, &expect(token, None)),
+                expected,
+                "{overrides}"
+            );
         }
     }
 
     #[test]
     fn iat_window_edges_are_inclusive_and_numeric_strings_pass() {
         let key = DpopKey::generate().unwrap();
-        for iat in [json!(NOW - 60), json!(NOW + 5), json!(NOW as f64 + 4.5), json!(NOW.to_string())] {
+        for iat in [
+            json!(NOW - 60),
+            json!(NOW + 5),
+            json!(NOW as f64 + 4.5),
+            json!(NOW.to_string()),
+        ] {
             let proof = key.sign(&claims(json!({ "iat": iat.clone() })));
             assert!(check(&proof, &expect(None, None)).is_ok(), "{iat}");
         }
@@ -467,7 +600,10 @@ mod tests {
         let key = DpopKey::generate().unwrap();
         for nonce in [None, Some("stale"), Some("")] {
             let proof = key.proof("POST", HTU, None, nonce, NOW);
-            assert_eq!(check(&proof, &expect(None, nonces())), Err(DpopError::NonceRequired));
+            assert_eq!(
+                check(&proof, &expect(None, nonces())),
+                Err(DpopError::NonceRequired)
+            );
             assert_eq!(DpopError::NonceRequired.to_string(), "use_dpop_nonce");
         }
     }
@@ -488,11 +624,20 @@ mod tests {
         let store = MemoryReplayStore::new();
         // A proof refused for its nonce consumes nothing: the client may retry.
         let refused = key.proof("POST", HTU, None, None, NOW);
-        assert_eq!(ready(verify(&refused, &expect(None, nonces()), &store)), Err(DpopError::NonceRequired));
+        assert_eq!(
+            ready(verify(&refused, &expect(None, nonces()), &store)),
+            Err(DpopError::NonceRequired)
+        );
         assert!(store.is_empty());
         let proof = key.proof("POST", HTU, None, Some("n-current"), NOW);
-        assert_eq!(ready(verify(&proof, &expect(None, nonces()), &store)).unwrap(), key.jkt());
-        assert_eq!(ready(verify(&proof, &expect(None, nonces()), &store)), Err(DpopError::Replay));
+        assert_eq!(
+            ready(verify(&proof, &expect(None, nonces()), &store)).unwrap(),
+            key.jkt()
+        );
+        assert_eq!(
+            ready(verify(&proof, &expect(None, nonces()), &store)),
+            Err(DpopError::Replay)
+        );
         assert_eq!(DpopError::Replay.to_string(), "DPoP proof replay detected");
     }
 }

@@ -8,7 +8,9 @@
 
 /// The normalised form of `url` used for comparison.
 pub fn normalize(url: &str) -> String {
-    let url = url.replace("wss://", "https://").replace("ws://", "http://");
+    let url = url
+        .replace("wss://", "https://")
+        .replace("ws://", "http://");
     let (scheme, rest) = match url.split_once(':') {
         Some((scheme, rest)) if is_scheme(scheme) => (scheme.to_ascii_lowercase(), rest),
         _ => (String::new(), url.as_str()),
@@ -20,7 +22,9 @@ pub fn normalize(url: &str) -> String {
         }
         None => (String::new(), rest),
     };
-    let path_end = path_and_more.find(['?', '#']).unwrap_or(path_and_more.len());
+    let path_end = path_and_more
+        .find(['?', '#'])
+        .unwrap_or(path_and_more.len());
     let mut path = &path_and_more[..path_end];
     // Python's urlparse takes `;params` only from the last path segment.
     let last_segment = path.rfind('/').map_or(0, |i| i);
@@ -64,7 +68,10 @@ mod tests {
     fn normalisation_follows_the_reference() {
         let cases = [
             ("HTTP://Test/v1/Auth", "http://test/v1/Auth"),
-            ("wss://broker.example/v1/broker/ws", "https://broker.example/v1/broker/ws"),
+            (
+                "wss://broker.example/v1/broker/ws",
+                "https://broker.example/v1/broker/ws",
+            ),
             ("ws://b:8000/v1/broker/ws", "http://b:8000/v1/broker/ws"),
             ("http://test/v1/x?a=1#frag", "http://test/v1/x"),
             ("http://test/v1/x;p=1?q", "http://test/v1/x"),
@@ -83,17 +90,31 @@ mod tests {
         assert!(!matches("http://test:80/x", "http://test/x"));
         assert!(!matches("http://test/x/", "http://test/x"));
         assert!(!matches("https://test/x", "http://test/x"));
-        assert!(matches("ws://test/v1/broker/ws", "http://test/v1/broker/ws"));
+        assert!(matches(
+            "ws://test/v1/broker/ws",
+            "http://test/v1/broker/ws"
+        ));
         assert!(matches("http://test/x?query=1", "http://test/x"));
     }
 
     #[test]
     fn expected_url_prefers_the_public_url() {
         assert_eq!(
-            expected(Some("https://broker.example.com/"), "http", "127.0.0.1:8000", "/v1/auth/token"),
+            expected(
+                Some("https://broker.example.com/"),
+                "http",
+                "127.0.0.1:8000",
+                "/v1/auth/token"
+            ),
             "https://broker.example.com/v1/auth/token"
         );
-        assert_eq!(expected(Some(""), "http", "test", "/v1/x"), "http://test/v1/x");
-        assert_eq!(expected(None, "https", "Host:8443", "/v1/x"), "https://Host:8443/v1/x");
+        assert_eq!(
+            expected(Some(""), "http", "test", "/v1/x"),
+            "http://test/v1/x"
+        );
+        assert_eq!(
+            expected(None, "https", "Host:8443", "/v1/x"),
+            "https://Host:8443/v1/x"
+        );
     }
 }

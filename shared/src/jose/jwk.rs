@@ -31,7 +31,10 @@ pub fn thumbprint(jwk: &JwkObject) -> Result<String, JwkError> {
     };
     let mut members = Map::new();
     for name in required {
-        let value = jwk.get(*name).filter(|v| v.is_string()).ok_or(JwkError::Thumbprint)?;
+        let value = jwk
+            .get(*name)
+            .filter(|v| v.is_string())
+            .ok_or(JwkError::Thumbprint)?;
         members.insert((*name).to_owned(), value.clone());
     }
     let digest = Sha256::digest(canonical_json::to_string(&Value::Object(members)));
@@ -64,7 +67,10 @@ pub fn key_thumbprint(key: &PublicKey) -> String {
 /// reference SDK always sends them); RSA `n`/`e` are unsigned big-endian integers.
 pub fn public_key_from_jwk(jwk: &JwkObject) -> Result<PublicKey, JwkError> {
     let member = |name: &str| -> Result<Vec<u8>, JwkError> {
-        let text = jwk.get(name).and_then(Value::as_str).ok_or(JwkError::InvalidKey)?;
+        let text = jwk
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or(JwkError::InvalidKey)?;
         b64::decode_url(text).map_err(|_| JwkError::InvalidKey)
     };
     match jwk.get("kty").and_then(Value::as_str) {
@@ -74,9 +80,11 @@ pub fn public_key_from_jwk(jwk: &JwkObject) -> Result<PublicKey, JwkError> {
                 .and_then(Value::as_str)
                 .and_then(Curve::from_jwk_name)
                 .ok_or(JwkError::InvalidKey)?;
-            PublicKey::from_ec_coordinates(curve, &member("x")?, &member("y")?).map_err(|_| JwkError::InvalidKey)
+            PublicKey::from_ec_coordinates(curve, &member("x")?, &member("y")?)
+                .map_err(|_| JwkError::InvalidKey)
         }
-        Some("RSA") => PublicKey::from_rsa_components(&member("n")?, &member("e")?).map_err(|_| JwkError::InvalidKey),
+        Some("RSA") => PublicKey::from_rsa_components(&member("n")?, &member("e")?)
+            .map_err(|_| JwkError::InvalidKey),
         _ => Err(JwkError::InvalidKey),
     }
 }
@@ -104,10 +112,22 @@ mod tests {
 
     #[test]
     fn missing_members_and_unknown_kty_are_refused() {
-        assert_eq!(thumbprint(&object(json!({"kty": "OKP", "crv": "Ed25519", "x": "AA"}))), Err(JwkError::Thumbprint));
-        assert_eq!(thumbprint(&object(json!({"kty": "EC", "crv": "P-256", "x": "AA"}))), Err(JwkError::Thumbprint));
-        assert_eq!(thumbprint(&object(json!({"kty": "RSA", "n": "AA", "e": 3}))), Err(JwkError::Thumbprint));
-        assert_eq!(thumbprint(&object(json!({"n": "AA", "e": "AQAB"}))), Err(JwkError::Thumbprint));
+        assert_eq!(
+            thumbprint(&object(json!({"kty": "OKP", "crv": "Ed25519", "x": "AA"}))),
+            Err(JwkError::Thumbprint)
+        );
+        assert_eq!(
+            thumbprint(&object(json!({"kty": "EC", "crv": "P-256", "x": "AA"}))),
+            Err(JwkError::Thumbprint)
+        );
+        assert_eq!(
+            thumbprint(&object(json!({"kty": "RSA", "n": "AA", "e": 3}))),
+            Err(JwkError::Thumbprint)
+        );
+        assert_eq!(
+            thumbprint(&object(json!({"n": "AA", "e": "AQAB"}))),
+            Err(JwkError::Thumbprint)
+        );
     }
 
     #[test]

@@ -123,7 +123,10 @@ impl<'a> CompactJws<'a> {
 
     /// The `alg` header member if it names an allowed algorithm.
     pub fn alg(&self) -> Option<JwsAlg> {
-        self.header.get("alg").and_then(Value::as_str).and_then(JwsAlg::from_name)
+        self.header
+            .get("alg")
+            .and_then(Value::as_str)
+            .and_then(JwsAlg::from_name)
     }
 
     /// Verifies the signature with exactly `alg` under `key`, then decodes the claims object.
@@ -250,10 +253,16 @@ mod tests {
             let token = sign(Map::new(), &claims(), alg, key).unwrap();
             let jws = CompactJws::parse(&token).unwrap();
             assert_eq!(jws.alg(), Some(alg));
-            assert_eq!(Value::Object(jws.verify(alg, key.public_key()).unwrap()), claims());
+            assert_eq!(
+                Value::Object(jws.verify(alg, key.public_key()).unwrap()),
+                claims()
+            );
             for (other, other_key) in cases {
                 if !std::ptr::eq(other_key, key) {
-                    assert!(jws.verify(other, other_key.public_key()).is_err(), "{alg:?} vs {other:?}");
+                    assert!(
+                        jws.verify(other, other_key.public_key()).is_err(),
+                        "{alg:?} vs {other:?}"
+                    );
                 }
             }
         }
@@ -264,12 +273,24 @@ mod tests {
         let p256 = PrivateKey::generate(KeyType::EcP256).unwrap();
         let p384 = PrivateKey::generate(KeyType::EcP384).unwrap();
         let rsa = PrivateKey::generate(KeyType::Rsa2048).unwrap();
-        assert_eq!(sign(Map::new(), &claims(), JwsAlg::ES256, &p384), Err(JwsError::AlgorithmMismatch));
-        assert_eq!(sign(Map::new(), &claims(), JwsAlg::RS256, &p256), Err(JwsError::AlgorithmMismatch));
+        assert_eq!(
+            sign(Map::new(), &claims(), JwsAlg::ES256, &p384),
+            Err(JwsError::AlgorithmMismatch)
+        );
+        assert_eq!(
+            sign(Map::new(), &claims(), JwsAlg::RS256, &p256),
+            Err(JwsError::AlgorithmMismatch)
+        );
         let token = sign(Map::new(), &claims(), JwsAlg::RS256, &rsa).unwrap();
         let jws = CompactJws::parse(&token).unwrap();
-        assert_eq!(jws.verify(JwsAlg::PS256, rsa.public_key()), Err(JwsError::BadSignature));
-        assert_eq!(jws.verify(JwsAlg::ES256, p256.public_key()), Err(JwsError::BadSignature));
+        assert_eq!(
+            jws.verify(JwsAlg::PS256, rsa.public_key()),
+            Err(JwsError::BadSignature)
+        );
+        assert_eq!(
+            jws.verify(JwsAlg::ES256, p256.public_key()),
+            Err(JwsError::BadSignature)
+        );
         assert!(!JwsAlg::ES256.fits(p384.public_key()));
     }
 
@@ -288,23 +309,40 @@ mod tests {
         header.insert("kid".into(), "k".into());
         let token = sign(header, &claims(), JwsAlg::ES256, &key).unwrap();
         let header_b64 = token.split('.').next().unwrap();
-        assert_eq!(b64::decode_url(header_b64).unwrap(), br#"{"alg":"ES256","kid":"k","typ":"JWT"}"#);
+        assert_eq!(
+            b64::decode_url(header_b64).unwrap(),
+            br#"{"alg":"ES256","kid":"k","typ":"JWT"}"#
+        );
     }
 
     #[test]
     fn malformed_tokens_are_refused() {
-        for token in ["", "a.b", "not.a.valid.jwt.at.all", "e30.e30.!!", "W10.e30.AA", "bm90anNvbg.e30.AA"] {
+        for token in [
+            "",
+            "a.b",
+            "not.a.valid.jwt.at.all",
+            "e30.e30.!!",
+            "W10.e30.AA",
+            "bm90anNvbg.e30.AA",
+        ] {
             assert!(CompactJws::parse(token).is_err(), "{token}");
         }
         let key = PrivateKey::generate(KeyType::EcP256).unwrap();
         let token = sign(Map::new(), &json!([1]), JwsAlg::ES256, &key).unwrap();
         let jws = CompactJws::parse(&token).unwrap();
-        assert_eq!(jws.verify(JwsAlg::ES256, key.public_key()), Err(JwsError::BadPayload));
+        assert_eq!(
+            jws.verify(JwsAlg::ES256, key.public_key()),
+            Err(JwsError::BadPayload)
+        );
     }
 
     #[test]
     fn time_rules_follow_pyjwt() {
-        let rules = TimeRules { require_exp: true, leeway_secs: 0, max_iat_skew_secs: Some(0) };
+        let rules = TimeRules {
+            require_exp: true,
+            leeway_secs: 0,
+            max_iat_skew_secs: Some(0),
+        };
         let ok = json!({"exp": 101, "iat": 100, "nbf": 100});
         assert_eq!(rules.check(ok.as_object().unwrap(), 100), Ok(()));
         let cases = [
@@ -315,12 +353,33 @@ mod tests {
             (json!({"exp": "200"}), TimeError::NotANumber),
         ];
         for (claims, expected) in cases {
-            assert_eq!(rules.check(claims.as_object().unwrap(), 100), Err(expected), "{claims}");
+            assert_eq!(
+                rules.check(claims.as_object().unwrap(), 100),
+                Err(expected),
+                "{claims}"
+            );
         }
-        let lenient = TimeRules { require_exp: false, leeway_secs: 5, max_iat_skew_secs: None };
-        assert_eq!(lenient.check(json!({"iat": 1000, "exp": 97}).as_object().unwrap(), 100), Ok(()));
-        let skewed = TimeRules { require_exp: false, leeway_secs: 0, max_iat_skew_secs: Some(5) };
-        assert_eq!(skewed.check(json!({"iat": 105}).as_object().unwrap(), 100), Ok(()));
-        assert_eq!(skewed.check(json!({"iat": 106}).as_object().unwrap(), 100), Err(TimeError::NotYetValid));
+        let lenient = TimeRules {
+            require_exp: false,
+            leeway_secs: 5,
+            max_iat_skew_secs: None,
+        };
+        assert_eq!(
+            lenient.check(json!({"iat": 1000, "exp": 97}).as_object().unwrap(), 100),
+            Ok(())
+        );
+        let skewed = TimeRules {
+            require_exp: false,
+            leeway_secs: 0,
+            max_iat_skew_secs: Some(5),
+        };
+        assert_eq!(
+            skewed.check(json!({"iat": 105}).as_object().unwrap(), 100),
+            Ok(())
+        );
+        assert_eq!(
+            skewed.check(json!({"iat": 106}).as_object().unwrap(), 100),
+            Err(TimeError::NotYetValid)
+        );
     }
 }
