@@ -3,7 +3,7 @@
 //! aims it is compared with live in `shared/README.md`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use cullis_shared::envelope::{self, MessageFields};
+use cullis_shared::envelope;
 use cullis_shared::jose::access_token::{AccessTokenClaims, TokenSigner};
 use cullis_shared::jose::dpop::{self, DpopKey, Expectations, IatWindow, ServerNonces};
 use cullis_shared::keys::{KeyType, PrivateKey};

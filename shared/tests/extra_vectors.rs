@@ -173,10 +173,9 @@ fn python_ps256_dpop_proof_verifies_and_tampering_fails() {
             text(&vector["expected_jkt"])
         );
         let (input, sig) = proof.rsplit_once('.').unwrap();
-        let flipped = if sig.starts_with('A') {
-            format!("B{}", &sig[1..])
-        } else {
-            format!("A{}", &sig[1..])
+        let flipped = match sig.strip_prefix('A') {
+            Some(rest) => format!("B{rest}"),
+            None => format!("A{}", &sig[1..]),
         };
         assert_eq!(
             dpop::check(&format!("{input}.{flipped}"), &expect)

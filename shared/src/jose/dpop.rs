@@ -246,9 +246,7 @@ impl std::fmt::Debug for DpopKey {
 impl DpopKey {
     /// A fresh P-256 key, as the reference SDK makes for every login.
     pub fn generate() -> Result<DpopKey, crate::keys::KeyError> {
-        Ok(DpopKey::new(PrivateKey::generate(
-            crate::keys::KeyType::EcP256,
-        )?)?)
+        DpopKey::new(PrivateKey::generate(crate::keys::KeyType::EcP256)?)
     }
 
     /// Wraps an existing key: P-256 signs ES256, RSA signs PS256; anything else is refused.
