@@ -3,7 +3,10 @@
 use std::process::Command;
 
 fn broker(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cullis-broker")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_cullis-broker"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -12,14 +15,20 @@ fn help_lists_every_subcommand() {
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
     for subcommand in ["serve", "migrate", "pki"] {
-        assert!(help.contains(subcommand), "{subcommand} missing from:\n{help}");
+        assert!(
+            help.contains(subcommand),
+            "{subcommand} missing from:\n{help}"
+        );
     }
 }
 
 #[test]
 fn serve_help_documents_host_and_port_with_defaults() {
     let help = String::from_utf8(broker(&["serve", "--help"]).stdout).unwrap();
-    assert!(help.contains("--host") && help.contains("127.0.0.1"), "{help}");
+    assert!(
+        help.contains("--host") && help.contains("127.0.0.1"),
+        "{help}"
+    );
     assert!(help.contains("--port") && help.contains("8000"), "{help}");
 }
 

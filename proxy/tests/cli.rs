@@ -3,7 +3,10 @@
 use std::process::Command;
 
 fn proxy(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cullis-proxy")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_cullis-proxy"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -12,7 +15,10 @@ fn help_lists_every_subcommand() {
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
     for subcommand in ["serve", "org", "agent"] {
-        assert!(help.contains(subcommand), "{subcommand} missing from:\n{help}");
+        assert!(
+            help.contains(subcommand),
+            "{subcommand} missing from:\n{help}"
+        );
     }
 }
 
