@@ -1,0 +1,136 @@
+//! `agents`.
+
+use super::{flag, json_list, now_text, Db};
+use sqlx::Row;
+
+/// An agent row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    pub agent_id: String,
+    pub org_id: String,
+    pub display_name: String,
+    pub description: String,
+    pub capabilities: Vec<String>,
+    pub metadata_json: String,
+    pub is_active: bool,
+    pub registered_at: String,
+    pub cert_pem: Option<String>,
+    pub cert_thumbprint: Option<String>,
+    /// Tokens with `iat` ≤ this (Unix seconds) are revoked.
+    pub token_invalidated_at: Option<i64>,
+}
+
+impl Agent {
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Agent, sqlx::Error> {
+        Ok(Agent {
+            agent_id: row.try_get("agent_id")?,
+            org_id: row.try_get("org_id")?,
+            display_name: row.try_get("display_name")?,
+            description: row.try_get("description")?,
+            capabilities: json_list(&row.try_get::<String, _>("capabilities_json")?),
+            metadata_json: row.try_get("metadata_json")?,
+            is_active: flag(row, "is_active")?,
+            registered_at: row.try_get("registered_at")?,
+            cert_pem: row.try_get("cert_pem")?,
+            cert_thumbprint: row.try_get("cert_thumbprint")?,
+            token_invalidated_at: row.try_get("token_invalidated_at")?,
+        })
+    }
+}
+
+const COLUMNS: &str = "agent_id, org_id, display_name, description, capabilities_json, metadata_json, is_active, registered_at, cert_pem, cert_thumbprint, token_invalidated_at";
+
+/// What a new agent starts with.
+#[derive(Debug, Clone)]
+pub struct NewAgent<'a> {
+    pub agent_id: &'a str,
+    pub org_id: &'a str,
+    pub display_name: &'a str,
+    pub description: &'a str,
+    pub capabilities_json: &'a str,
+    pub metadata_json: &'a str,
+}
+
+impl Db {
+    pub async fn agent(&self, agent_id: &str) -> Result<Option<Agent>, sqlx::Error> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM agents WHERE agent_id = $1"))
+            .bind(agent_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(Agent::from_row).transpose()
+    }
+
+    pub async fn agents_of_org(&self, org_id: &str) -> Result<Vec<Agent>, sqlx::Error> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM agents WHERE org_id = $1 ORDER BY registered_at, agent_id"))
+            .bind(org_id)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(Agent::from_row).collect()
+    }
+
+    /// Inserts an agent; `Ok(false)` when the id is taken.
+    pub async fn insert_agent(&self, agent: &NewAgent<'_>) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "INSERT INTO agents (agent_id, org_id, display_name, description, capabilities_json, metadata_json, is_active, registered_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7) ON CONFLICT (agent_id) DO NOTHING",
+        )
+        .bind(agent.agent_id)
+        .bind(agent.org_id)
+        .bind(agent.display_name)
+        .bind(agent.description)
+        .bind(agent.capabilities_json)
+        .bind(agent.metadata_json)
+        .bind(now_text())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Pins `cert_pem` with its thumbprint. With `expected_thumbprint`, only if the pin is still
+    /// that value (or unset), so two concurrent first logins cannot pin two certificates.
+    pub async fn pin_agent_cert(&self, agent_id: &str, cert_pem: &str, thumbprint: &str) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE agents SET cert_pem = $1, cert_thumbprint = $2 WHERE agent_id = $3 AND (cert_thumbprint IS NULL OR cert_thumbprint = $2)",
+        )
+        .bind(cert_pem)
+        .bind(thumbprint)
+        .bind(agent_id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Rotation: a new pin and a revocation watermark, together.
+    pub async fn rotate_agent_cert(&self, agent_id: &str, cert_pem: &str, thumbprint: &str, invalidate_at: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE agents SET cert_pem = $1, cert_thumbprint = $2, token_invalidated_at = $3 WHERE agent_id = $4")
+            .bind(cert_pem)
+            .bind(thumbprint)
+            .bind(invalidate_at)
+            .bind(agent_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes every token of the agent issued at or before `at` (Unix seconds).
+    pub async fn invalidate_agent_tokens(&self, agent_id: &str, at: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE agents SET token_invalidated_at = $1 WHERE agent_id = $2")
+            .bind(at)
+            .bind(agent_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The revocation watermark alone (the hot path of every authenticated request).
+    pub async fn agent_token_watermark(&self, agent_id: &str) -> Result<Option<i64>, sqlx::Error> {
+        let row = sqlx::query("SELECT token_invalidated_at FROM agents WHERE agent_id = $1")
+            .bind(agent_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get::<Option<i64>, _>("token_invalidated_at")?,
+            None => None,
+        })
+    }
+}

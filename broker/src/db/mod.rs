@@ -1,0 +1,201 @@
+//! Storage: one sqlx `Any` pool over SQLite (the embedded default) or PostgreSQL, embedded
+//! migrations for each, and one repository module per table family. No SQL lives outside
+//! this module.
+//!
+//! SQL is written once for both engines: `$n` placeholders (SQLite accepts them), `ON CONFLICT
+//! … DO NOTHING`, `RETURNING`. Timestamps are RFC 3339 UTC text with six fraction digits, so
+//! they sort and compare as text on both engines.
+
+pub mod agents;
+pub mod audit;
+pub mod bindings;
+pub mod invites;
+pub mod orgs;
+pub mod revocation;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+use std::path::Path;
+use std::time::Duration;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which engine a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// The broker's database.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    engine: Engine,
+}
+
+/// A database that could not be opened; the message says what to check.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DbError(pub String);
+
+impl Db {
+    /// Opens `url` (`sqlite://path`, `sqlite::memory:`, `postgres://…`). A SQLite file and its
+    /// directory are created when missing and the database runs in WAL mode.
+    pub async fn connect(url: &str) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let engine = if url.starts_with("postgres") {
+            Engine::Postgres
+        } else if url.starts_with("sqlite") {
+            Engine::Sqlite
+        } else {
+            return Err(DbError(format!(
+                "DATABASE_URL '{}' is neither sqlite:// nor postgres://",
+                redact(url)
+            )));
+        };
+        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
+        let url = match engine {
+            Engine::Sqlite => {
+                let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+                if !path.starts_with(":memory:") {
+                    let file = path.split('?').next().unwrap_or(path);
+                    if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+                        std::fs::create_dir_all(dir)
+                            .map_err(|e| DbError(format!("cannot create the database directory {}: {e}", dir.display())))?;
+                    }
+                }
+                options = options.max_connections(8).after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+                            .await?;
+                        Ok(())
+                    })
+                });
+                if url.contains('?') {
+                    url.to_owned()
+                } else {
+                    format!("{url}?mode=rwc")
+                }
+            }
+            Engine::Postgres => {
+                options = options.max_connections(16);
+                url.to_owned()
+            }
+        };
+        let pool = options.connect(&url).await.map_err(|e| {
+            DbError(format!("cannot open DATABASE_URL '{}': {e} — check that the database server runs and the URL is right", redact(&url)))
+        })?;
+        Ok(Db { pool, engine })
+    }
+
+    /// Applies the embedded migrations for this engine.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        let migrator = match self.engine {
+            Engine::Sqlite => &SQLITE_MIGRATIONS,
+            Engine::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|e| DbError(format!("database migration failed: {e}")))
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// `SELECT 1`, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    }
+}
+
+/// The current time as stored: RFC 3339 UTC with six fraction digits.
+pub fn now_text() -> String {
+    timestamp_text(OffsetDateTime::now_utc())
+}
+
+/// Formats a time as stored.
+pub fn timestamp_text(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.microsecond()
+    )
+}
+
+/// Parses a stored (or any RFC 3339) time.
+pub fn parse_timestamp(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).ok()
+}
+
+/// Current Unix time in seconds.
+pub fn unix_now() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Whether an insert failed on a uniqueness constraint (the caller answers 409).
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn redact(url: &str) -> String {
+    // Hide a password in `scheme://user:password@host`.
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Reads a JSON text column as a list of strings (empty on garbage, which only a hand edit
+/// of the database could produce).
+pub(crate) fn json_list(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+/// Reads an integer column that holds a boolean.
+pub(crate) fn flag(row: &AnyRow, column: &str) -> Result<bool, sqlx::Error> {
+    use sqlx::Row;
+    Ok(row.try_get::<i64, _>(column)? != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_sort_as_text() {
+        let a = timestamp_text(OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap());
+        let b = timestamp_text(OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_500_000_000).unwrap());
+        assert_eq!(a, "2023-11-14T22:13:20.000000Z");
+        assert!(a < b);
+        assert_eq!(parse_timestamp(&b).unwrap().unix_timestamp(), 1_700_000_000);
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

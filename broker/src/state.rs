@@ -1,0 +1,82 @@
+//! The one typed state every handler shares.
+
+use crate::audit::Audit;
+use crate::config::Config;
+use crate::db::Db;
+use crate::kms::Kms;
+use crate::limits::RateLimiter;
+use crate::nonce::NonceManager;
+use cullis_shared::jose::access_token::{TokenSigner, TokenVerifier};
+use cullis_shared::replay::ReplayStore;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Shared broker state (cheap to clone).
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// What [`AppState`] holds.
+pub struct Inner {
+    pub config: Config,
+    pub db: Db,
+    pub audit: Audit,
+    pub kms: Kms,
+    pub tokens: TokenSigner,
+    pub token_verifier: TokenVerifier,
+    pub nonces: NonceManager,
+    pub dpop_replay: Arc<dyn ReplayStore>,
+    pub limiter: RateLimiter,
+    pub redis: Option<redis::aio::ConnectionManager>,
+    /// A bcrypt hash checked when an org is unknown, so timing does not reveal which ids exist.
+    pub dummy_secret_hash: String,
+    draining: AtomicBool,
+}
+
+impl AppState {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: Config,
+        db: Db,
+        kms: Kms,
+        tokens: TokenSigner,
+        nonces: NonceManager,
+        dpop_replay: Arc<dyn ReplayStore>,
+        limiter: RateLimiter,
+        redis: Option<redis::aio::ConnectionManager>,
+    ) -> AppState {
+        let dummy_secret_hash = bcrypt::hash("cullis-dummy-secret", config.bcrypt_cost).expect("bcrypt with a valid cost");
+        let token_verifier = tokens.verifier();
+        AppState(Arc::new(Inner {
+            audit: Audit::new(db.clone()),
+            config,
+            db,
+            kms,
+            tokens,
+            token_verifier,
+            nonces,
+            dpop_replay,
+            limiter,
+            redis,
+            dummy_secret_hash,
+            draining: AtomicBool::new(false),
+        }))
+    }
+
+    /// Marks the broker as shutting down (`/readyz` answers 503 from now on).
+    pub fn start_draining(&self) {
+        self.0.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.draining.load(Ordering::SeqCst)
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
