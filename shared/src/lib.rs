@@ -6,5 +6,6 @@
 
 pub mod encoding;
 pub mod keys;
+pub mod pki;
 mod pss;
 pub mod wire;
