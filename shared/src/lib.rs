@@ -18,6 +18,7 @@ pub mod encoding;
 pub mod envelope;
 pub mod jose;
 pub mod keys;
+pub mod pki;
 mod pss;
 pub mod replay;
 pub mod signature;
