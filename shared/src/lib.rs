@@ -11,6 +11,7 @@
 //! | [`jose`] | JWK thumbprints, JWS, DPoP, client assertions, access tokens |
 //! | [`signature`] | the message signing string and message signatures |
 //! | [`envelope`] | E2E envelopes: seal and open |
+//! | [`pki`] | org and broker CAs, agent certificates, CA and leaf checks, SPIFFE ids |
 //! | [`replay`] | single-use identifier stores (DPoP `jti`, nonces) |
 //! | [`wire`] | serde types of every API body |
 
