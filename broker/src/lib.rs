@@ -4,3 +4,7 @@
 //! Modules follow the resources of the API (`routes::*`) and the machinery behind them
 //! (`auth`, `db`, `kms`, `limits`, `audit`). Handlers are thin: they extract, call a service
 //! function, and map errors through [`error::ApiError`].
+
+pub mod limits;
+pub mod nonce;
+pub mod redis_store;
