@@ -2,9 +2,19 @@
 //! and the benchmark all start the same service.
 //!
 //! Modules follow the resources of the API (`routes::*`) and the machinery behind them
-//! (`auth`, `db`, `kms`, `limits`, `audit`). Handlers are thin: they extract, call a service
-//! function, and map errors through [`error::ApiError`].
+//! (`auth`, `db`, `kms`, `limits`, `nonce`, `audit`). Handlers are thin: they extract, call a
+//! service function, and map errors through [`error::ApiError`].
 
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod kms;
 pub mod limits;
 pub mod nonce;
+pub mod pki_init;
 pub mod redis_store;
+pub mod routes;
+pub mod server;
+pub mod state;

@@ -1,14 +1,21 @@
 //! `cullis-broker`: the central Cullis broker.
-//!
-//! The HTTP API, storage, policy and audit arrive with the broker issues; this binary already
-//! carries the command-line surface operators will use, so `--help` documents it from day one.
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use cullis_broker::config::{Config, KmsConfig, LogFormat};
+use cullis_broker::{pki_init, server};
+use cullis_shared::keys::KeyType;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 /// The central Cullis broker: onboards organisations, issues DPoP-bound tokens, relays end-to-end
 /// encrypted messages between agents of different organisations and keeps a hash-chained audit log.
+///
+/// Settings come from environment variables (ADMIN_SECRET, DATABASE_URL, REDIS_URL, TRUST_DOMAIN,
+/// BROKER_PUBLIC_URL, KMS_BACKEND, BROKER_CA_KEY_PATH, VAULT_*, LOG_FORMAT, …), from a `.env` file in
+/// the working directory, and from the flags below.
 #[derive(Debug, Parser)]
-#[command(name = "cullis-broker", version, about, long_about = None)]
+#[command(name = "cullis-broker", version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -18,14 +25,21 @@ struct Cli {
 enum Command {
     /// Run the broker HTTP API (default 127.0.0.1:8000).
     Serve {
-        /// Address to listen on.
-        #[arg(long, env = "BROKER_HOST", default_value = "127.0.0.1")]
+        /// Address to listen on [env: BROKER_HOST].
+        #[arg(long, default_value = "127.0.0.1")]
         host: String,
-        /// Port to listen on.
-        #[arg(long, env = "BROKER_PORT", default_value_t = 8000)]
+        /// Port to listen on; 0 picks a free port [env: BROKER_PORT].
+        #[arg(long, default_value_t = 8000)]
         port: u16,
+        /// Development mode: generate a missing ADMIN_SECRET and broker key under ./data/ and
+        /// print where they are.
+        #[arg(long)]
+        dev: bool,
+        /// Do not apply database migrations at start (run `cullis-broker migrate` instead).
+        #[arg(long)]
+        no_migrate: bool,
     },
-    /// Apply the embedded database migrations and exit.
+    /// Apply the embedded database migrations to DATABASE_URL and exit.
     Migrate,
     /// Broker PKI: create the broker CA and token-signing key.
     Pki {
@@ -36,23 +50,146 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PkiCommand {
-    /// Create the broker CA certificate and key (idempotent; files are written with mode 0600).
-    Init,
+    /// Create the broker key and CA certificate at BROKER_CA_KEY_PATH / BROKER_CA_CERT_PATH
+    /// (default certs/broker-ca-key.pem, certs/broker-ca.pem). Idempotent; files are mode 0600.
+    Init {
+        /// Key type: p256 signs ES256 tokens (fast, default); rsa signs RS256 like the reference.
+        #[arg(long, value_enum, default_value_t = KeyChoice::P256)]
+        key_type: KeyChoice,
+    },
 }
 
-fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    eprintln!(
-        "cullis-broker: `{}` is not implemented yet in this build",
-        command_name(&cli.command)
-    );
-    std::process::ExitCode::from(2)
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KeyChoice {
+    P256,
+    P384,
+    Rsa2048,
+    Rsa4096,
 }
 
-fn command_name(command: &Command) -> &'static str {
-    match command {
-        Command::Serve { .. } => "serve",
-        Command::Migrate => "migrate",
-        Command::Pki { .. } => "pki init",
+impl From<KeyChoice> for KeyType {
+    fn from(choice: KeyChoice) -> KeyType {
+        match choice {
+            KeyChoice::P256 => KeyType::EcP256,
+            KeyChoice::P384 => KeyType::EcP384,
+            KeyChoice::Rsa2048 => KeyType::Rsa2048,
+            KeyChoice::Rsa4096 => KeyType::Rsa4096,
+        }
     }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = dotenvy::dotenv();
+    let mut env: HashMap<String, String> = std::env::vars().collect();
+    let result = match cli.command {
+        Command::Serve { host, port, dev, no_migrate } => {
+            env.entry("BROKER_HOST".into()).or_insert(host);
+            if port != 8000 || !env.contains_key("BROKER_PORT") {
+                env.insert("BROKER_PORT".into(), port.to_string());
+            }
+            serve(env, dev, !no_migrate)
+        }
+        Command::Migrate => migrate(env),
+        Command::Pki { command: PkiCommand::Init { key_type } } => pki(env, key_type.into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("cullis-broker: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn serve(mut env: HashMap<String, String>, dev: bool, migrate: bool) -> Result<(), String> {
+    if dev {
+        prepare_dev(&mut env)?;
+    }
+    let config = Config::from_env(env).map_err(|e| e.to_string())?;
+    init_logging(config.log_format);
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    tracing::info!(database = %config.database_url.split('@').next_back().unwrap_or(""), kms = %server::describe_kms(&config.kms), "starting");
+    runtime()?.block_on(async move {
+        let state = server::build_state(config, migrate).await.map_err(|e| e.to_string())?;
+        server::serve(state, |address| {
+            println!("cullis-broker listening on http://{address}");
+            tracing::info!(%address, "listening");
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        tracing::info!("Cullis broker shutdown complete");
+        Ok(())
+    })
+}
+
+/// `--dev`: a persistent random admin secret and a broker key under ./data/, created once.
+fn prepare_dev(env: &mut HashMap<String, String>) -> Result<(), String> {
+    let data = Path::new("data");
+    std::fs::create_dir_all(data).map_err(|e| format!("cannot create ./data: {e}"))?;
+    if env.get("ADMIN_SECRET").is_none_or(|s| s.is_empty()) {
+        let path = data.join("admin_secret");
+        if !path.exists() {
+            use rand::RngCore;
+            let mut bytes = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            std::fs::write(&path, hex::encode(bytes)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+            }
+        }
+        let secret = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        env.insert("ADMIN_SECRET".into(), secret.trim().to_owned());
+        eprintln!("cullis-broker --dev: admin secret in {}", path.display());
+    }
+    if env.get("KMS_BACKEND").is_none_or(|b| b.eq_ignore_ascii_case("local")) {
+        let key = env.entry("BROKER_CA_KEY_PATH".into()).or_insert_with(|| "data/certs/broker-ca-key.pem".into()).clone();
+        let cert = env.entry("BROKER_CA_CERT_PATH".into()).or_insert_with(|| "data/certs/broker-ca.pem".into()).clone();
+        pki_init::init(Path::new(&key), Path::new(&cert), KeyType::EcP256)?;
+        eprintln!("cullis-broker --dev: broker key {key}, certificate {cert}");
+    }
+    Ok(())
+}
+
+fn migrate(env: HashMap<String, String>) -> Result<(), String> {
+    let url = cullis_broker::config::normalize_database_url(env.get("DATABASE_URL").map_or("sqlite://./data/cullis.db", |u| u.as_str()));
+    runtime()?.block_on(async move {
+        let db = cullis_broker::db::Db::connect(&url).await.map_err(|e| e.0)?;
+        db.migrate().await.map_err(|e| e.0)?;
+        println!("migrations applied");
+        Ok(())
+    })
+}
+
+fn pki(env: HashMap<String, String>, key_type: KeyType) -> Result<(), String> {
+    let kms = KmsConfig::Local {
+        key_path: PathBuf::from(env.get("BROKER_CA_KEY_PATH").map_or("certs/broker-ca-key.pem", |p| p.as_str())),
+        cert_path: PathBuf::from(env.get("BROKER_CA_CERT_PATH").map_or("certs/broker-ca.pem", |p| p.as_str())),
+    };
+    let KmsConfig::Local { key_path, cert_path } = kms else { unreachable!() };
+    match pki_init::init(&key_path, &cert_path, key_type)? {
+        pki_init::PkiInit::Created => println!("created {} and {}", key_path.display(), cert_path.display()),
+        pki_init::PkiInit::AlreadyPresent => println!("{} and {} already exist; nothing to do", key_path.display(), cert_path.display()),
+    }
+    Ok(())
 }

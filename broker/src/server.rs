@@ -1,0 +1,152 @@
+//! Wiring: builds the state from a [`Config`], applies the middleware every response gets, binds
+//! the listener and serves until a shutdown signal, draining in-flight requests.
+
+use crate::config::{Config, KmsConfig};
+use crate::db::Db;
+use crate::kms::Kms;
+use crate::limits::{RateLimitConfig, RateLimiter};
+use crate::nonce::NonceManager;
+use crate::redis_store::RedisReplayStore;
+use crate::state::AppState;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderName, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use cullis_shared::replay::{MemoryReplayStore, ReplayStore};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::limit::RequestBodyLimitLayer;
+
+/// Why the broker could not start; one line that says what is wrong and how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+/// Builds the shared state: database (migrated unless `migrate` is false), Redis when
+/// configured, the broker key, nonces, replay store and rate limits.
+pub async fn build_state(config: Config, migrate: bool) -> Result<AppState, StartError> {
+    let db = Db::connect(&config.database_url).await.map_err(|e| StartError(e.0))?;
+    if migrate {
+        db.migrate().await.map_err(|e| StartError(e.0))?;
+    }
+    let redis = match &config.redis_url {
+        Some(url) => Some(connect_redis(url).await?),
+        None => None,
+    };
+    let kms = Kms::new(config.kms.clone());
+    let keys = kms.load().await.map_err(|e| StartError(e.0))?;
+    let limits = RateLimitConfig::from_env_map(&config.env).map_err(|e| StartError(e.to_string()))?;
+    if !limits.is_enabled() {
+        let loud = if config.environment == crate::config::Environment::Production { " IN PRODUCTION" } else { "" };
+        tracing::warn!("RATE_LIMITS=off: every rate limit is disabled{loud}");
+    }
+    let limiter = RateLimiter::new(limits, redis.clone());
+    let nonces = NonceManager::new(redis.clone(), Duration::from_secs(300));
+    let dpop_replay: Arc<dyn ReplayStore> = match &redis {
+        Some(conn) => Arc::new(RedisReplayStore::new(conn.clone())),
+        None => Arc::new(MemoryReplayStore::new()),
+    };
+    Ok(AppState::new(config, db, kms, keys.signer, nonces, dpop_replay, limiter, redis))
+}
+
+async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, StartError> {
+    let fix = "check REDIS_URL (e.g. redis://127.0.0.1:6379) or unset it to run without Redis";
+    let client = redis::Client::open(url).map_err(|e| StartError(format!("REDIS_URL is not a valid Redis URL ({e}): {fix}")))?;
+    let connect = redis::aio::ConnectionManager::new(client);
+    match tokio::time::timeout(Duration::from_secs(5), connect).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(StartError(format!("cannot connect to Redis ({e}): {fix}"))),
+        Err(_) => Err(StartError(format!("Redis did not answer within 5 s: {fix}"))),
+    }
+}
+
+/// The application: routes plus the middleware every response goes through.
+pub fn app(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    crate::routes::router()
+        .layer(middleware::from_fn_with_state(state.clone(), response_headers))
+        .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Security headers on every response, and the current DPoP nonce on every API response so
+/// clients can refresh theirs from any answer (ref-broker-api §0).
+async fn response_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let fixed = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
+        (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains"),
+    ];
+    for (name, value) in fixed {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    headers.insert(HeaderName::from_static("permissions-policy"), HeaderValue::from_static("camera=(), microphone=(), geolocation=()"));
+    if path != "/.well-known/jwks.json" {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    let nonce_free = ["/dashboard", "/health", "/.well-known/", "/readyz"].iter().any(|prefix| path.starts_with(prefix));
+    if !nonce_free && !headers.contains_key(&crate::auth::dpop::DPOP_NONCE) {
+        if let Ok(nonce) = state.nonces.current().await {
+            if let Ok(value) = HeaderValue::from_str(&nonce) {
+                headers.insert(crate::auth::dpop::DPOP_NONCE.clone(), value);
+            }
+        }
+    }
+    response
+}
+
+/// Binds `host:port` (port 0 = any free port) and serves until SIGINT/SIGTERM, then stops
+/// accepting, lets in-flight requests finish, and returns. `on_bound` receives the address.
+pub async fn serve(state: AppState, on_bound: impl FnOnce(SocketAddr)) -> Result<(), StartError> {
+    let address = format!("{}:{}", state.config.host, state.config.port);
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .map_err(|e| StartError(format!("cannot listen on {address} ({e}): choose another --port / BROKER_PORT or stop the process using it")))?;
+    let bound = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
+    on_bound(bound);
+    let draining = state.clone();
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown requested: draining in-flight requests");
+            draining.start_draining();
+        })
+        .await
+        .map_err(|e| StartError(format!("server error: {e}")))
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}
+
+/// Where `--dev` keeps what it generates.
+pub fn describe_kms(kms: &KmsConfig) -> String {
+    match kms {
+        KmsConfig::Local { key_path, cert_path } => format!("local files (key {}, cert {})", key_path.display(), cert_path.display()),
+        KmsConfig::Vault { addr, secret_path, .. } => format!("Vault at {addr} ({secret_path})"),
+    }
+}
