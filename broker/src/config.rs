@@ -23,9 +23,16 @@ pub enum Environment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KmsConfig {
     /// PEM files on disk (`BROKER_CA_KEY_PATH`, `BROKER_CA_CERT_PATH`).
-    Local { key_path: PathBuf, cert_path: PathBuf },
+    Local {
+        key_path: PathBuf,
+        cert_path: PathBuf,
+    },
     /// HashiCorp Vault / OpenBao KV v2 (`VAULT_ADDR`, `VAULT_TOKEN`, `VAULT_SECRET_PATH`).
-    Vault { addr: String, token: Zeroizing<String>, secret_path: String },
+    Vault {
+        addr: String,
+        token: Zeroizing<String>,
+        secret_path: String,
+    },
 }
 
 /// `LOG_FORMAT`.
@@ -70,29 +77,50 @@ impl Config {
     /// Reads settings from `env` (upper-case names). Defaults are the embedded ones: SQLite
     /// under `./data/`, in-process stores, local-file KMS.
     pub fn from_env(env: HashMap<String, String>) -> Result<Config, ConfigError> {
-        let get = |name: &str| env.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let environment = match get("ENVIRONMENT").as_deref().map(str::to_ascii_lowercase).as_deref() {
+        let get = |name: &str| {
+            env.get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let environment = match get("ENVIRONMENT")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("production") => Environment::Production,
             _ => Environment::Development,
         };
         let admin_secret = get("ADMIN_SECRET").unwrap_or_default();
         check_admin_secret(&admin_secret)?;
-        let database_url = normalize_database_url(&get("DATABASE_URL").unwrap_or_else(|| "sqlite://./data/cullis.db".into()));
+        let database_url = normalize_database_url(
+            &get("DATABASE_URL").unwrap_or_else(|| "sqlite://./data/cullis.db".into()),
+        );
         if environment == Environment::Production && database_url.starts_with("sqlite") {
             return Err(ConfigError(
                 "DATABASE_URL is SQLite but ENVIRONMENT=production: set DATABASE_URL=postgres://user:password@host:5432/cullis".into(),
             ));
         }
-        let kms = match get("KMS_BACKEND").map(|v| v.to_ascii_lowercase()).as_deref().unwrap_or("local") {
+        let kms = match get("KMS_BACKEND")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+            .unwrap_or("local")
+        {
             "local" => KmsConfig::Local {
-                key_path: get("BROKER_CA_KEY_PATH").unwrap_or_else(|| "certs/broker-ca-key.pem".into()).into(),
-                cert_path: get("BROKER_CA_CERT_PATH").unwrap_or_else(|| "certs/broker-ca.pem".into()).into(),
+                key_path: get("BROKER_CA_KEY_PATH")
+                    .unwrap_or_else(|| "certs/broker-ca-key.pem".into())
+                    .into(),
+                cert_path: get("BROKER_CA_CERT_PATH")
+                    .unwrap_or_else(|| "certs/broker-ca.pem".into())
+                    .into(),
             },
             "vault" => {
                 let (Some(addr), Some(token)) = (get("VAULT_ADDR"), get("VAULT_TOKEN")) else {
-                    return Err(ConfigError("KMS_BACKEND=vault requires VAULT_ADDR and VAULT_TOKEN to be set".into()));
+                    return Err(ConfigError(
+                        "KMS_BACKEND=vault requires VAULT_ADDR and VAULT_TOKEN to be set".into(),
+                    ));
                 };
-                let allow_http = get("VAULT_ALLOW_HTTP").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+                let allow_http =
+                    get("VAULT_ALLOW_HTTP").is_some_and(|v| v.eq_ignore_ascii_case("true"));
                 if !addr.starts_with("https://") && !allow_http {
                     return Err(ConfigError(format!(
                         "Vault address must use https:// (got '{addr}'). Set VAULT_ALLOW_HTTP=true to override for development only."
@@ -101,7 +129,8 @@ impl Config {
                 KmsConfig::Vault {
                     addr,
                     token: Zeroizing::new(token),
-                    secret_path: get("VAULT_SECRET_PATH").unwrap_or_else(|| "secret/data/broker".into()),
+                    secret_path: get("VAULT_SECRET_PATH")
+                        .unwrap_or_else(|| "secret/data/broker".into()),
                 }
             }
             other => {
@@ -114,14 +143,24 @@ impl Config {
         let log_format = match get("LOG_FORMAT").map(|v| v.to_ascii_lowercase()).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
-            Some(other) => return Err(ConfigError(format!("LOG_FORMAT='{other}' is not supported: use text or json"))),
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "LOG_FORMAT='{other}' is not supported: use text or json"
+                )))
+            }
         };
         let forwarded_allow_ips = get("FORWARDED_ALLOW_IPS")
             .map(|list| {
                 list.split(',')
                     .map(str::trim)
                     .filter(|ip| !ip.is_empty())
-                    .map(|ip| ip.parse::<IpAddr>().map_err(|_| ConfigError(format!("FORWARDED_ALLOW_IPS entry '{ip}' is not an IP address"))))
+                    .map(|ip| {
+                        ip.parse::<IpAddr>().map_err(|_| {
+                            ConfigError(format!(
+                                "FORWARDED_ALLOW_IPS entry '{ip}' is not an IP address"
+                            ))
+                        })
+                    })
                     .collect::<Result<Vec<_>, _>>()
             })
             .transpose()?
@@ -135,7 +174,11 @@ impl Config {
             trust_domain,
             require_spiffe_san: parse_bool(&get("REQUIRE_SPIFFE_SAN"), "REQUIRE_SPIFFE_SAN")?,
             broker_public_url: get("BROKER_PUBLIC_URL"),
-            access_token_ttl_secs: parse::<i64>(&get("JWT_ACCESS_TOKEN_EXPIRE_MINUTES"), "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", 30)? * 60,
+            access_token_ttl_secs: parse::<i64>(
+                &get("JWT_ACCESS_TOKEN_EXPIRE_MINUTES"),
+                "JWT_ACCESS_TOKEN_EXPIRE_MINUTES",
+                30,
+            )? * 60,
             environment,
             kms,
             log_format,
@@ -190,15 +233,26 @@ pub fn normalize_database_url(url: &str) -> String {
     match base {
         "postgresql" | "postgres" => format!("postgres://{rest}"),
         // SQLAlchemy writes `sqlite:///relative.db` (three slashes) for a relative path.
-        "sqlite" => format!("sqlite://{}", rest.strip_prefix('/').filter(|r| !r.starts_with('/')).unwrap_or(rest)),
+        "sqlite" => format!(
+            "sqlite://{}",
+            rest.strip_prefix('/')
+                .filter(|r| !r.starts_with('/'))
+                .unwrap_or(rest)
+        ),
         _ => url.to_owned(),
     }
 }
 
-fn parse<T: std::str::FromStr>(value: &Option<String>, name: &str, default: T) -> Result<T, ConfigError> {
+fn parse<T: std::str::FromStr>(
+    value: &Option<String>,
+    name: &str,
+    default: T,
+) -> Result<T, ConfigError> {
     match value {
         None => Ok(default),
-        Some(text) => text.parse().map_err(|_| ConfigError(format!("{name}='{text}' is not a valid number"))),
+        Some(text) => text
+            .parse()
+            .map_err(|_| ConfigError(format!("{name}='{text}' is not a valid number"))),
     }
 }
 
@@ -207,7 +261,9 @@ fn parse_bool(value: &Option<String>, name: &str) -> Result<bool, ConfigError> {
         None => Ok(false),
         Some("true" | "1" | "yes" | "on") => Ok(true),
         Some("false" | "0" | "no" | "off") => Ok(false),
-        Some(other) => Err(ConfigError(format!("{name}='{other}' is not a boolean: use true or false"))),
+        Some(other) => Err(ConfigError(format!(
+            "{name}='{other}' is not a boolean: use true or false"
+        ))),
     }
 }
 
@@ -216,7 +272,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     const GOOD: (&str, &str) = ("ADMIN_SECRET", "0123456789abcdef0123");
@@ -224,7 +283,9 @@ mod tests {
     #[test]
     fn k01_default_missing_and_short_admin_secrets_are_refused_with_the_fix() {
         for secret in ["", INSECURE_DEFAULT_ADMIN_SECRET, "short"] {
-            let error = Config::from_env(env(&[("ADMIN_SECRET", secret)])).unwrap_err().to_string();
+            let error = Config::from_env(env(&[("ADMIN_SECRET", secret)]))
+                .unwrap_err()
+                .to_string();
             assert!(error.starts_with("ADMIN_SECRET is"), "{error}");
             assert!(error.contains("openssl rand -hex 32"), "{error}");
         }
@@ -235,27 +296,62 @@ mod tests {
     fn k02_production_refuses_sqlite() {
         let error = Config::from_env(env(&[GOOD, ("ENVIRONMENT", "production")])).unwrap_err();
         assert!(error.0.contains("DATABASE_URL"), "{error}");
-        assert!(Config::from_env(env(&[GOOD, ("ENVIRONMENT", "production"), ("DATABASE_URL", "postgresql+asyncpg://u@h/db")])).is_ok());
+        assert!(Config::from_env(env(&[
+            GOOD,
+            ("ENVIRONMENT", "production"),
+            ("DATABASE_URL", "postgresql+asyncpg://u@h/db")
+        ]))
+        .is_ok());
     }
 
     #[test]
     fn k03_k04_k05_kms_settings() {
-        let http = Config::from_env(env(&[GOOD, ("KMS_BACKEND", "vault"), ("VAULT_ADDR", "http://v:8200"), ("VAULT_TOKEN", "t")])).unwrap_err();
+        let http = Config::from_env(env(&[
+            GOOD,
+            ("KMS_BACKEND", "vault"),
+            ("VAULT_ADDR", "http://v:8200"),
+            ("VAULT_TOKEN", "t"),
+        ]))
+        .unwrap_err();
         assert_eq!(http.0, "Vault address must use https:// (got 'http://v:8200'). Set VAULT_ALLOW_HTTP=true to override for development only.");
-        let allowed = Config::from_env(env(&[GOOD, ("KMS_BACKEND", "vault"), ("VAULT_ADDR", "http://v:8200"), ("VAULT_TOKEN", "t"), ("VAULT_ALLOW_HTTP", "TRUE")]));
+        let allowed = Config::from_env(env(&[
+            GOOD,
+            ("KMS_BACKEND", "vault"),
+            ("VAULT_ADDR", "http://v:8200"),
+            ("VAULT_TOKEN", "t"),
+            ("VAULT_ALLOW_HTTP", "TRUE"),
+        ]));
         assert!(matches!(allowed.unwrap().kms, KmsConfig::Vault { .. }));
         let missing = Config::from_env(env(&[GOOD, ("KMS_BACKEND", "vault")])).unwrap_err();
-        assert_eq!(missing.0, "KMS_BACKEND=vault requires VAULT_ADDR and VAULT_TOKEN to be set");
+        assert_eq!(
+            missing.0,
+            "KMS_BACKEND=vault requires VAULT_ADDR and VAULT_TOKEN to be set"
+        );
         let unknown = Config::from_env(env(&[GOOD, ("KMS_BACKEND", "hsm")])).unwrap_err();
-        assert_eq!(unknown.0, "Unknown KMS_BACKEND 'hsm'. Supported values: 'local', 'vault'.");
+        assert_eq!(
+            unknown.0,
+            "Unknown KMS_BACKEND 'hsm'. Supported values: 'local', 'vault'."
+        );
     }
 
     #[test]
     fn reference_database_urls_are_accepted() {
-        assert_eq!(normalize_database_url("sqlite+aiosqlite:///./agent_trust.db"), "sqlite://./agent_trust.db");
-        assert_eq!(normalize_database_url("sqlite:////abs/x.db"), "sqlite:///abs/x.db");
-        assert_eq!(normalize_database_url("postgresql+asyncpg://u:p@h:5432/db"), "postgres://u:p@h:5432/db");
-        assert_eq!(normalize_database_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            normalize_database_url("sqlite+aiosqlite:///./agent_trust.db"),
+            "sqlite://./agent_trust.db"
+        );
+        assert_eq!(
+            normalize_database_url("sqlite:////abs/x.db"),
+            "sqlite:///abs/x.db"
+        );
+        assert_eq!(
+            normalize_database_url("postgresql+asyncpg://u:p@h:5432/db"),
+            "postgres://u:p@h:5432/db"
+        );
+        assert_eq!(
+            normalize_database_url("postgres://u@h/db"),
+            "postgres://u@h/db"
+        );
     }
 
     #[test]

@@ -61,7 +61,10 @@ impl ApiError {
     /// never sent: it may name internal hosts.
     pub fn unavailable(what: &str, cause: impl std::fmt::Display) -> ApiError {
         tracing::error!(dependency = what, error = %cause, "dependency unavailable");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{what} unavailable — try again shortly"))
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{what} unavailable — try again shortly"),
+        )
     }
 
     /// 500 for a broken invariant. The cause is logged, never sent.
@@ -76,7 +79,10 @@ impl ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             body: Body::Validation(vec![ValidationErrorItem {
                 kind: kind.to_owned(),
-                loc: loc.iter().map(|part| LocItem::Key((*part).to_owned())).collect(),
+                loc: loc
+                    .iter()
+                    .map(|part| LocItem::Key((*part).to_owned()))
+                    .collect(),
                 msg: msg.into(),
                 input,
                 ctx: None,
@@ -119,8 +125,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = match self.body {
-            Body::Detail(detail) => (self.status, axum::Json(ErrorDetail { detail })).into_response(),
-            Body::Validation(detail) => (self.status, axum::Json(ValidationErrorBody { detail })).into_response(),
+            Body::Detail(detail) => {
+                (self.status, axum::Json(ErrorDetail { detail })).into_response()
+            }
+            Body::Validation(detail) => {
+                (self.status, axum::Json(ValidationErrorBody { detail })).into_response()
+            }
         };
         for (name, value) in self.headers {
             response.headers_mut().append(name, value);
@@ -138,7 +148,11 @@ impl From<JsonRejection> for ApiError {
                     .map(|source| source.to_string())
                     .unwrap_or_else(|| error.body_text());
                 let field = message.split('`').nth(1).unwrap_or("");
-                let kind = if message.starts_with("missing field") { "missing" } else { "type_error" };
+                let kind = if message.starts_with("missing field") {
+                    "missing"
+                } else {
+                    "type_error"
+                };
                 let mut loc = vec!["body"];
                 if !field.is_empty() {
                     loc.push(field);
@@ -148,7 +162,12 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::JsonSyntaxError(error) => ApiError::validation(
                 "json_invalid",
                 &["body"],
-                format!("JSON decode error: {}", std::error::Error::source(&error).map(|s| s.to_string()).unwrap_or_default()),
+                format!(
+                    "JSON decode error: {}",
+                    std::error::Error::source(&error)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default()
+                ),
                 Value::Null,
             ),
             JsonRejection::MissingJsonContentType(_) => ApiError::validation(
@@ -157,23 +176,37 @@ impl From<JsonRejection> for ApiError {
                 "Input should be a JSON object with Content-Type: application/json",
                 Value::Null,
             ),
-            JsonRejection::BytesRejection(error) if error.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            JsonRejection::BytesRejection(error)
+                if error.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
             }
-            other => ApiError::validation("body_invalid", &["body"], other.body_text(), Value::Null),
+            other => {
+                ApiError::validation("body_invalid", &["body"], other.body_text(), Value::Null)
+            }
         }
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> ApiError {
-        ApiError::validation("query_invalid", &["query"], rejection.body_text(), Value::Null)
+        ApiError::validation(
+            "query_invalid",
+            &["query"],
+            rejection.body_text(),
+            Value::Null,
+        )
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> ApiError {
-        ApiError::validation("path_invalid", &["path"], rejection.body_text(), Value::Null)
+        ApiError::validation(
+            "path_invalid",
+            &["path"],
+            rejection.body_text(),
+            Value::Null,
+        )
     }
 }
 

@@ -39,10 +39,18 @@ impl Kms {
     /// P-384, RS256 for RSA).
     pub async fn load(&self) -> Result<BrokerKeys, KmsError> {
         let pem = self.private_key_pem().await?;
-        let key = PrivateKey::from_pem(&pem)
-            .map_err(|e| KmsError(format!("the broker private key is not a usable PEM key ({e}): {}", self.describe())))?;
-        let signer = TokenSigner::new(key)
-            .map_err(|_| KmsError(format!("the broker key must be P-256, P-384 or RSA: {}", self.describe())))?;
+        let key = PrivateKey::from_pem(&pem).map_err(|e| {
+            KmsError(format!(
+                "the broker private key is not a usable PEM key ({e}): {}",
+                self.describe()
+            ))
+        })?;
+        let signer = TokenSigner::new(key).map_err(|_| {
+            KmsError(format!(
+                "the broker key must be P-256, P-384 or RSA: {}",
+                self.describe()
+            ))
+        })?;
         let verifier = signer.verifier();
         Ok(BrokerKeys { signer, verifier })
     }
@@ -54,7 +62,9 @@ impl Kms {
 
     fn describe(&self) -> String {
         match &self.config {
-            KmsConfig::Local { key_path, .. } => format!("BROKER_CA_KEY_PATH={}", key_path.display()),
+            KmsConfig::Local { key_path, .. } => {
+                format!("BROKER_CA_KEY_PATH={}", key_path.display())
+            }
             KmsConfig::Vault { secret_path, .. } => format!("Vault secret '{secret_path}'"),
         }
     }

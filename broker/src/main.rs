@@ -83,7 +83,12 @@ fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
     let mut env: HashMap<String, String> = std::env::vars().collect();
     let result = match cli.command {
-        Command::Serve { host, port, dev, no_migrate } => {
+        Command::Serve {
+            host,
+            port,
+            dev,
+            no_migrate,
+        } => {
             env.entry("BROKER_HOST".into()).or_insert(host);
             if port != 8000 || !env.contains_key("BROKER_PORT") {
                 env.insert("BROKER_PORT".into(), port.to_string());
@@ -91,7 +96,9 @@ fn main() -> ExitCode {
             serve(env, dev, !no_migrate)
         }
         Command::Migrate => migrate(env),
-        Command::Pki { command: PkiCommand::Init { key_type } } => pki(env, key_type.into()),
+        Command::Pki {
+            command: PkiCommand::Init { key_type },
+        } => pki(env, key_type.into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -110,10 +117,17 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }
@@ -129,7 +143,9 @@ fn serve(mut env: HashMap<String, String>, dev: bool, migrate: bool) -> Result<(
     }
     tracing::info!(database = %config.database_url.split('@').next_back().unwrap_or(""), kms = %server::describe_kms(&config.kms), "starting");
     runtime()?.block_on(async move {
-        let state = server::build_state(config, migrate).await.map_err(|e| e.to_string())?;
+        let state = server::build_state(config, migrate)
+            .await
+            .map_err(|e| e.to_string())?;
         server::serve(state, |address| {
             println!("cullis-broker listening on http://{address}");
             tracing::info!(%address, "listening");
@@ -151,20 +167,31 @@ fn prepare_dev(env: &mut HashMap<String, String>) -> Result<(), String> {
             use rand::RngCore;
             let mut bytes = [0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut bytes);
-            std::fs::write(&path, hex::encode(bytes)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            std::fs::write(&path, hex::encode(bytes))
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
                 let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
             }
         }
-        let secret = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let secret = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         env.insert("ADMIN_SECRET".into(), secret.trim().to_owned());
         eprintln!("cullis-broker --dev: admin secret in {}", path.display());
     }
-    if env.get("KMS_BACKEND").is_none_or(|b| b.eq_ignore_ascii_case("local")) {
-        let key = env.entry("BROKER_CA_KEY_PATH".into()).or_insert_with(|| "data/certs/broker-ca-key.pem".into()).clone();
-        let cert = env.entry("BROKER_CA_CERT_PATH".into()).or_insert_with(|| "data/certs/broker-ca.pem".into()).clone();
+    if env
+        .get("KMS_BACKEND")
+        .is_none_or(|b| b.eq_ignore_ascii_case("local"))
+    {
+        let key = env
+            .entry("BROKER_CA_KEY_PATH".into())
+            .or_insert_with(|| "data/certs/broker-ca-key.pem".into())
+            .clone();
+        let cert = env
+            .entry("BROKER_CA_CERT_PATH".into())
+            .or_insert_with(|| "data/certs/broker-ca.pem".into())
+            .clone();
         pki_init::init(Path::new(&key), Path::new(&cert), KeyType::EcP256)?;
         eprintln!("cullis-broker --dev: broker key {key}, certificate {cert}");
     }
@@ -172,9 +199,14 @@ fn prepare_dev(env: &mut HashMap<String, String>) -> Result<(), String> {
 }
 
 fn migrate(env: HashMap<String, String>) -> Result<(), String> {
-    let url = cullis_broker::config::normalize_database_url(env.get("DATABASE_URL").map_or("sqlite://./data/cullis.db", |u| u.as_str()));
+    let url = cullis_broker::config::normalize_database_url(
+        env.get("DATABASE_URL")
+            .map_or("sqlite://./data/cullis.db", |u| u.as_str()),
+    );
     runtime()?.block_on(async move {
-        let db = cullis_broker::db::Db::connect(&url).await.map_err(|e| e.0)?;
+        let db = cullis_broker::db::Db::connect(&url)
+            .await
+            .map_err(|e| e.0)?;
         db.migrate().await.map_err(|e| e.0)?;
         println!("migrations applied");
         Ok(())
@@ -183,13 +215,31 @@ fn migrate(env: HashMap<String, String>) -> Result<(), String> {
 
 fn pki(env: HashMap<String, String>, key_type: KeyType) -> Result<(), String> {
     let kms = KmsConfig::Local {
-        key_path: PathBuf::from(env.get("BROKER_CA_KEY_PATH").map_or("certs/broker-ca-key.pem", |p| p.as_str())),
-        cert_path: PathBuf::from(env.get("BROKER_CA_CERT_PATH").map_or("certs/broker-ca.pem", |p| p.as_str())),
+        key_path: PathBuf::from(
+            env.get("BROKER_CA_KEY_PATH")
+                .map_or("certs/broker-ca-key.pem", |p| p.as_str()),
+        ),
+        cert_path: PathBuf::from(
+            env.get("BROKER_CA_CERT_PATH")
+                .map_or("certs/broker-ca.pem", |p| p.as_str()),
+        ),
     };
-    let KmsConfig::Local { key_path, cert_path } = kms else { unreachable!() };
+    let KmsConfig::Local {
+        key_path,
+        cert_path,
+    } = kms
+    else {
+        unreachable!()
+    };
     match pki_init::init(&key_path, &cert_path, key_type)? {
-        pki_init::PkiInit::Created => println!("created {} and {}", key_path.display(), cert_path.display()),
-        pki_init::PkiInit::AlreadyPresent => println!("{} and {} already exist; nothing to do", key_path.display(), cert_path.display()),
+        pki_init::PkiInit::Created => {
+            println!("created {} and {}", key_path.display(), cert_path.display())
+        }
+        pki_init::PkiInit::AlreadyPresent => println!(
+            "{} and {} already exist; nothing to do",
+            key_path.display(),
+            cert_path.display()
+        ),
     }
     Ok(())
 }

@@ -32,7 +32,8 @@ pub fn init(key_path: &Path, cert_path: &Path, key_type: KeyType) -> Result<PkiI
     let cert_pem = self_signed_ca(&key)?;
     for path in [key_path, cert_path] {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
     }
     write_private(key_path, key.to_pkcs8_pem().as_bytes())?;
@@ -41,13 +42,22 @@ pub fn init(key_path: &Path, cert_path: &Path, key_type: KeyType) -> Result<PkiI
 }
 
 fn self_signed_ca(key: &PrivateKey) -> Result<String, String> {
-    let key_pair = rcgen::KeyPair::try_from(key.pkcs8_der()).map_err(|e| format!("key not usable for a certificate: {e}"))?;
+    let key_pair = rcgen::KeyPair::try_from(key.pkcs8_der())
+        .map_err(|e| format!("key not usable for a certificate: {e}"))?;
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(rcgen::DnType::CommonName, "Agent Trust Network Root CA");
-    params.distinguished_name.push(rcgen::DnType::OrganizationName, "Agent Trust Network");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Agent Trust Network Root CA");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "Agent Trust Network");
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(1));
-    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign, rcgen::KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now;
     params.not_after = now + time::Duration::days(3650);
@@ -66,8 +76,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    file.write_all(bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let mut file = options
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(bytes)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -79,18 +92,28 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cullis-pki-{}", uuid::Uuid::new_v4()));
         let (key, cert) = (dir.join("k/broker-ca-key.pem"), dir.join("k/broker-ca.pem"));
         assert_eq!(init(&key, &cert, KeyType::EcP256), Ok(PkiInit::Created));
-        assert_eq!(init(&key, &cert, KeyType::EcP256), Ok(PkiInit::AlreadyPresent));
+        assert_eq!(
+            init(&key, &cert, KeyType::EcP256),
+            Ok(PkiInit::AlreadyPresent)
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let loaded = PrivateKey::from_pem(&std::fs::read_to_string(&key).unwrap()).unwrap();
-        let ca = cullis_shared::pki::Certificate::from_pem(&std::fs::read_to_string(&cert).unwrap()).unwrap();
+        let ca =
+            cullis_shared::pki::Certificate::from_pem(&std::fs::read_to_string(&cert).unwrap())
+                .unwrap();
         assert!(ca.is_ca());
         assert_eq!(&ca.public_key().unwrap(), loaded.public_key());
         std::fs::remove_file(&cert).unwrap();
-        assert!(init(&key, &cert, KeyType::EcP256).unwrap_err().contains("only one of"));
+        assert!(init(&key, &cert, KeyType::EcP256)
+            .unwrap_err()
+            .contains("only one of"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

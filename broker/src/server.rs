@@ -27,7 +27,9 @@ pub struct StartError(pub String);
 /// Builds the shared state: database (migrated unless `migrate` is false), Redis when
 /// configured, the broker key, nonces, replay store and rate limits.
 pub async fn build_state(config: Config, migrate: bool) -> Result<AppState, StartError> {
-    let db = Db::connect(&config.database_url).await.map_err(|e| StartError(e.0))?;
+    let db = Db::connect(&config.database_url)
+        .await
+        .map_err(|e| StartError(e.0))?;
     if migrate {
         db.migrate().await.map_err(|e| StartError(e.0))?;
     }
@@ -37,9 +39,14 @@ pub async fn build_state(config: Config, migrate: bool) -> Result<AppState, Star
     };
     let kms = Kms::new(config.kms.clone());
     let keys = kms.load().await.map_err(|e| StartError(e.0))?;
-    let limits = RateLimitConfig::from_env_map(&config.env).map_err(|e| StartError(e.to_string()))?;
+    let limits =
+        RateLimitConfig::from_env_map(&config.env).map_err(|e| StartError(e.to_string()))?;
     if !limits.is_enabled() {
-        let loud = if config.environment == crate::config::Environment::Production { " IN PRODUCTION" } else { "" };
+        let loud = if config.environment == crate::config::Environment::Production {
+            " IN PRODUCTION"
+        } else {
+            ""
+        };
         tracing::warn!("RATE_LIMITS=off: every rate limit is disabled{loud}");
     }
     let limiter = RateLimiter::new(limits, redis.clone());
@@ -48,17 +55,29 @@ pub async fn build_state(config: Config, migrate: bool) -> Result<AppState, Star
         Some(conn) => Arc::new(RedisReplayStore::new(conn.clone())),
         None => Arc::new(MemoryReplayStore::new()),
     };
-    Ok(AppState::new(config, db, kms, keys.signer, nonces, dpop_replay, limiter, redis))
+    Ok(AppState::new(
+        config,
+        db,
+        kms,
+        keys.signer,
+        nonces,
+        dpop_replay,
+        limiter,
+        redis,
+    ))
 }
 
 async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, StartError> {
     let fix = "check REDIS_URL (e.g. redis://127.0.0.1:6379) or unset it to run without Redis";
-    let client = redis::Client::open(url).map_err(|e| StartError(format!("REDIS_URL is not a valid Redis URL ({e}): {fix}")))?;
+    let client = redis::Client::open(url)
+        .map_err(|e| StartError(format!("REDIS_URL is not a valid Redis URL ({e}): {fix}")))?;
     let connect = redis::aio::ConnectionManager::new(client);
     match tokio::time::timeout(Duration::from_secs(5), connect).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(StartError(format!("cannot connect to Redis ({e}): {fix}"))),
-        Err(_) => Err(StartError(format!("Redis did not answer within 5 s: {fix}"))),
+        Err(_) => Err(StartError(format!(
+            "Redis did not answer within 5 s: {fix}"
+        ))),
     }
 }
 
@@ -66,7 +85,10 @@ async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, Start
 pub fn app(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     crate::routes::router()
-        .layer(middleware::from_fn_with_state(state.clone(), response_headers))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            response_headers,
+        ))
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
@@ -82,16 +104,24 @@ async fn response_headers(State(state): State<AppState>, request: Request, next:
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
-        (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains"),
+        (
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        ),
     ];
     for (name, value) in fixed {
         headers.insert(name, HeaderValue::from_static(value));
     }
-    headers.insert(HeaderName::from_static("permissions-policy"), HeaderValue::from_static("camera=(), microphone=(), geolocation=()"));
+    headers.insert(
+        HeaderName::from_static("permissions-policy"),
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=()"),
+    );
     if path != "/.well-known/jwks.json" {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    let nonce_free = ["/dashboard", "/health", "/.well-known/", "/readyz"].iter().any(|prefix| path.starts_with(prefix));
+    let nonce_free = ["/dashboard", "/health", "/.well-known/", "/readyz"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix));
     if !nonce_free && !headers.contains_key(&crate::auth::dpop::DPOP_NONCE) {
         if let Ok(nonce) = state.nonces.current().await {
             if let Ok(value) = HeaderValue::from_str(&nonce) {
@@ -109,17 +139,22 @@ pub async fn serve(state: AppState, on_bound: impl FnOnce(SocketAddr)) -> Result
     let listener = tokio::net::TcpListener::bind(&address)
         .await
         .map_err(|e| StartError(format!("cannot listen on {address} ({e}): choose another --port / BROKER_PORT or stop the process using it")))?;
-    let bound = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| StartError(e.to_string()))?;
     on_bound(bound);
     let draining = state.clone();
-    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutdown requested: draining in-flight requests");
-            draining.start_draining();
-        })
-        .await
-        .map_err(|e| StartError(format!("server error: {e}")))
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: draining in-flight requests");
+        draining.start_draining();
+    })
+    .await
+    .map_err(|e| StartError(format!("server error: {e}")))
 }
 
 async fn shutdown_signal() {
@@ -146,7 +181,16 @@ async fn shutdown_signal() {
 /// Where `--dev` keeps what it generates.
 pub fn describe_kms(kms: &KmsConfig) -> String {
     match kms {
-        KmsConfig::Local { key_path, cert_path } => format!("local files (key {}, cert {})", key_path.display(), cert_path.display()),
-        KmsConfig::Vault { addr, secret_path, .. } => format!("Vault at {addr} ({secret_path})"),
+        KmsConfig::Local {
+            key_path,
+            cert_path,
+        } => format!(
+            "local files (key {}, cert {})",
+            key_path.display(),
+            cert_path.display()
+        ),
+        KmsConfig::Vault {
+            addr, secret_path, ..
+        } => format!("Vault at {addr} ({secret_path})"),
     }
 }

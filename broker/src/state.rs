@@ -45,7 +45,8 @@ impl AppState {
         limiter: RateLimiter,
         redis: Option<redis::aio::ConnectionManager>,
     ) -> AppState {
-        let dummy_secret_hash = bcrypt::hash("cullis-dummy-secret", config.bcrypt_cost).expect("bcrypt with a valid cost");
+        let dummy_secret_hash = bcrypt::hash("cullis-dummy-secret", config.bcrypt_cost)
+            .expect("bcrypt with a valid cost");
         let token_verifier = tokens.verifier();
         AppState(Arc::new(Inner {
             audit: Audit::new(db.clone()),

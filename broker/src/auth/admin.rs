@@ -13,8 +13,12 @@ pub struct AdminAuth;
 impl FromRequestParts<AppState> for AdminAuth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<AdminAuth, ApiError> {
-        let presented = header(&parts.headers, "x-admin-secret").ok_or_else(|| ApiError::missing_header("x-admin-secret"))?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<AdminAuth, ApiError> {
+        let presented = header(&parts.headers, "x-admin-secret")
+            .ok_or_else(|| ApiError::missing_header("x-admin-secret"))?;
         if secrets_equal(presented, &state.config.admin_secret) {
             Ok(AdminAuth)
         } else {

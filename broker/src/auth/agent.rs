@@ -5,8 +5,8 @@ use super::header;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::header::{AUTHORIZATION, HOST, WWW_AUTHENTICATE};
+use axum::http::request::Parts;
 use cullis_shared::jose::access_token::AccessTokenClaims;
 
 /// An authenticated agent.
@@ -28,31 +28,54 @@ impl AgentAuth {
 impl FromRequestParts<AppState> for AgentAuth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<AgentAuth, ApiError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<AgentAuth, ApiError> {
         // 1. `Authorization: DPoP <token>` (case-insensitive scheme, token not trimmed).
         let authorization = header(&parts.headers, AUTHORIZATION.as_str()).unwrap_or("");
         let token = match authorization.get(..5) {
             Some(scheme) if scheme.eq_ignore_ascii_case("dpop ") => &authorization[5..],
             _ => {
-                return Err(ApiError::unauthorized("DPoP token required — plain Bearer is not accepted").with_dpop_challenge());
+                return Err(ApiError::unauthorized(
+                    "DPoP token required — plain Bearer is not accepted",
+                )
+                .with_dpop_challenge());
             }
         };
         // 2. The token itself.
         let claims = state
             .token_verifier
             .verify(token, crate::db::unix_now())
-            .map_err(|_| ApiError::unauthorized("Token invalid or expired").with_header(WWW_AUTHENTICATE, "Bearer"))?;
+            .map_err(|_| {
+                ApiError::unauthorized("Token invalid or expired")
+                    .with_header(WWW_AUTHENTICATE, "Bearer")
+            })?;
         // 3. Bound to a key.
         let Some(jkt) = claims.jkt().map(str::to_owned) else {
-            return Err(ApiError::unauthorized("Token is not DPoP-bound (missing cnf.jkt)").with_dpop_challenge());
+            return Err(
+                ApiError::unauthorized("Token is not DPoP-bound (missing cnf.jkt)")
+                    .with_dpop_challenge(),
+            );
         };
         // 4–5. A proof for this request, by that key.
-        let proof = header(&parts.headers, "dpop").ok_or_else(|| ApiError::unauthorized("DPoP proof header required").with_dpop_challenge())?;
-        let htu = expected_htu(state, "http", header(&parts.headers, HOST.as_str()), parts.uri.path());
-        let proof_jkt = verify_proof(state, proof, parts.method.as_str(), &htu, Some(token)).await?;
+        let proof = header(&parts.headers, "dpop").ok_or_else(|| {
+            ApiError::unauthorized("DPoP proof header required").with_dpop_challenge()
+        })?;
+        let htu = expected_htu(
+            state,
+            "http",
+            header(&parts.headers, HOST.as_str()),
+            parts.uri.path(),
+        );
+        let proof_jkt =
+            verify_proof(state, proof, parts.method.as_str(), &htu, Some(token)).await?;
         // 6.
         if !super::secrets_equal(&proof_jkt, &jkt) {
-            return Err(ApiError::unauthorized("DPoP proof key does not match token binding").with_dpop_challenge());
+            return Err(
+                ApiError::unauthorized("DPoP proof key does not match token binding")
+                    .with_dpop_challenge(),
+            );
         }
         // 7. Revocation watermark (second precision: a token of the same second is revoked).
         if let Some(watermark) = state.db.agent_token_watermark(&claims.agent_id).await? {

@@ -14,9 +14,19 @@ pub struct ClientIp(pub String);
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<ClientIp, Infallible> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-        Ok(ClientIp(resolve(peer, super::header(&parts.headers, "x-forwarded-for"), &state.config.forwarded_allow_ips)))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<ClientIp, Infallible> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        Ok(ClientIp(resolve(
+            peer,
+            super::header(&parts.headers, "x-forwarded-for"),
+            &state.config.forwarded_allow_ips,
+        )))
     }
 }
 
@@ -41,8 +51,14 @@ mod tests {
     fn forwarded_for_is_trusted_only_from_listed_proxies() {
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
         let other: IpAddr = "10.0.0.2".parse().unwrap();
-        assert_eq!(resolve(Some(proxy), Some("203.0.113.9, 10.0.0.1"), &[proxy]), "203.0.113.9");
-        assert_eq!(resolve(Some(other), Some("203.0.113.9"), &[proxy]), "10.0.0.2");
+        assert_eq!(
+            resolve(Some(proxy), Some("203.0.113.9, 10.0.0.1"), &[proxy]),
+            "203.0.113.9"
+        );
+        assert_eq!(
+            resolve(Some(other), Some("203.0.113.9"), &[proxy]),
+            "10.0.0.2"
+        );
         assert_eq!(resolve(Some(proxy), Some("garbage"), &[proxy]), "10.0.0.1");
         assert_eq!(resolve(None, None, &[]), "unknown");
     }

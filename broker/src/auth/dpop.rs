@@ -14,12 +14,27 @@ pub static DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 /// when configured, else scheme + `Host` + path as the request names them.
 pub fn expected_htu(state: &AppState, scheme: &str, host: Option<&str>, raw_path: &str) -> String {
     let decoded = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
-    htu::expected(state.config.broker_public_url.as_deref(), scheme, host.unwrap_or("localhost"), &decoded)
+    htu::expected(
+        state.config.broker_public_url.as_deref(),
+        scheme,
+        host.unwrap_or("localhost"),
+        &decoded,
+    )
 }
 
 /// Verifies `proof` (§3.3, nonce required) and consumes its `jti`. Returns the key thumbprint.
-pub async fn verify_proof(state: &AppState, proof: &str, htm: &str, htu_expected: &str, access_token: Option<&str>) -> Result<String, ApiError> {
-    let (current, previous) = state.nonces.accepted().await.map_err(|e| ApiError::unavailable("DPoP nonce store", e))?;
+pub async fn verify_proof(
+    state: &AppState,
+    proof: &str,
+    htm: &str,
+    htu_expected: &str,
+    access_token: Option<&str>,
+) -> Result<String, ApiError> {
+    let (current, previous) = state
+        .nonces
+        .accepted()
+        .await
+        .map_err(|e| ApiError::unavailable("DPoP nonce store", e))?;
     let expect = Expectations {
         htm,
         htu: htu_expected,

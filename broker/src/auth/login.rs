@@ -13,12 +13,18 @@ use cullis_shared::wire::auth::TokenResponse;
 use serde_json::{Map, Value};
 
 /// Runs the whole login. `proof` is the `DPoP` header, `htu` the URL it must name.
-pub async fn issue_token(state: &AppState, proof: &str, htu: &str, client_assertion: &str) -> Result<TokenResponse, ApiError> {
+pub async fn issue_token(
+    state: &AppState,
+    proof: &str,
+    htu: &str,
+    client_assertion: &str,
+) -> Result<TokenResponse, ApiError> {
     let jkt = verify_proof(state, proof, "POST", htu, None).await?;
     let now = crate::db::unix_now();
 
     // a–c: the assertion and its x5c leaf.
-    let assertion = ClientAssertion::parse(client_assertion).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    let assertion = ClientAssertion::parse(client_assertion)
+        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
     // c–d: identity from the certificate.
     let leaf = AgentLeaf::parse(assertion.leaf_der()).map_err(leaf_error)?;
     // e: the org that must have issued it.
@@ -29,7 +35,9 @@ pub async fn issue_token(state: &AppState, proof: &str, htu: &str, client_assert
         .await?
         .ok_or_else(|| ApiError::forbidden(format!("Organisation '{org_id}' not found")))?;
     if org.status != "active" {
-        return Err(ApiError::forbidden(format!("Organisation '{org_id}' not yet approved")));
+        return Err(ApiError::forbidden(format!(
+            "Organisation '{org_id}' not yet approved"
+        )));
     }
     let ca_pem = org
         .ca_certificate
@@ -45,16 +53,30 @@ pub async fn issue_token(state: &AppState, proof: &str, htu: &str, client_assert
         return Err(ApiError::unauthorized("Certificate has been revoked"));
     }
     // m–o: the JWT itself.
-    let spiffe_id = leaf.expected_spiffe_id(&state.config.trust_domain).map_err(leaf_error)?;
+    let spiffe_id = leaf
+        .expected_spiffe_id(&state.config.trust_domain)
+        .map_err(leaf_error)?;
     let claims = assertion
-        .verify(&leaf_key, leaf.agent_id(), spiffe_id.as_str(), now, AssertionRules::default())
+        .verify(
+            &leaf_key,
+            leaf.agent_id(),
+            spiffe_id.as_str(),
+            now,
+            AssertionRules::default(),
+        )
         .map_err(|e| ApiError::unauthorized(e.to_string()))?;
     // p: SPIFFE SAN.
     leaf.check_spiffe_san(&state.config.trust_domain, state.config.require_spiffe_san)
         .map_err(leaf_error)?;
     // q–r: the assertion is single-use (burned from here on, whatever happens next).
-    if !state.db.burn_assertion_jti(&claims.jti, claims.exp.max(now + 1), now).await? {
-        return Err(ApiError::unauthorized("client_assertion already used (replay attack detected)"));
+    if !state
+        .db
+        .burn_assertion_jti(&claims.jti, claims.exp.max(now + 1), now)
+        .await?
+    {
+        return Err(ApiError::unauthorized(
+            "client_assertion already used (replay attack detected)",
+        ));
     }
 
     let agent_id = leaf.agent_id().to_owned();
@@ -68,7 +90,10 @@ pub async fn issue_token(state: &AppState, proof: &str, htu: &str, client_assert
     let agent = match state.db.agent(&agent_id).await? {
         Some(agent) if agent.org_id == org_id => agent,
         _ => {
-            state.audit.record(deny("agent not found or org mismatch")).await?;
+            state
+                .audit
+                .record(deny("agent not found or org mismatch"))
+                .await?;
             return Err(ApiError::unauthorized("Agent not found or org mismatch"));
         }
     };
@@ -82,7 +107,9 @@ pub async fn issue_token(state: &AppState, proof: &str, htu: &str, client_assert
         Some(binding) if binding.status == "approved" => binding,
         _ => {
             state.audit.record(deny("no approved binding")).await?;
-            return Err(ApiError::forbidden("No approved binding for this agent and organization"));
+            return Err(ApiError::forbidden(
+                "No approved binding for this agent and organization",
+            ));
         }
     };
     // 7. Pinning: the first certificate that logs in is the only one until rotation.
@@ -91,12 +118,19 @@ pub async fn issue_token(state: &AppState, proof: &str, htu: &str, client_assert
         .cert_thumbprint
         .as_deref()
         .is_some_and(|pinned| !super::secrets_equal(pinned, thumbprint));
-    if pinned_elsewhere || !state.db.pin_agent_cert(&agent_id, &certificate.to_pem(), thumbprint).await? {
+    if pinned_elsewhere
+        || !state
+            .db
+            .pin_agent_cert(&agent_id, &certificate.to_pem(), thumbprint)
+            .await?
+    {
         state
             .audit
             .record(deny("cert_thumbprint_mismatch").detail("presented", thumbprint.to_owned()))
             .await?;
-        return Err(ApiError::unauthorized("Certificate thumbprint mismatch — use the rotate-cert endpoint to update"));
+        return Err(ApiError::unauthorized(
+            "Certificate thumbprint mismatch — use the rotate-cert endpoint to update",
+        ));
     }
     // 8. The token.
     let token_claims = AccessTokenClaims {
@@ -111,10 +145,17 @@ pub async fn issue_token(state: &AppState, proof: &str, htu: &str, client_assert
         jti: uuid::Uuid::new_v4().to_string(),
         cnf: Some(Map::from_iter([("jkt".to_owned(), Value::String(jkt))])),
     };
-    let access_token = state.tokens.sign(&token_claims).map_err(ApiError::internal)?;
+    let access_token = state
+        .tokens
+        .sign(&token_claims)
+        .map_err(ApiError::internal)?;
     state
         .audit
-        .record(AuditEvent::new("auth.token_issued", Outcome::Ok).agent(agent_id).org(org_id))
+        .record(
+            AuditEvent::new("auth.token_issued", Outcome::Ok)
+                .agent(agent_id)
+                .org(org_id),
+        )
         .await?;
     Ok(TokenResponse {
         access_token,

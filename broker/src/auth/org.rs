@@ -18,9 +18,14 @@ pub struct OrgCredentials {
 impl FromRequestParts<AppState> for OrgCredentials {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<OrgCredentials, ApiError> {
-        let org_id = header(&parts.headers, "x-org-id").ok_or_else(|| ApiError::missing_header("x-org-id"))?;
-        let secret = header(&parts.headers, "x-org-secret").ok_or_else(|| ApiError::missing_header("x-org-secret"))?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &AppState,
+    ) -> Result<OrgCredentials, ApiError> {
+        let org_id = header(&parts.headers, "x-org-id")
+            .ok_or_else(|| ApiError::missing_header("x-org-id"))?;
+        let secret = header(&parts.headers, "x-org-secret")
+            .ok_or_else(|| ApiError::missing_header("x-org-secret"))?;
         Ok(OrgCredentials {
             org_id: org_id.to_owned(),
             secret: Zeroizing::new(secret.to_owned()),
@@ -32,11 +37,16 @@ impl OrgCredentials {
     /// The org, if it exists and the secret matches (whatever its status).
     pub async fn verify(&self, state: &AppState) -> Result<Option<Org>, ApiError> {
         let org = state.db.org(&self.org_id).await?;
-        let hash = org.as_ref().map_or_else(|| state.dummy_secret_hash.clone(), |org| org.secret_hash.clone());
+        let hash = org.as_ref().map_or_else(
+            || state.dummy_secret_hash.clone(),
+            |org| org.secret_hash.clone(),
+        );
         let secret = self.secret.clone();
-        let matches = tokio::task::spawn_blocking(move || bcrypt::verify(secret.as_bytes(), &hash).unwrap_or(false))
-            .await
-            .map_err(ApiError::internal)?;
+        let matches = tokio::task::spawn_blocking(move || {
+            bcrypt::verify(secret.as_bytes(), &hash).unwrap_or(false)
+        })
+        .await
+        .map_err(ApiError::internal)?;
         Ok(org.filter(|_| matches))
     }
 }
@@ -70,7 +80,12 @@ pub async fn hash_secret(state: &AppState, secret: &str) -> Result<String, ApiEr
         ));
     }
     if secret.is_empty() {
-        return Err(ApiError::validation("string_too_short", &["body", "secret"], "secret must not be empty", serde_json::Value::Null));
+        return Err(ApiError::validation(
+            "string_too_short",
+            &["body", "secret"],
+            "secret must not be empty",
+            serde_json::Value::Null,
+        ));
     }
     let secret = Zeroizing::new(secret.to_owned());
     let cost = state.config.bcrypt_cost;

@@ -61,10 +61,12 @@ impl Db {
     }
 
     pub async fn agents_of_org(&self, org_id: &str) -> Result<Vec<Agent>, sqlx::Error> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM agents WHERE org_id = $1 ORDER BY registered_at, agent_id"))
-            .bind(org_id)
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM agents WHERE org_id = $1 ORDER BY registered_at, agent_id"
+        ))
+        .bind(org_id)
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(Agent::from_row).collect()
     }
 
@@ -88,7 +90,12 @@ impl Db {
 
     /// Pins `cert_pem` with its thumbprint. With `expected_thumbprint`, only if the pin is still
     /// that value (or unset), so two concurrent first logins cannot pin two certificates.
-    pub async fn pin_agent_cert(&self, agent_id: &str, cert_pem: &str, thumbprint: &str) -> Result<bool, sqlx::Error> {
+    pub async fn pin_agent_cert(
+        &self,
+        agent_id: &str,
+        cert_pem: &str,
+        thumbprint: &str,
+    ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
             "UPDATE agents SET cert_pem = $1, cert_thumbprint = $2 WHERE agent_id = $3 AND (cert_thumbprint IS NULL OR cert_thumbprint = $2)",
         )
@@ -101,7 +108,13 @@ impl Db {
     }
 
     /// Rotation: a new pin and a revocation watermark, together.
-    pub async fn rotate_agent_cert(&self, agent_id: &str, cert_pem: &str, thumbprint: &str, invalidate_at: i64) -> Result<(), sqlx::Error> {
+    pub async fn rotate_agent_cert(
+        &self,
+        agent_id: &str,
+        cert_pem: &str,
+        thumbprint: &str,
+        invalidate_at: i64,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE agents SET cert_pem = $1, cert_thumbprint = $2, token_invalidated_at = $3 WHERE agent_id = $4")
             .bind(cert_pem)
             .bind(thumbprint)
@@ -113,7 +126,11 @@ impl Db {
     }
 
     /// Revokes every token of the agent issued at or before `at` (Unix seconds).
-    pub async fn invalidate_agent_tokens(&self, agent_id: &str, at: i64) -> Result<(), sqlx::Error> {
+    pub async fn invalidate_agent_tokens(
+        &self,
+        agent_id: &str,
+        at: i64,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE agents SET token_invalidated_at = $1 WHERE agent_id = $2")
             .bind(at)
             .bind(agent_id)

@@ -31,7 +31,8 @@ impl Binding {
     }
 }
 
-const COLUMNS: &str = "id, org_id, agent_id, status, scope_json, approved_at, approved_by, created_at";
+const COLUMNS: &str =
+    "id, org_id, agent_id, status, scope_json, approved_at, approved_by, created_at";
 
 impl Db {
     pub async fn binding(&self, id: i64) -> Result<Option<Binding>, sqlx::Error> {
@@ -42,25 +43,38 @@ impl Db {
         row.as_ref().map(Binding::from_row).transpose()
     }
 
-    pub async fn binding_for(&self, org_id: &str, agent_id: &str) -> Result<Option<Binding>, sqlx::Error> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM bindings WHERE org_id = $1 AND agent_id = $2"))
-            .bind(org_id)
-            .bind(agent_id)
-            .fetch_optional(self.pool())
-            .await?;
+    pub async fn binding_for(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+    ) -> Result<Option<Binding>, sqlx::Error> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM bindings WHERE org_id = $1 AND agent_id = $2"
+        ))
+        .bind(org_id)
+        .bind(agent_id)
+        .fetch_optional(self.pool())
+        .await?;
         row.as_ref().map(Binding::from_row).transpose()
     }
 
     pub async fn bindings_of_org(&self, org_id: &str) -> Result<Vec<Binding>, sqlx::Error> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM bindings WHERE org_id = $1 ORDER BY id"))
-            .bind(org_id)
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM bindings WHERE org_id = $1 ORDER BY id"
+        ))
+        .bind(org_id)
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(Binding::from_row).collect()
     }
 
     /// Creates a pending binding; `Ok(None)` when one exists for (org, agent) in any state.
-    pub async fn insert_binding(&self, org_id: &str, agent_id: &str, scope: &[String]) -> Result<Option<Binding>, sqlx::Error> {
+    pub async fn insert_binding(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+        scope: &[String],
+    ) -> Result<Option<Binding>, sqlx::Error> {
         let scope_json = serde_json::to_string(scope).expect("strings serialize");
         let row = sqlx::query(&format!(
             "INSERT INTO bindings (org_id, agent_id, status, scope_json, created_at) VALUES ($1, $2, 'pending', $3, $4) \
@@ -77,7 +91,11 @@ impl Db {
 
     /// Moves a binding to `approved` unless it already is; returns the row after the change,
     /// or `None` when it was already approved (compare-and-set, safe under concurrency).
-    pub async fn approve_binding(&self, id: i64, approved_by: &str) -> Result<Option<Binding>, sqlx::Error> {
+    pub async fn approve_binding(
+        &self,
+        id: i64,
+        approved_by: &str,
+    ) -> Result<Option<Binding>, sqlx::Error> {
         let row = sqlx::query(&format!(
             "UPDATE bindings SET status = 'approved', approved_at = $1, approved_by = $2 WHERE id = $3 AND status <> 'approved' RETURNING {COLUMNS}"
         ))
@@ -90,12 +108,18 @@ impl Db {
     }
 
     /// Revokes a binding and the agent's tokens in one transaction.
-    pub async fn revoke_binding(&self, id: i64, invalidate_at: i64) -> Result<Option<Binding>, sqlx::Error> {
+    pub async fn revoke_binding(
+        &self,
+        id: i64,
+        invalidate_at: i64,
+    ) -> Result<Option<Binding>, sqlx::Error> {
         let mut tx = self.pool().begin().await?;
-        let row = sqlx::query(&format!("UPDATE bindings SET status = 'revoked' WHERE id = $1 RETURNING {COLUMNS}"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row = sqlx::query(&format!(
+            "UPDATE bindings SET status = 'revoked' WHERE id = $1 RETURNING {COLUMNS}"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
         let binding = row.as_ref().map(Binding::from_row).transpose()?;
         if let Some(binding) = &binding {
             sqlx::query("UPDATE agents SET token_invalidated_at = $1 WHERE agent_id = $2")

@@ -33,7 +33,13 @@ impl Invite {
 const COLUMNS: &str = "id, label, created_at, expires_at, used, used_by_org_id, revoked";
 
 impl Db {
-    pub async fn insert_invite(&self, id: &str, token_hash: &str, label: &str, expires_at: OffsetDateTime) -> Result<Invite, sqlx::Error> {
+    pub async fn insert_invite(
+        &self,
+        id: &str,
+        token_hash: &str,
+        label: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<Invite, sqlx::Error> {
         let row = sqlx::query(&format!(
             "INSERT INTO invite_tokens (id, token_hash, label, created_at, expires_at, used, revoked) VALUES ($1, $2, $3, $4, $5, 0, 0) RETURNING {COLUMNS}"
         ))
@@ -48,9 +54,11 @@ impl Db {
     }
 
     pub async fn invites(&self) -> Result<Vec<Invite>, sqlx::Error> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM invite_tokens ORDER BY created_at DESC, id"))
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM invite_tokens ORDER BY created_at DESC, id"
+        ))
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(Invite::from_row).collect()
     }
 
@@ -86,7 +94,11 @@ pub enum JoinOutcome {
 impl Db {
     /// Consumes the invite and creates the (pending) organisation in one transaction: either
     /// both happen or neither, so a failed join burns no invite and leaves no org behind.
-    pub async fn join_with_invite(&self, token_hash: &str, org: &super::orgs::NewOrg<'_>) -> Result<JoinOutcome, sqlx::Error> {
+    pub async fn join_with_invite(
+        &self,
+        token_hash: &str,
+        org: &super::orgs::NewOrg<'_>,
+    ) -> Result<JoinOutcome, sqlx::Error> {
         let now = now_text();
         let mut tx = self.pool().begin().await?;
         let invite = sqlx::query(
@@ -121,6 +133,8 @@ impl Db {
             return Ok(JoinOutcome::OrgExists);
         }
         tx.commit().await?;
-        Ok(JoinOutcome::Joined { invite_id: invite.try_get("id")? })
+        Ok(JoinOutcome::Joined {
+            invite_id: invite.try_get("id")?,
+        })
     }
 }

@@ -61,12 +61,21 @@ impl Db {
         let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
         let url = match engine {
             Engine::Sqlite => {
-                let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+                let path = url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:");
                 if !path.starts_with(":memory:") {
                     let file = path.split('?').next().unwrap_or(path);
-                    if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
-                        std::fs::create_dir_all(dir)
-                            .map_err(|e| DbError(format!("cannot create the database directory {}: {e}", dir.display())))?;
+                    if let Some(dir) = Path::new(file)
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                    {
+                        std::fs::create_dir_all(dir).map_err(|e| {
+                            DbError(format!(
+                                "cannot create the database directory {}: {e}",
+                                dir.display()
+                            ))
+                        })?;
                     }
                 }
                 options = options.max_connections(8).after_connect(|conn, _| {
@@ -115,7 +124,10 @@ impl Db {
 
     /// `SELECT 1`, for `/readyz`.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
     }
 }
 
@@ -187,7 +199,9 @@ mod tests {
     #[test]
     fn timestamps_sort_as_text() {
         let a = timestamp_text(OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap());
-        let b = timestamp_text(OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_500_000_000).unwrap());
+        let b = timestamp_text(
+            OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_500_000_000).unwrap(),
+        );
         assert_eq!(a, "2023-11-14T22:13:20.000000Z");
         assert!(a < b);
         assert_eq!(parse_timestamp(&b).unwrap().unix_timestamp(), 1_700_000_000);

@@ -34,7 +34,11 @@ impl Org {
     pub fn contact_email(&self) -> String {
         serde_json::from_str::<serde_json::Value>(&self.metadata_json)
             .ok()
-            .and_then(|m| m.get("contact_email").and_then(|v| v.as_str()).map(str::to_owned))
+            .and_then(|m| {
+                m.get("contact_email")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            })
             .unwrap_or_default()
     }
 }
@@ -55,18 +59,22 @@ pub struct NewOrg<'a> {
 
 impl Db {
     pub async fn org(&self, org_id: &str) -> Result<Option<Org>, sqlx::Error> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM organizations WHERE org_id = $1"))
-            .bind(org_id)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM organizations WHERE org_id = $1"
+        ))
+        .bind(org_id)
+        .fetch_optional(self.pool())
+        .await?;
         row.as_ref().map(Org::from_row).transpose()
     }
 
     pub async fn orgs_with_status(&self, status: &str) -> Result<Vec<Org>, sqlx::Error> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM organizations WHERE status = $1 ORDER BY registered_at, org_id"))
-            .bind(status)
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM organizations WHERE status = $1 ORDER BY registered_at, org_id"
+        ))
+        .bind(status)
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(Org::from_row).collect()
     }
 
@@ -100,14 +108,20 @@ impl Db {
 
     /// Replaces the org CA. When one was already set, every agent's pin is cleared and its
     /// tokens invalidated, in the same transaction (a cert from the old CA must not log in).
-    pub async fn replace_org_ca(&self, org_id: &str, ca_pem: &str, invalidate_at: i64) -> Result<(), sqlx::Error> {
+    pub async fn replace_org_ca(
+        &self,
+        org_id: &str,
+        ca_pem: &str,
+        invalidate_at: i64,
+    ) -> Result<(), sqlx::Error> {
         let mut tx = self.pool().begin().await?;
-        let previous: Option<Option<String>> = sqlx::query("SELECT ca_certificate FROM organizations WHERE org_id = $1")
-            .bind(org_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| row.try_get("ca_certificate"))
-            .transpose()?;
+        let previous: Option<Option<String>> =
+            sqlx::query("SELECT ca_certificate FROM organizations WHERE org_id = $1")
+                .bind(org_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| row.try_get("ca_certificate"))
+                .transpose()?;
         sqlx::query("UPDATE organizations SET ca_certificate = $1 WHERE org_id = $2")
             .bind(ca_pem)
             .bind(org_id)

@@ -29,13 +29,18 @@ impl RevokedCert {
     }
 }
 
-const COLUMNS: &str = "serial_hex, org_id, revoked_at, revoked_by, reason, cert_not_after, agent_id";
+const COLUMNS: &str =
+    "serial_hex, org_id, revoked_at, revoked_by, reason, cert_not_after, agent_id";
 
 impl Db {
     /// Records a revocation (serial already normalised); `Ok(None)` when it was revoked before.
     /// Rows for certificates expired more than 30 minutes ago are cleaned up on the way.
-    pub async fn revoke_cert(&self, cert: &RevokedCert) -> Result<Option<RevokedCert>, sqlx::Error> {
-        let cutoff = super::timestamp_text(time::OffsetDateTime::now_utc() - time::Duration::minutes(30));
+    pub async fn revoke_cert(
+        &self,
+        cert: &RevokedCert,
+    ) -> Result<Option<RevokedCert>, sqlx::Error> {
+        let cutoff =
+            super::timestamp_text(time::OffsetDateTime::now_utc() - time::Duration::minutes(30));
         sqlx::query("DELETE FROM revoked_certs WHERE cert_not_after < $1")
             .bind(cutoff)
             .execute(self.pool())
@@ -63,7 +68,10 @@ impl Db {
         Ok(row.is_some())
     }
 
-    pub async fn revoked_certs(&self, org_id: Option<&str>) -> Result<Vec<RevokedCert>, sqlx::Error> {
+    pub async fn revoked_certs(
+        &self,
+        org_id: Option<&str>,
+    ) -> Result<Vec<RevokedCert>, sqlx::Error> {
         let rows = match org_id {
             Some(org_id) => {
                 sqlx::query(&format!("SELECT {COLUMNS} FROM revoked_certs WHERE org_id = $1 ORDER BY revoked_at, serial_hex"))
@@ -82,7 +90,12 @@ impl Db {
 
     /// Burns a client-assertion `jti` until `expires_at` (Unix seconds); `Ok(false)` = replay.
     /// Expired rows are purged on the way, as the reference does.
-    pub async fn burn_assertion_jti(&self, jti: &str, expires_at: i64, now: i64) -> Result<bool, sqlx::Error> {
+    pub async fn burn_assertion_jti(
+        &self,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
         sqlx::query("DELETE FROM jti_blacklist WHERE expires_at <= $1")
             .bind(now)
             .execute(self.pool())

@@ -14,8 +14,8 @@ use axum::{Json, Router};
 use cullis_shared::encoding::b64;
 use cullis_shared::pki::normalize_serial_hex;
 use cullis_shared::wire::admin::{
-    CertRevokeRequest, CertRevokeResponse, InviteCreateRequest, InviteResponse, InviteRevokeResponse, OrgDecisionResponse, PendingOrg, RevokedCert,
-    RevokedCertsQuery,
+    CertRevokeRequest, CertRevokeResponse, InviteCreateRequest, InviteResponse,
+    InviteRevokeResponse, OrgDecisionResponse, PendingOrg, RevokedCert, RevokedCertsQuery,
 };
 use cullis_shared::wire::registry::OrgStatus;
 use rand::RngCore;
@@ -45,7 +45,11 @@ fn invite_response(invite: Invite, token: Option<String>) -> InviteResponse {
     }
 }
 
-async fn create_invite(State(state): State<AppState>, _admin: AdminAuth, ApiJson(request): ApiJson<InviteCreateRequest>) -> ApiResult<(StatusCode, Json<InviteResponse>)> {
+async fn create_invite(
+    State(state): State<AppState>,
+    _admin: AdminAuth,
+    ApiJson(request): ApiJson<InviteCreateRequest>,
+) -> ApiResult<(StatusCode, Json<InviteResponse>)> {
     if !(1..=8760).contains(&request.ttl_hours) {
         return Err(ApiError::validation(
             "less_than_equal",
@@ -55,7 +59,12 @@ async fn create_invite(State(state): State<AppState>, _admin: AdminAuth, ApiJson
         ));
     }
     if request.label.chars().count() > 256 {
-        return Err(ApiError::validation("string_too_long", &["body", "label"], "label must be at most 256 characters", Value::Null));
+        return Err(ApiError::validation(
+            "string_too_long",
+            &["body", "label"],
+            "label must be at most 256 characters",
+            Value::Null,
+        ));
     }
     let mut token_bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut token_bytes);
@@ -64,7 +73,10 @@ async fn create_invite(State(state): State<AppState>, _admin: AdminAuth, ApiJson
     rand::rngs::OsRng.fill_bytes(&mut id_bytes);
     let id = hex::encode(id_bytes);
     let expires_at = time::OffsetDateTime::now_utc() + time::Duration::hours(request.ttl_hours);
-    let invite = state.db.insert_invite(&id, &invite_hash(&token), &request.label, expires_at).await?;
+    let invite = state
+        .db
+        .insert_invite(&id, &invite_hash(&token), &request.label, expires_at)
+        .await?;
     state
         .audit
         .record(
@@ -74,21 +86,39 @@ async fn create_invite(State(state): State<AppState>, _admin: AdminAuth, ApiJson
                 .detail("ttl_hours", request.ttl_hours),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(invite_response(invite, Some(token)))))
+    Ok((
+        StatusCode::CREATED,
+        Json(invite_response(invite, Some(token))),
+    ))
 }
 
-async fn list_invites(State(state): State<AppState>, _admin: AdminAuth) -> ApiResult<Json<Vec<InviteResponse>>> {
+async fn list_invites(
+    State(state): State<AppState>,
+    _admin: AdminAuth,
+) -> ApiResult<Json<Vec<InviteResponse>>> {
     let invites = state.db.invites().await?;
-    Ok(Json(invites.into_iter().map(|invite| invite_response(invite, None)).collect()))
+    Ok(Json(
+        invites
+            .into_iter()
+            .map(|invite| invite_response(invite, None))
+            .collect(),
+    ))
 }
 
-async fn revoke_invite(State(state): State<AppState>, _admin: AdminAuth, ApiPath(invite_id): ApiPath<String>) -> ApiResult<Json<InviteRevokeResponse>> {
+async fn revoke_invite(
+    State(state): State<AppState>,
+    _admin: AdminAuth,
+    ApiPath(invite_id): ApiPath<String>,
+) -> ApiResult<Json<InviteRevokeResponse>> {
     if !state.db.revoke_invite(&invite_id).await? {
         return Err(ApiError::not_found("Invite not found"));
     }
     state
         .audit
-        .record(AuditEvent::new("admin.invite_revoked", Outcome::Ok).detail("invite_id", invite_id.clone()))
+        .record(
+            AuditEvent::new("admin.invite_revoked", Outcome::Ok)
+                .detail("invite_id", invite_id.clone()),
+        )
         .await?;
     Ok(Json(InviteRevokeResponse {
         id: invite_id,
@@ -97,7 +127,10 @@ async fn revoke_invite(State(state): State<AppState>, _admin: AdminAuth, ApiPath
     }))
 }
 
-async fn pending_orgs(State(state): State<AppState>, _admin: AdminAuth) -> ApiResult<Json<Vec<PendingOrg>>> {
+async fn pending_orgs(
+    State(state): State<AppState>,
+    _admin: AdminAuth,
+) -> ApiResult<Json<Vec<PendingOrg>>> {
     let orgs = state.db.orgs_with_status("pending").await?;
     Ok(Json(
         orgs.into_iter()
@@ -112,13 +145,24 @@ async fn pending_orgs(State(state): State<AppState>, _admin: AdminAuth) -> ApiRe
     ))
 }
 
-async fn approve_org(State(state): State<AppState>, _admin: AdminAuth, ApiPath(org_id): ApiPath<String>) -> ApiResult<Json<OrgDecisionResponse>> {
-    let org = state.db.org(&org_id).await?.ok_or_else(|| ApiError::not_found("Organization not found"))?;
+async fn approve_org(
+    State(state): State<AppState>,
+    _admin: AdminAuth,
+    ApiPath(org_id): ApiPath<String>,
+) -> ApiResult<Json<OrgDecisionResponse>> {
+    let org = state
+        .db
+        .org(&org_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Organization not found"))?;
     if org.status == "active" {
         return Err(ApiError::conflict("Organization already active"));
     }
     state.db.set_org_status(&org_id, "active").await?;
-    state.audit.record(AuditEvent::new("onboarding.approved", Outcome::Ok).org(org_id.clone())).await?;
+    state
+        .audit
+        .record(AuditEvent::new("onboarding.approved", Outcome::Ok).org(org_id.clone()))
+        .await?;
     Ok(Json(OrgDecisionResponse {
         message: format!("Organization '{org_id}' approved."),
         org_id,
@@ -126,13 +170,27 @@ async fn approve_org(State(state): State<AppState>, _admin: AdminAuth, ApiPath(o
     }))
 }
 
-async fn reject_org(State(state): State<AppState>, _admin: AdminAuth, ApiPath(org_id): ApiPath<String>) -> ApiResult<Json<OrgDecisionResponse>> {
-    let org = state.db.org(&org_id).await?.ok_or_else(|| ApiError::not_found("Organization not found"))?;
+async fn reject_org(
+    State(state): State<AppState>,
+    _admin: AdminAuth,
+    ApiPath(org_id): ApiPath<String>,
+) -> ApiResult<Json<OrgDecisionResponse>> {
+    let org = state
+        .db
+        .org(&org_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Organization not found"))?;
     if org.status != "pending" && org.status != "active" {
-        return Err(ApiError::conflict(format!("Organization already in state '{}'", org.status)));
+        return Err(ApiError::conflict(format!(
+            "Organization already in state '{}'",
+            org.status
+        )));
     }
     state.db.set_org_status(&org_id, "rejected").await?;
-    state.audit.record(AuditEvent::new("onboarding.rejected", Outcome::Denied).org(org_id.clone())).await?;
+    state
+        .audit
+        .record(AuditEvent::new("onboarding.rejected", Outcome::Denied).org(org_id.clone()))
+        .await?;
     Ok(Json(OrgDecisionResponse {
         message: format!("Organization '{org_id}' rejected."),
         org_id,
@@ -142,14 +200,33 @@ async fn reject_org(State(state): State<AppState>, _admin: AdminAuth, ApiPath(or
 
 /// Serials are normalised (lowercase, no leading zeros, no `0x`) before they are stored, so a
 /// revocation matches however the admin wrote it.
-async fn revoke_cert(State(state): State<AppState>, _admin: AdminAuth, ApiJson(request): ApiJson<CertRevokeRequest>) -> ApiResult<Json<CertRevokeResponse>> {
-    let serial_hex = normalize_serial_hex(&request.serial_hex)
-        .map_err(|_| ApiError::validation("value_error", &["body", "serial_hex"], "serial_hex must be a hexadecimal serial number", request.serial_hex.clone().into()))?;
+async fn revoke_cert(
+    State(state): State<AppState>,
+    _admin: AdminAuth,
+    ApiJson(request): ApiJson<CertRevokeRequest>,
+) -> ApiResult<Json<CertRevokeResponse>> {
+    let serial_hex = normalize_serial_hex(&request.serial_hex).map_err(|_| {
+        ApiError::validation(
+            "value_error",
+            &["body", "serial_hex"],
+            "serial_hex must be a hexadecimal serial number",
+            request.serial_hex.clone().into(),
+        )
+    })?;
     let cert_not_after = match request.cert_not_after.as_deref() {
-        Some(text) => crate::db::parse_timestamp(text).map(crate::db::timestamp_text).ok_or_else(|| {
-            ApiError::validation("datetime_parsing", &["body", "cert_not_after"], "cert_not_after must be an ISO 8601 datetime with a time zone", text.into())
-        })?,
-        None => crate::db::timestamp_text(time::OffsetDateTime::now_utc() + time::Duration::days(365)),
+        Some(text) => crate::db::parse_timestamp(text)
+            .map(crate::db::timestamp_text)
+            .ok_or_else(|| {
+                ApiError::validation(
+                    "datetime_parsing",
+                    &["body", "cert_not_after"],
+                    "cert_not_after must be an ISO 8601 datetime with a time zone",
+                    text.into(),
+                )
+            })?,
+        None => {
+            crate::db::timestamp_text(time::OffsetDateTime::now_utc() + time::Duration::days(365))
+        }
     };
     let row = RevokedRow {
         serial_hex: serial_hex.clone(),
@@ -160,7 +237,11 @@ async fn revoke_cert(State(state): State<AppState>, _admin: AdminAuth, ApiJson(r
         cert_not_after,
         agent_id: request.agent_id.clone(),
     };
-    let stored = state.db.revoke_cert(&row).await?.ok_or_else(|| ApiError::conflict("Certificate already revoked"))?;
+    let stored = state
+        .db
+        .revoke_cert(&row)
+        .await?
+        .ok_or_else(|| ApiError::conflict("Certificate already revoked"))?;
     state
         .audit
         .record(
@@ -181,7 +262,11 @@ async fn revoke_cert(State(state): State<AppState>, _admin: AdminAuth, ApiJson(r
     }))
 }
 
-async fn revoked_certs(State(state): State<AppState>, _admin: AdminAuth, ApiQuery(query): ApiQuery<RevokedCertsQuery>) -> ApiResult<Json<Vec<RevokedCert>>> {
+async fn revoked_certs(
+    State(state): State<AppState>,
+    _admin: AdminAuth,
+    ApiQuery(query): ApiQuery<RevokedCertsQuery>,
+) -> ApiResult<Json<Vec<RevokedCert>>> {
     let rows = state.db.revoked_certs(query.org_id.as_deref()).await?;
     Ok(Json(
         rows.into_iter()

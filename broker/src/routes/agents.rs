@@ -10,8 +10,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cullis_shared::pki::{internal_to_spiffe, validate_agent_id, verify_rotation_cert, Certificate};
-use cullis_shared::wire::registry::{AgentListQuery, AgentListResponse, AgentRegisterRequest, AgentResponse, PublicKeyResponse, RotateCertRequest, RotateCertResponse};
+use cullis_shared::pki::{
+    internal_to_spiffe, validate_agent_id, verify_rotation_cert, Certificate,
+};
+use cullis_shared::wire::registry::{
+    AgentListQuery, AgentListResponse, AgentRegisterRequest, AgentResponse, PublicKeyResponse,
+    RotateCertRequest, RotateCertResponse,
+};
 use serde_json::{Map, Value};
 
 pub fn router() -> Router<AppState> {
@@ -19,14 +24,18 @@ pub fn router() -> Router<AppState> {
         .route("/v1/registry/agents", post(register).get(list))
         .route("/v1/registry/agents/{agent_id}", get(get_agent))
         .route("/v1/registry/agents/{agent_id}/public-key", get(public_key))
-        .route("/v1/registry/agents/{agent_id}/rotate-cert", post(rotate_cert))
+        .route(
+            "/v1/registry/agents/{agent_id}/rotate-cert",
+            post(rotate_cert),
+        )
 }
 
 pub(crate) fn agent_response(state: &AppState, agent: Agent) -> AgentResponse {
     let agent_uri = internal_to_spiffe(&agent.agent_id, &state.config.trust_domain)
         .map(|id| id.as_str().to_owned())
         .unwrap_or_default();
-    let metadata: Map<String, Value> = serde_json::from_str(&agent.metadata_json).unwrap_or_default();
+    let metadata: Map<String, Value> =
+        serde_json::from_str(&agent.metadata_json).unwrap_or_default();
     AgentResponse {
         agent_id: agent.agent_id,
         org_id: agent.org_id,
@@ -41,10 +50,19 @@ pub(crate) fn agent_response(state: &AppState, agent: Agent) -> AgentResponse {
 }
 
 fn too_long(field: &str, limit: &str) -> ApiError {
-    ApiError::validation("too_long", &["body", field], format!("{field} must be at most {limit}"), Value::Null)
+    ApiError::validation(
+        "too_long",
+        &["body", field],
+        format!("{field} must be at most {limit}"),
+        Value::Null,
+    )
 }
 
-async fn register(State(state): State<AppState>, org: OrgAuth, ApiJson(request): ApiJson<AgentRegisterRequest>) -> ApiResult<(StatusCode, Json<AgentResponse>)> {
+async fn register(
+    State(state): State<AppState>,
+    org: OrgAuth,
+    ApiJson(request): ApiJson<AgentRegisterRequest>,
+) -> ApiResult<(StatusCode, Json<AgentResponse>)> {
     let (id_org, _) = validate_agent_id(&request.agent_id).map_err(|_| {
         ApiError::validation(
             "string_pattern_mismatch",
@@ -64,13 +82,18 @@ async fn register(State(state): State<AppState>, org: OrgAuth, ApiJson(request):
         return Err(too_long("metadata", "16 KB of JSON"));
     }
     if request.org_id != org.org.org_id {
-        return Err(ApiError::forbidden("org_id in body does not match authenticated organization"));
+        return Err(ApiError::forbidden(
+            "org_id in body does not match authenticated organization",
+        ));
     }
     // An org registers agents only in its own namespace.
     if id_org != org.org.org_id {
-        return Err(ApiError::forbidden("agent_id must be in your organization's namespace ('<org_id>::<name>')"));
+        return Err(ApiError::forbidden(
+            "agent_id must be in your organization's namespace ('<org_id>::<name>')",
+        ));
     }
-    let capabilities_json = serde_json::to_string(&request.capabilities).expect("strings serialize");
+    let capabilities_json =
+        serde_json::to_string(&request.capabilities).expect("strings serialize");
     let agent = NewAgent {
         agent_id: &request.agent_id,
         org_id: &org.org.org_id,
@@ -91,22 +114,45 @@ async fn register(State(state): State<AppState>, org: OrgAuth, ApiJson(request):
                 .detail("capabilities", request.capabilities.clone()),
         )
         .await?;
-    let stored = state.db.agent(&request.agent_id).await?.ok_or_else(|| ApiError::internal("agent vanished after insert"))?;
+    let stored = state
+        .db
+        .agent(&request.agent_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("agent vanished after insert"))?;
     Ok((StatusCode::CREATED, Json(agent_response(&state, stored))))
 }
 
-async fn list(State(state): State<AppState>, caller: AgentAuth, ApiQuery(query): ApiQuery<AgentListQuery>) -> ApiResult<Json<AgentListResponse>> {
+async fn list(
+    State(state): State<AppState>,
+    caller: AgentAuth,
+    ApiQuery(query): ApiQuery<AgentListQuery>,
+) -> ApiResult<Json<AgentListResponse>> {
     let org_id = query.org_id.unwrap_or_else(|| caller.org_id().to_owned());
     if org_id != caller.org_id() {
-        return Err(ApiError::forbidden("You cannot view agents from other organizations"));
+        return Err(ApiError::forbidden(
+            "You cannot view agents from other organizations",
+        ));
     }
-    let agents: Vec<AgentResponse> = state.db.agents_of_org(&org_id).await?.into_iter().map(|a| agent_response(&state, a)).collect();
-    Ok(Json(AgentListResponse { total: agents.len() as u64, agents }))
+    let agents: Vec<AgentResponse> = state
+        .db
+        .agents_of_org(&org_id)
+        .await?
+        .into_iter()
+        .map(|a| agent_response(&state, a))
+        .collect();
+    Ok(Json(AgentListResponse {
+        total: agents.len() as u64,
+        agents,
+    }))
 }
 
 /// Same org: always visible. Other org: only an agent its own org has approved.
 async fn visible_agent(state: &AppState, caller: &AgentAuth, agent_id: &str) -> ApiResult<Agent> {
-    let agent = state.db.agent(agent_id).await?.ok_or_else(|| ApiError::not_found("Agent not found"))?;
+    let agent = state
+        .db
+        .agent(agent_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Agent not found"))?;
     if agent.org_id != caller.org_id() {
         let approved = state
             .db
@@ -120,12 +166,20 @@ async fn visible_agent(state: &AppState, caller: &AgentAuth, agent_id: &str) -> 
     Ok(agent)
 }
 
-async fn get_agent(State(state): State<AppState>, caller: AgentAuth, ApiPath(agent_id): ApiPath<String>) -> ApiResult<Json<AgentResponse>> {
+async fn get_agent(
+    State(state): State<AppState>,
+    caller: AgentAuth,
+    ApiPath(agent_id): ApiPath<String>,
+) -> ApiResult<Json<AgentResponse>> {
     let agent = visible_agent(&state, &caller, &agent_id).await?;
     Ok(Json(agent_response(&state, agent)))
 }
 
-async fn public_key(State(state): State<AppState>, caller: AgentAuth, ApiPath(agent_id): ApiPath<String>) -> ApiResult<Json<PublicKeyResponse>> {
+async fn public_key(
+    State(state): State<AppState>,
+    caller: AgentAuth,
+    ApiPath(agent_id): ApiPath<String>,
+) -> ApiResult<Json<PublicKeyResponse>> {
     let agent = visible_agent(&state, &caller, &agent_id).await?;
     let pem = agent
         .cert_pem
@@ -133,7 +187,9 @@ async fn public_key(State(state): State<AppState>, caller: AgentAuth, ApiPath(ag
     let key = Certificate::from_pem(&pem)
         .map_err(|e| e.to_string())
         .and_then(|cert| cert.public_key().map_err(|e| e.to_string()))
-        .map_err(|e| ApiError::internal(format!("pinned certificate of {agent_id} unreadable: {e}")))?;
+        .map_err(|e| {
+            ApiError::internal(format!("pinned certificate of {agent_id} unreadable: {e}"))
+        })?;
     Ok(Json(PublicKeyResponse {
         agent_id,
         public_key_pem: key.to_spki_pem(),
@@ -146,16 +202,31 @@ async fn rotate_cert(
     ApiPath(agent_id): ApiPath<String>,
     ApiJson(request): ApiJson<RotateCertRequest>,
 ) -> ApiResult<Json<RotateCertResponse>> {
-    let agent = state.db.agent(&agent_id).await?.ok_or_else(|| ApiError::not_found("Agent not found"))?;
+    let agent = state
+        .db
+        .agent(&agent_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Agent not found"))?;
     if agent.org_id != org.org.org_id {
-        return Err(ApiError::forbidden("Agent does not belong to your organization"));
+        return Err(ApiError::forbidden(
+            "Agent does not belong to your organization",
+        ));
     }
-    let ca_pem = org.org.ca_certificate.as_deref().ok_or_else(|| ApiError::bad_request("Org CA not configured"))?;
-    let org_ca = Certificate::from_pem(ca_pem).map_err(|_| ApiError::bad_request("Org CA not configured"))?;
+    let ca_pem = org
+        .org
+        .ca_certificate
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("Org CA not configured"))?;
+    let org_ca = Certificate::from_pem(ca_pem)
+        .map_err(|_| ApiError::bad_request("Org CA not configured"))?;
     let now = crate::db::unix_now();
-    let cert = verify_rotation_cert(&request.new_certificate, &agent_id, &org_ca, now).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let cert = verify_rotation_cert(&request.new_certificate, &agent_id, &org_ca, now)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let thumbprint = cert.thumbprint().to_owned();
-    state.db.rotate_agent_cert(&agent_id, &cert.to_pem(), &thumbprint, now).await?;
+    state
+        .db
+        .rotate_agent_cert(&agent_id, &cert.to_pem(), &thumbprint, now)
+        .await?;
     state
         .audit
         .record(
@@ -166,5 +237,8 @@ async fn rotate_cert(
                 .detail("new_thumbprint", thumbprint.clone()),
         )
         .await?;
-    Ok(Json(RotateCertResponse { agent_id, thumbprint }))
+    Ok(Json(RotateCertResponse {
+        agent_id,
+        thumbprint,
+    }))
 }

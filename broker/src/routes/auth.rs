@@ -24,12 +24,19 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Applies a rate-limit bucket; 429 with `Retry-After`, 503 when the store is down.
-pub(crate) async fn rate_limit(state: &AppState, bucket: &str, subject: &str) -> Result<(), ApiError> {
+pub(crate) async fn rate_limit(
+    state: &AppState,
+    bucket: &str,
+    subject: &str,
+) -> Result<(), ApiError> {
     match state.limiter.check(bucket, subject).await {
         Ok(()) => Ok(()),
         Err(error @ LimitError::Exceeded { .. }) => {
             let retry_after = error.retry_after_secs().unwrap_or(60).to_string();
-            Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, error.to_string()).with_header(RETRY_AFTER, &retry_after))
+            Err(
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, error.to_string())
+                    .with_header(RETRY_AFTER, &retry_after),
+            )
         }
         Err(error) => Err(ApiError::unavailable("rate limiter", error)),
     }
@@ -43,18 +50,26 @@ async fn token(
     body: Result<ApiJson<TokenRequest>, ApiError>,
 ) -> ApiResult<Json<TokenResponse>> {
     // 0. Request shape (422) — the DPoP header is a required parameter, like the body.
-    let proof = headers.get("dpop").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let proof = headers
+        .get("dpop")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let ApiJson(request) = body?;
     let proof = proof.ok_or_else(|| ApiError::missing_header("DPoP"))?;
     // 1. Rate limit by client IP, before any work.
     rate_limit(&state, "auth.token", &ip).await?;
     let host = headers.get(HOST).and_then(|v| v.to_str().ok());
     let htu = expected_htu(&state, "http", host, uri.path());
-    Ok(Json(issue_token(&state, &proof, &htu, &request.client_assertion).await?))
+    Ok(Json(
+        issue_token(&state, &proof, &htu, &request.client_assertion).await?,
+    ))
 }
 
 async fn revoke_self(State(state): State<AppState>, agent: AgentAuth) -> ApiResult<StatusCode> {
-    state.db.invalidate_agent_tokens(agent.agent_id(), crate::db::unix_now()).await?;
+    state
+        .db
+        .invalidate_agent_tokens(agent.agent_id(), crate::db::unix_now())
+        .await?;
     state
         .audit
         .record(
@@ -67,16 +82,29 @@ async fn revoke_self(State(state): State<AppState>, agent: AgentAuth) -> ApiResu
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn revoke_agent(State(state): State<AppState>, credentials: OrgCredentials, ApiPath(agent_id): ApiPath<String>) -> ApiResult<StatusCode> {
+async fn revoke_agent(
+    State(state): State<AppState>,
+    credentials: OrgCredentials,
+    ApiPath(agent_id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
     let org = match credentials.verify(&state).await? {
         Some(org) if org.status == "active" => org,
         _ => return Err(ApiError::forbidden("Invalid organization credentials")),
     };
-    let agent = state.db.agent(&agent_id).await?.ok_or_else(|| ApiError::not_found("Agent not found"))?;
+    let agent = state
+        .db
+        .agent(&agent_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Agent not found"))?;
     if agent.org_id != org.org_id {
-        return Err(ApiError::forbidden("Agent does not belong to your organization"));
+        return Err(ApiError::forbidden(
+            "Agent does not belong to your organization",
+        ));
     }
-    state.db.invalidate_agent_tokens(&agent_id, crate::db::unix_now()).await?;
+    state
+        .db
+        .invalidate_agent_tokens(&agent_id, crate::db::unix_now())
+        .await?;
     state
         .audit
         .record(

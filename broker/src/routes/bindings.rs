@@ -38,15 +38,30 @@ fn py_list(items: &[String]) -> String {
     format!("[{}]", quoted.join(", "))
 }
 
-async fn create(State(state): State<AppState>, org: OrgAuth, ApiJson(request): ApiJson<BindingCreateRequest>) -> ApiResult<(StatusCode, Json<BindingResponse>)> {
+async fn create(
+    State(state): State<AppState>,
+    org: OrgAuth,
+    ApiJson(request): ApiJson<BindingCreateRequest>,
+) -> ApiResult<(StatusCode, Json<BindingResponse>)> {
     if request.org_id != org.org.org_id {
-        return Err(ApiError::forbidden("You cannot create a binding for another organization"));
+        return Err(ApiError::forbidden(
+            "You cannot create a binding for another organization",
+        ));
     }
     let agent = match state.db.agent(&request.agent_id).await? {
         Some(agent) if agent.org_id == org.org.org_id => agent,
-        _ => return Err(ApiError::not_found("Agent not found or does not belong to this organization")),
+        _ => {
+            return Err(ApiError::not_found(
+                "Agent not found or does not belong to this organization",
+            ))
+        }
     };
-    let outside: Vec<String> = request.scope.iter().filter(|s| !agent.capabilities.contains(s)).cloned().collect();
+    let outside: Vec<String> = request
+        .scope
+        .iter()
+        .filter(|s| !agent.capabilities.contains(s))
+        .cloned()
+        .collect();
     if !outside.is_empty() {
         let mut capabilities = agent.capabilities.clone();
         capabilities.sort();
@@ -60,7 +75,9 @@ async fn create(State(state): State<AppState>, org: OrgAuth, ApiJson(request): A
         .db
         .insert_binding(&org.org.org_id, &request.agent_id, &request.scope)
         .await?
-        .ok_or_else(|| ApiError::conflict("Binding already exists for this agent and organization"))?;
+        .ok_or_else(|| {
+            ApiError::conflict("Binding already exists for this agent and organization")
+        })?;
     state
         .audit
         .record(
@@ -75,14 +92,24 @@ async fn create(State(state): State<AppState>, org: OrgAuth, ApiJson(request): A
 }
 
 async fn owned_binding(state: &AppState, org: &OrgAuth, binding_id: i64) -> ApiResult<Binding> {
-    let binding = state.db.binding(binding_id).await?.ok_or_else(|| ApiError::not_found("Binding not found"))?;
+    let binding = state
+        .db
+        .binding(binding_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Binding not found"))?;
     if binding.org_id != org.org.org_id {
-        return Err(ApiError::forbidden("You are not the owning organization of this binding"));
+        return Err(ApiError::forbidden(
+            "You are not the owning organization of this binding",
+        ));
     }
     Ok(binding)
 }
 
-async fn approve(State(state): State<AppState>, org: OrgAuth, ApiPath(binding_id): ApiPath<i64>) -> ApiResult<Json<BindingResponse>> {
+async fn approve(
+    State(state): State<AppState>,
+    org: OrgAuth,
+    ApiPath(binding_id): ApiPath<i64>,
+) -> ApiResult<Json<BindingResponse>> {
     owned_binding(&state, &org, binding_id).await?;
     let binding = state
         .db
@@ -102,7 +129,11 @@ async fn approve(State(state): State<AppState>, org: OrgAuth, ApiPath(binding_id
 }
 
 /// Revokes the binding and, with it, every token the agent holds.
-async fn revoke(State(state): State<AppState>, org: OrgAuth, ApiPath(binding_id): ApiPath<i64>) -> ApiResult<Json<BindingResponse>> {
+async fn revoke(
+    State(state): State<AppState>,
+    org: OrgAuth,
+    ApiPath(binding_id): ApiPath<i64>,
+) -> ApiResult<Json<BindingResponse>> {
     owned_binding(&state, &org, binding_id).await?;
     let binding = state
         .db
@@ -122,10 +153,21 @@ async fn revoke(State(state): State<AppState>, org: OrgAuth, ApiPath(binding_id)
     Ok(Json(binding_response(binding)?))
 }
 
-async fn list(State(state): State<AppState>, org: OrgAuth, ApiQuery(query): ApiQuery<BindingListQuery>) -> ApiResult<Json<Vec<BindingResponse>>> {
+async fn list(
+    State(state): State<AppState>,
+    org: OrgAuth,
+    ApiQuery(query): ApiQuery<BindingListQuery>,
+) -> ApiResult<Json<Vec<BindingResponse>>> {
     if query.org_id != org.org.org_id {
-        return Err(ApiError::forbidden("You cannot view bindings of another organization"));
+        return Err(ApiError::forbidden(
+            "You cannot view bindings of another organization",
+        ));
     }
     let bindings = state.db.bindings_of_org(&query.org_id).await?;
-    Ok(Json(bindings.into_iter().map(binding_response).collect::<ApiResult<_>>()?))
+    Ok(Json(
+        bindings
+            .into_iter()
+            .map(binding_response)
+            .collect::<ApiResult<_>>()?,
+    ))
 }

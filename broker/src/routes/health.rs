@@ -8,7 +8,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use cullis_shared::wire::auth::Jwks;
-use cullis_shared::wire::health::{BrokerReadyChecks, BrokerReadyResponse, HealthResponse, HealthzResponse, ReadyStatus};
+use cullis_shared::wire::health::{
+    BrokerReadyChecks, BrokerReadyResponse, HealthResponse, HealthzResponse, ReadyStatus,
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -26,16 +28,32 @@ async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
 }
 
 async fn healthz() -> Json<HealthzResponse> {
-    Json(HealthzResponse { status: "ok".into() })
+    Json(HealthzResponse {
+        status: "ok".into(),
+    })
 }
 
 /// Database, then Redis (when configured), then KMS; stops at the first failure.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<BrokerReadyResponse>) {
     let mut checks = BrokerReadyChecks::default();
     if state.is_draining() {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(BrokerReadyResponse { status: ReadyStatus::Draining, checks }));
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(BrokerReadyResponse {
+                status: ReadyStatus::Draining,
+                checks,
+            }),
+        );
     }
-    let not_ready = |checks| (StatusCode::SERVICE_UNAVAILABLE, Json(BrokerReadyResponse { status: ReadyStatus::NotReady, checks }));
+    let not_ready = |checks| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(BrokerReadyResponse {
+                status: ReadyStatus::NotReady,
+                checks,
+            }),
+        )
+    };
     if let Err(error) = state.db.ping().await {
         tracing::warn!(%error, "readiness: database");
         checks.database = Some("error: database unreachable".into());
@@ -61,12 +79,20 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<BrokerReadyR
         return not_ready(checks);
     }
     checks.kms = Some("ok".into());
-    (StatusCode::OK, Json(BrokerReadyResponse { status: ReadyStatus::Ready, checks }))
+    (
+        StatusCode::OK,
+        Json(BrokerReadyResponse {
+            status: ReadyStatus::Ready,
+            checks,
+        }),
+    )
 }
 
 async fn jwks(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     Ok((
         [(header::CACHE_CONTROL, "public, max-age=3600")],
-        Json(Jwks { keys: vec![state.tokens.jwks_key()] }),
+        Json(Jwks {
+            keys: vec![state.tokens.jwks_key()],
+        }),
     ))
 }

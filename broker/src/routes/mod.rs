@@ -24,7 +24,10 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Parses a stored enum-like status into its wire enum (stored values are written by us).
-pub(crate) fn wire_enum<T: serde::de::DeserializeOwned>(stored: &str) -> Result<T, crate::error::ApiError> {
-    serde_json::from_value(serde_json::Value::String(stored.to_owned()))
-        .map_err(|_| crate::error::ApiError::internal(format!("unexpected stored status '{stored}'")))
+pub(crate) fn wire_enum<T: serde::de::DeserializeOwned>(
+    stored: &str,
+) -> Result<T, crate::error::ApiError> {
+    serde_json::from_value(serde_json::Value::String(stored.to_owned())).map_err(|_| {
+        crate::error::ApiError::internal(format!("unexpected stored status '{stored}'"))
+    })
 }

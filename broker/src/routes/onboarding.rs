@@ -30,7 +30,11 @@ pub(crate) fn invite_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-async fn join(State(state): State<AppState>, ClientIp(ip): ClientIp, ApiJson(request): ApiJson<JoinRequest>) -> ApiResult<(StatusCode, Json<JoinResponse>)> {
+async fn join(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(request): ApiJson<JoinRequest>,
+) -> ApiResult<(StatusCode, Json<JoinResponse>)> {
     rate_limit(&state, "onboarding.join", &ip).await?;
     if validate_org_id(&request.org_id).is_err() {
         return Err(ApiError::validation(
@@ -50,7 +54,9 @@ async fn join(State(state): State<AppState>, ClientIp(ip): ClientIp, ApiJson(req
                     .detail("reason", "invalid_invite_token"),
             )
             .await?;
-        Err::<(StatusCode, Json<JoinResponse>), ApiError>(ApiError::forbidden("Invalid or expired invite token"))
+        Err::<(StatusCode, Json<JoinResponse>), ApiError>(ApiError::forbidden(
+            "Invalid or expired invite token",
+        ))
     };
     if state.db.valid_invite(&token_hash).await?.is_none() {
         return reject_invite().await;
@@ -58,7 +64,8 @@ async fn join(State(state): State<AppState>, ClientIp(ip): ClientIp, ApiJson(req
     if state.db.org(&request.org_id).await?.is_some() {
         return Err(ApiError::conflict("org_id already registered"));
     }
-    accept_org_ca(&request.ca_certificate, crate::db::unix_now()).map_err(|e| ApiError::bad_request(e.join_detail()))?;
+    accept_org_ca(&request.ca_certificate, crate::db::unix_now())
+        .map_err(|e| ApiError::bad_request(e.join_detail()))?;
     let secret_hash = hash_secret(&state, &request.secret).await?;
     let metadata = serde_json::json!({"contact_email": request.contact_email}).to_string();
     let org = NewOrg {

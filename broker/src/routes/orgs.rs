@@ -11,7 +11,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cullis_shared::pki::{accept_org_ca, validate_org_id};
-use cullis_shared::wire::registry::{CaCertificateUploadRequest, CaCertificateUploadResponse, OrgCreateRequest, OrgResponse};
+use cullis_shared::wire::registry::{
+    CaCertificateUploadRequest, CaCertificateUploadResponse, OrgCreateRequest, OrgResponse,
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -30,7 +32,11 @@ pub(crate) fn org_response(org: Org) -> ApiResult<OrgResponse> {
     })
 }
 
-async fn create_org(State(state): State<AppState>, _admin: AdminAuth, ApiJson(request): ApiJson<OrgCreateRequest>) -> ApiResult<(StatusCode, Json<OrgResponse>)> {
+async fn create_org(
+    State(state): State<AppState>,
+    _admin: AdminAuth,
+    ApiJson(request): ApiJson<OrgCreateRequest>,
+) -> ApiResult<(StatusCode, Json<OrgResponse>)> {
     if validate_org_id(&request.org_id).is_err() {
         return Err(ApiError::validation(
             "string_pattern_mismatch",
@@ -53,28 +59,53 @@ async fn create_org(State(state): State<AppState>, _admin: AdminAuth, ApiJson(re
     if !state.db.insert_org(&org).await? {
         return Err(ApiError::conflict("org_id already registered"));
     }
-    let stored = state.db.org(&request.org_id).await?.ok_or_else(|| ApiError::internal("org vanished after insert"))?;
+    let stored = state
+        .db
+        .org(&request.org_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("org vanished after insert"))?;
     Ok((StatusCode::CREATED, Json(org_response(stored)?)))
 }
 
-async fn list_orgs(State(state): State<AppState>, _admin: AdminAuth) -> ApiResult<Json<Vec<OrgResponse>>> {
+async fn list_orgs(
+    State(state): State<AppState>,
+    _admin: AdminAuth,
+) -> ApiResult<Json<Vec<OrgResponse>>> {
     let orgs = state.db.orgs_with_status("active").await?;
-    Ok(Json(orgs.into_iter().map(org_response).collect::<ApiResult<_>>()?))
+    Ok(Json(
+        orgs.into_iter()
+            .map(org_response)
+            .collect::<ApiResult<_>>()?,
+    ))
 }
 
 /// The caller's own org, in any status (the proxy polls this while pending).
-async fn me(State(state): State<AppState>, credentials: OrgCredentials) -> ApiResult<Json<OrgResponse>> {
+async fn me(
+    State(state): State<AppState>,
+    credentials: OrgCredentials,
+) -> ApiResult<Json<OrgResponse>> {
     if state.db.org(&credentials.org_id).await?.is_none() {
         // Still run bcrypt so the answer time does not reveal which ids exist.
         let _ = credentials.verify(&state).await?;
         return Err(ApiError::not_found("Organization not found"));
     }
-    let org = credentials.verify(&state).await?.ok_or_else(|| ApiError::forbidden("Invalid organization credentials"))?;
+    let org = credentials
+        .verify(&state)
+        .await?
+        .ok_or_else(|| ApiError::forbidden("Invalid organization credentials"))?;
     Ok(Json(org_response(org)?))
 }
 
-async fn get_org(State(state): State<AppState>, _admin: AdminAuth, ApiPath(org_id): ApiPath<String>) -> ApiResult<Json<OrgResponse>> {
-    let org = state.db.org(&org_id).await?.ok_or_else(|| ApiError::not_found("Organization not found"))?;
+async fn get_org(
+    State(state): State<AppState>,
+    _admin: AdminAuth,
+    ApiPath(org_id): ApiPath<String>,
+) -> ApiResult<Json<OrgResponse>> {
+    let org = state
+        .db
+        .org(&org_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Organization not found"))?;
     Ok(Json(org_response(org)?))
 }
 
@@ -95,8 +126,12 @@ async fn upload_ca(
         return Err(ApiError::unauthorized("Invalid org credentials"));
     }
     let now = crate::db::unix_now();
-    accept_org_ca(&request.ca_certificate, now).map_err(|e| ApiError::bad_request(e.upload_detail()))?;
-    state.db.replace_org_ca(&org_id, &request.ca_certificate, now).await?;
+    accept_org_ca(&request.ca_certificate, now)
+        .map_err(|e| ApiError::bad_request(e.upload_detail()))?;
+    state
+        .db
+        .replace_org_ca(&org_id, &request.ca_certificate, now)
+        .await?;
     Ok(Json(CaCertificateUploadResponse {
         org_id,
         ca_certificate_loaded: true,

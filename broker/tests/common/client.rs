@@ -1,0 +1,138 @@
+//! A minimal agent client speaking the broker's wire protocol the way the reference SDK does:
+//! x509 client assertion, a fresh DPoP key per login, the `use_dpop_nonce` retry, and DPoP
+//! proofs with `ath` on every authenticated call.
+
+use cullis_shared::jose::{assertion, dpop::DpopKey};
+use cullis_shared::keys::PrivateKey;
+use reqwest::{Client, Method, StatusCode};
+use serde_json::Value;
+use std::sync::Mutex;
+
+/// What an agent holds: its id, certificate and key.
+pub struct AgentIdentity {
+    pub agent_id: String,
+    pub cert_der: Vec<u8>,
+    pub cert_pem: String,
+    pub key: PrivateKey,
+}
+
+/// A logged-in agent.
+pub struct AgentSession {
+    pub base: String,
+    pub http: Client,
+    pub dpop: DpopKey,
+    pub token: String,
+    nonce: Mutex<Option<String>>,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn remember_nonce(slot: &Mutex<Option<String>>, response: &reqwest::Response) {
+    if let Some(nonce) = response
+        .headers()
+        .get("dpop-nonce")
+        .and_then(|v| v.to_str().ok())
+    {
+        *slot.lock().unwrap() = Some(nonce.to_owned());
+    }
+}
+
+impl AgentIdentity {
+    /// The client assertion for this identity.
+    pub fn assertion(&self) -> String {
+        assertion::build(&self.cert_der, &self.key, &self.agent_id, now()).unwrap()
+    }
+
+    /// Logs in as the SDK does: first without a nonce, then once more with the server's.
+    pub async fn login(
+        &self,
+        base: &str,
+        http: &Client,
+    ) -> Result<AgentSession, (StatusCode, Value)> {
+        let dpop = DpopKey::generate().unwrap();
+        let nonce = Mutex::new(None);
+        let client_assertion = self.assertion();
+        let url = format!("{base}/v1/auth/token");
+        for _ in 0..2 {
+            let current = nonce.lock().unwrap().clone();
+            let proof = dpop.proof("POST", &url, None, current.as_deref(), now());
+            let response = http
+                .post(&url)
+                .header("DPoP", proof)
+                .json(&serde_json::json!({"client_assertion": client_assertion}))
+                .send()
+                .await
+                .unwrap();
+            remember_nonce(&nonce, &response);
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            if status == StatusCode::OK {
+                return Ok(AgentSession {
+                    base: base.to_owned(),
+                    http: http.clone(),
+                    dpop,
+                    token: body["access_token"].as_str().unwrap().to_owned(),
+                    nonce,
+                });
+            }
+            if !(status == StatusCode::UNAUTHORIZED && body["detail"] == "use_dpop_nonce") {
+                return Err((status, body));
+            }
+        }
+        Err((
+            StatusCode::UNAUTHORIZED,
+            Value::String("nonce retry exhausted".into()),
+        ))
+    }
+}
+
+impl AgentSession {
+    /// An authenticated call with one retry on `use_dpop_nonce`, as the SDK's `_authed_request`.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let url = format!("{}{path}", self.base);
+        let htu = url.split('?').next().unwrap().to_owned();
+        let mut last = (StatusCode::INTERNAL_SERVER_ERROR, Value::Null);
+        for _ in 0..2 {
+            let current = self.nonce.lock().unwrap().clone();
+            let proof = self.dpop.proof(
+                method.as_str(),
+                &htu,
+                Some(&self.token),
+                current.as_deref(),
+                now(),
+            );
+            let mut request = self
+                .http
+                .request(method.clone(), &url)
+                .header("Authorization", format!("DPoP {}", self.token))
+                .header("DPoP", proof);
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            let response = request.send().await.unwrap();
+            remember_nonce(&self.nonce, &response);
+            let status = response.status();
+            let value: Value = response.json().await.unwrap_or(Value::Null);
+            if !(status == StatusCode::UNAUTHORIZED && value["detail"] == "use_dpop_nonce") {
+                return (status, value);
+            }
+            last = (status, value);
+        }
+        last
+    }
+
+    /// The last server nonce seen.
+    pub fn nonce(&self) -> Option<String> {
+        self.nonce.lock().unwrap().clone()
+    }
+}

@@ -1,0 +1,361 @@
+//! Test harness: starts the real `cullis-broker` binary on a free loopback port against a
+//! fresh SQLite file or a fresh PostgreSQL database (and Redis when asked), and talks to it
+//! over real HTTP like the reference SDK does.
+
+#![allow(dead_code)]
+
+pub mod client;
+
+use reqwest::{Client, Method, Response, StatusCode};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const ADMIN_SECRET: &str = "test-admin-secret-0123456789abcdef";
+pub const TRUST_DOMAIN: &str = "atn.local";
+pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// Which database a test broker uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// A fresh SQLite file, in-process stores.
+    Sqlite,
+    /// A fresh PostgreSQL database, plus Redis for nonces, replay and rate limits.
+    PostgresRedis,
+}
+
+/// A running broker process; killed and its database dropped on drop.
+pub struct TestBroker {
+    child: Child,
+    pub base: String,
+    pub dir: PathBuf,
+    pub http: Client,
+    pub database_url: String,
+    pg_database: Option<String>,
+    stderr_log: PathBuf,
+}
+
+/// Per-test settings beyond the defaults.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    pub env: Vec<(String, String)>,
+}
+
+impl Options {
+    pub fn env(mut self, name: &str, value: &str) -> Options {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+}
+
+impl TestBroker {
+    pub async fn start(store: Store) -> TestBroker {
+        TestBroker::start_with(store, Options::default()).await
+    }
+
+    pub async fn start_with(store: Store, options: Options) -> TestBroker {
+        let dir = std::env::temp_dir().join(format!("cullis-broker-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("certs/broker-ca-key.pem");
+        let cert = dir.join("certs/broker-ca.pem");
+        cullis_broker::pki_init::init(&key, &cert, cullis_shared::keys::KeyType::EcP256).unwrap();
+        let (database_url, pg_database) = match store {
+            Store::Sqlite => (
+                format!("sqlite://{}", dir.join("cullis.db").display()),
+                None,
+            ),
+            Store::PostgresRedis => {
+                let name = format!("cullis_test_{}", uuid::Uuid::new_v4().simple());
+                create_pg_database(&name).await;
+                (
+                    format!("postgres://postgres@127.0.0.1:5432/{name}"),
+                    Some(name),
+                )
+            }
+        };
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("ADMIN_SECRET".into(), ADMIN_SECRET.into()),
+            ("DATABASE_URL".into(), database_url.clone()),
+            ("BROKER_CA_KEY_PATH".into(), key.display().to_string()),
+            ("BROKER_CA_CERT_PATH".into(), cert.display().to_string()),
+            ("BCRYPT_COST".into(), "4".into()),
+            // Logins are many per test and all come from 127.0.0.1.
+            ("RATE_LIMIT_AUTH_TOKEN".into(), "10000/60s".into()),
+            ("RATE_LIMIT_ONBOARDING_JOIN".into(), "10000/60s".into()),
+            ("RUST_LOG".into(), "warn".into()),
+        ]);
+        if store == Store::PostgresRedis {
+            env.insert("REDIS_URL".into(), REDIS_URL.into());
+        }
+        for (name, value) in options.env {
+            env.insert(name, value);
+        }
+        let stderr_log = dir.join("broker.stderr");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cullis-broker"))
+            .args(["serve", "--port", "0"])
+            .current_dir(&dir)
+            .env_clear()
+            .envs(&env)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log).unwrap())
+            .spawn()
+            .expect("the broker binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).map(|_| line)
+        });
+        let line = tokio::time::timeout(Duration::from_secs(30), line).await;
+        let line = match line {
+            Ok(Ok(Ok(line))) if line.contains("listening on ") => line,
+            _ => {
+                let _ = child.kill();
+                panic!(
+                    "broker did not start: {}",
+                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                );
+            }
+        };
+        let base = line.trim().rsplit(' ').next().unwrap().to_owned();
+        TestBroker {
+            child,
+            base,
+            dir,
+            http: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            database_url,
+            pg_database,
+            stderr_log,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request with the admin secret.
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .header("x-admin-secret", ADMIN_SECRET);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        json_of(request.send().await.unwrap()).await
+    }
+
+    /// A request with org credentials.
+    pub async fn org(
+        &self,
+        org: &TestOrg,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .header("x-org-id", &org.org_id)
+            .header("x-org-secret", &org.secret);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        json_of(request.send().await.unwrap()).await
+    }
+
+    /// Creates an invite, joins with it, approves the org: an active org with a P-384 CA.
+    pub async fn onboard(&self, org_id: &str) -> TestOrg {
+        let org = TestOrg::new(org_id);
+        let (status, invite) = self
+            .admin(
+                Method::POST,
+                "/v1/admin/invites",
+                Some(serde_json::json!({"label": org_id})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{invite}");
+        let (status, joined) = self.join(&org, invite["token"].as_str().unwrap()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{joined}");
+        let (status, approved) = self
+            .admin(
+                Method::POST,
+                &format!("/v1/admin/orgs/{org_id}/approve"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{approved}");
+        org
+    }
+
+    pub async fn join(&self, org: &TestOrg, invite_token: &str) -> (StatusCode, Value) {
+        let body = serde_json::json!({
+            "org_id": org.org_id,
+            "display_name": format!("{} Inc.", org.org_id),
+            "secret": org.secret,
+            "ca_certificate": org.ca.cert_pem(),
+            "contact_email": format!("ops@{}.example", org.org_id),
+            "invite_token": invite_token,
+        });
+        json_of(
+            self.http
+                .post(self.url("/v1/onboarding/join"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Registers `<org>::<name>` with capabilities, binds it with the same scope, approves.
+    pub async fn register_agent(
+        &self,
+        org: &TestOrg,
+        name: &str,
+        capabilities: &[&str],
+    ) -> client::AgentIdentity {
+        let agent_id = format!("{}::{name}", org.org_id);
+        let body = serde_json::json!({"agent_id": agent_id, "org_id": org.org_id, "display_name": name, "capabilities": capabilities, "description": "test agent"});
+        let (status, agent) = self
+            .org(org, Method::POST, "/v1/registry/agents", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{agent}");
+        let (status, binding) = self
+            .org(org, Method::POST, "/v1/registry/bindings", Some(serde_json::json!({"org_id": org.org_id, "agent_id": agent_id, "scope": capabilities})))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{binding}");
+        let id = binding["id"].as_i64().unwrap();
+        let (status, approved) = self
+            .org(
+                org,
+                Method::POST,
+                &format!("/v1/registry/bindings/{id}/approve"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{approved}");
+        org.agent_identity(name)
+    }
+
+    /// The broker's stderr so far (for assertions on log lines and for failure messages).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// Stops the broker with SIGTERM and waits for it.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        #[cfg(unix)]
+        unsafe_free_sigterm(self.child.id());
+        for _ in 0..100 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+}
+
+#[cfg(unix)]
+fn unsafe_free_sigterm(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(name) = self.pg_database.take() {
+            // Best effort: a separate runtime, since drop may run outside one.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(drop_pg_database(&name));
+            })
+            .join();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn create_pg_database(name: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(POSTGRES_ADMIN_URL)
+        .await
+        .expect("PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth) — start it, see .ci/run");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+async fn drop_pg_database(name: &str) {
+    use sqlx::Connection;
+    if let Ok(mut conn) = sqlx::PgConnection::connect(POSTGRES_ADMIN_URL).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
+    }
+}
+
+/// Status and JSON body (Null when the body is empty or not JSON).
+pub async fn json_of(response: Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// An organisation as its admin holds it: id, secret and CA.
+pub struct TestOrg {
+    pub org_id: String,
+    pub secret: String,
+    pub ca: cullis_shared::pki::OrgCa,
+}
+
+impl TestOrg {
+    pub fn new(org_id: &str) -> TestOrg {
+        TestOrg {
+            org_id: org_id.into(),
+            secret: format!("{org_id}-secret-{}", uuid::Uuid::new_v4().simple()),
+            ca: cullis_shared::pki::OrgCa::generate(
+                org_id,
+                cullis_shared::keys::KeyType::EcP384,
+                365,
+            )
+            .unwrap(),
+        }
+    }
+
+    /// A fresh P-256 key and a certificate for `<org>::<name>` from this org's CA.
+    pub fn agent_identity(&self, name: &str) -> client::AgentIdentity {
+        let key = cullis_shared::keys::PrivateKey::generate(cullis_shared::keys::KeyType::EcP256)
+            .unwrap();
+        let cert = self
+            .ca
+            .issue_agent_cert(&self.org_id, name, TRUST_DOMAIN, key.public_key(), 30)
+            .unwrap();
+        client::AgentIdentity {
+            agent_id: format!("{}::{name}", self.org_id),
+            cert_der: cert.der().to_vec(),
+            cert_pem: cert.to_pem(),
+            key,
+        }
+    }
+}
