@@ -359,3 +359,52 @@ impl TestOrg {
         }
     }
 }
+
+/// Current Unix time in seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Starts the broker with `options` and expects it to refuse to start; returns its exit code
+/// and stderr.
+pub async fn run_broker_expecting_failure(store: Store, options: Options) -> (Option<i32>, String) {
+    assert_eq!(
+        store,
+        Store::Sqlite,
+        "startup failures are tested on SQLite"
+    );
+    let dir = std::env::temp_dir().join(format!("cullis-broker-fail-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut env: HashMap<String, String> = HashMap::from([
+        ("ADMIN_SECRET".into(), ADMIN_SECRET.into()),
+        (
+            "DATABASE_URL".into(),
+            format!("sqlite://{}", dir.join("cullis.db").display()),
+        ),
+        (
+            "BROKER_CA_KEY_PATH".into(),
+            dir.join("missing-key.pem").display().to_string(),
+        ),
+    ]);
+    for (name, value) in options.env {
+        env.insert(name, value);
+    }
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_cullis-broker"))
+            .args(["serve", "--port", "0"])
+            .current_dir(&dir)
+            .env_clear()
+            .envs(&env)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

