@@ -1,1 +1,6 @@
-//! Two-organisation full-stack tests and the one-command demo (see the whole-story issue).
+//! Full-stack tooling that speaks only the wire protocol: an agent client (what the reference
+//! SDK does, in Rust), the organisation-side admin calls, and the load harness built on them.
+//! The same code drives our broker in tests and any compatible broker in benchmarks.
+
+pub mod client;
+pub mod setup;

@@ -2,12 +2,9 @@
 //! fresh SQLite file or a fresh PostgreSQL database (and Redis when asked), and talks to it
 //! over real HTTP like the reference SDK does.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-pub mod client;
-
-use reqwest::{Client, Method, Response, StatusCode};
-use serde_json::Value;
+pub use cullis_e2e::setup::{json_of, BrokerApi, OrgIdentity as TestOrg, TRUST_DOMAIN};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -15,7 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub const ADMIN_SECRET: &str = "test-admin-secret-0123456789abcdef";
-pub const TRUST_DOMAIN: &str = "atn.local";
 pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -31,9 +27,8 @@ pub enum Store {
 /// A running broker process; killed and its database dropped on drop.
 pub struct TestBroker {
     child: Child,
-    pub base: String,
+    pub api: BrokerApi,
     pub dir: PathBuf,
-    pub http: Client,
     pub database_url: String,
     pg_database: Option<String>,
     stderr_log: PathBuf,
@@ -123,130 +118,12 @@ impl TestBroker {
         let base = line.trim().rsplit(' ').next().unwrap().to_owned();
         TestBroker {
             child,
-            base,
+            api: BrokerApi::new(&base, ADMIN_SECRET),
             dir,
-            http: Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
             database_url,
             pg_database,
             stderr_log,
         }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// A request with the admin secret.
-    pub async fn admin(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = self
-            .http
-            .request(method, self.url(path))
-            .header("x-admin-secret", ADMIN_SECRET);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        json_of(request.send().await.unwrap()).await
-    }
-
-    /// A request with org credentials.
-    pub async fn org(
-        &self,
-        org: &TestOrg,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = self
-            .http
-            .request(method, self.url(path))
-            .header("x-org-id", &org.org_id)
-            .header("x-org-secret", &org.secret);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        json_of(request.send().await.unwrap()).await
-    }
-
-    /// Creates an invite, joins with it, approves the org: an active org with a P-384 CA.
-    pub async fn onboard(&self, org_id: &str) -> TestOrg {
-        let org = TestOrg::new(org_id);
-        let (status, invite) = self
-            .admin(
-                Method::POST,
-                "/v1/admin/invites",
-                Some(serde_json::json!({"label": org_id})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{invite}");
-        let (status, joined) = self.join(&org, invite["token"].as_str().unwrap()).await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{joined}");
-        let (status, approved) = self
-            .admin(
-                Method::POST,
-                &format!("/v1/admin/orgs/{org_id}/approve"),
-                None,
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{approved}");
-        org
-    }
-
-    pub async fn join(&self, org: &TestOrg, invite_token: &str) -> (StatusCode, Value) {
-        let body = serde_json::json!({
-            "org_id": org.org_id,
-            "display_name": format!("{} Inc.", org.org_id),
-            "secret": org.secret,
-            "ca_certificate": org.ca.cert_pem(),
-            "contact_email": format!("ops@{}.example", org.org_id),
-            "invite_token": invite_token,
-        });
-        json_of(
-            self.http
-                .post(self.url("/v1/onboarding/join"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
-    }
-
-    /// Registers `<org>::<name>` with capabilities, binds it with the same scope, approves.
-    pub async fn register_agent(
-        &self,
-        org: &TestOrg,
-        name: &str,
-        capabilities: &[&str],
-    ) -> client::AgentIdentity {
-        let agent_id = format!("{}::{name}", org.org_id);
-        let body = serde_json::json!({"agent_id": agent_id, "org_id": org.org_id, "display_name": name, "capabilities": capabilities, "description": "test agent"});
-        let (status, agent) = self
-            .org(org, Method::POST, "/v1/registry/agents", Some(body))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{agent}");
-        let (status, binding) = self
-            .org(org, Method::POST, "/v1/registry/bindings", Some(serde_json::json!({"org_id": org.org_id, "agent_id": agent_id, "scope": capabilities})))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{binding}");
-        let id = binding["id"].as_i64().unwrap();
-        let (status, approved) = self
-            .org(
-                org,
-                Method::POST,
-                &format!("/v1/registry/bindings/{id}/approve"),
-                None,
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{approved}");
-        org.agent_identity(name)
     }
 
     /// The broker's stderr so far (for assertions on log lines and for failure messages).
@@ -274,6 +151,14 @@ fn unsafe_free_sigterm(pid: u32) {
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
+}
+
+impl std::ops::Deref for TestBroker {
+    type Target = BrokerApi;
+
+    fn deref(&self) -> &BrokerApi {
+        &self.api
+    }
 }
 
 impl Drop for TestBroker {
@@ -312,51 +197,6 @@ async fn drop_pg_database(name: &str) {
         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .execute(&mut conn)
             .await;
-    }
-}
-
-/// Status and JSON body (Null when the body is empty or not JSON).
-pub async fn json_of(response: Response) -> (StatusCode, Value) {
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-/// An organisation as its admin holds it: id, secret and CA.
-pub struct TestOrg {
-    pub org_id: String,
-    pub secret: String,
-    pub ca: cullis_shared::pki::OrgCa,
-}
-
-impl TestOrg {
-    pub fn new(org_id: &str) -> TestOrg {
-        TestOrg {
-            org_id: org_id.into(),
-            secret: format!("{org_id}-secret-{}", uuid::Uuid::new_v4().simple()),
-            ca: cullis_shared::pki::OrgCa::generate(
-                org_id,
-                cullis_shared::keys::KeyType::EcP384,
-                365,
-            )
-            .unwrap(),
-        }
-    }
-
-    /// A fresh P-256 key and a certificate for `<org>::<name>` from this org's CA.
-    pub fn agent_identity(&self, name: &str) -> client::AgentIdentity {
-        let key = cullis_shared::keys::PrivateKey::generate(cullis_shared::keys::KeyType::EcP256)
-            .unwrap();
-        let cert = self
-            .ca
-            .issue_agent_cert(&self.org_id, name, TRUST_DOMAIN, key.public_key(), 30)
-            .unwrap();
-        client::AgentIdentity {
-            agent_id: format!("{}::{name}", self.org_id),
-            cert_der: cert.der().to_vec(),
-            cert_pem: cert.to_pem(),
-            key,
-        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! A minimal agent client speaking the broker's wire protocol the way the reference SDK does:
+//! An agent client speaking the broker's wire protocol the way the reference SDK does:
 //! x509 client assertion, a fresh DPoP key per login, the `use_dpop_nonce` retry, and DPoP
 //! proofs with `ath` on every authenticated call.
 
@@ -18,6 +18,7 @@ pub struct AgentIdentity {
 
 /// A logged-in agent.
 pub struct AgentSession {
+    pub agent_id: String,
     pub base: String,
     pub http: Client,
     pub dpop: DpopKey,
@@ -54,8 +55,19 @@ impl AgentIdentity {
         base: &str,
         http: &Client,
     ) -> Result<AgentSession, (StatusCode, Value)> {
+        self.login_with_nonce(base, http, None).await
+    }
+
+    /// Logs in starting from a server nonce already known (a long-lived client's case: one
+    /// request instead of two while the nonce is current).
+    pub async fn login_with_nonce(
+        &self,
+        base: &str,
+        http: &Client,
+        known_nonce: Option<String>,
+    ) -> Result<AgentSession, (StatusCode, Value)> {
         let dpop = DpopKey::generate().unwrap();
-        let nonce = Mutex::new(None);
+        let nonce = Mutex::new(known_nonce);
         let client_assertion = self.assertion();
         let url = format!("{base}/v1/auth/token");
         for _ in 0..2 {
@@ -73,6 +85,7 @@ impl AgentIdentity {
             let body: Value = response.json().await.unwrap_or(Value::Null);
             if status == StatusCode::OK {
                 return Ok(AgentSession {
+                    agent_id: self.agent_id.clone(),
                     base: base.to_owned(),
                     http: http.clone(),
                     dpop,
@@ -92,6 +105,10 @@ impl AgentIdentity {
 }
 
 impl AgentSession {
+    pub fn agent_id(&self) -> &str {
+        &self.agent_id
+    }
+
     /// An authenticated call with one retry on `use_dpop_nonce`, as the SDK's `_authed_request`.
     pub async fn call(
         &self,

@@ -1,0 +1,198 @@
+//! Onboarding as an operator and an organisation admin do it, over the wire: invites, join,
+//! approval, agent registration and bindings. Used by tests, the demo and the load harness.
+
+use crate::client::AgentIdentity;
+use cullis_shared::keys::{KeyType, PrivateKey};
+use cullis_shared::pki::OrgCa;
+use reqwest::{Client, Method, Response, StatusCode};
+use serde_json::{json, Value};
+
+/// SPIFFE trust domain the fixtures issue certificates in.
+pub const TRUST_DOMAIN: &str = "atn.local";
+
+/// A broker as seen from outside: its URL and the admin secret.
+#[derive(Debug, Clone)]
+pub struct BrokerApi {
+    pub base: String,
+    pub admin_secret: String,
+    pub http: Client,
+}
+
+/// Status and JSON body (Null when the body is empty or not JSON).
+pub async fn json_of(response: Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// An organisation as its admin holds it: id, secret and CA.
+pub struct OrgIdentity {
+    pub org_id: String,
+    pub secret: String,
+    pub ca: OrgCa,
+}
+
+impl OrgIdentity {
+    /// A new org with a fresh P-384 CA and a random secret.
+    pub fn new(org_id: &str) -> OrgIdentity {
+        OrgIdentity {
+            org_id: org_id.into(),
+            secret: format!("{org_id}-secret-{}", uuid::Uuid::new_v4().simple()),
+            ca: OrgCa::generate(org_id, KeyType::EcP384, 365).expect("org CA generation"),
+        }
+    }
+
+    /// A fresh P-256 key and a certificate for `<org>::<name>` from this org's CA.
+    pub fn agent_identity(&self, name: &str) -> AgentIdentity {
+        let key = PrivateKey::generate(KeyType::EcP256).expect("key generation");
+        let cert = self
+            .ca
+            .issue_agent_cert(&self.org_id, name, TRUST_DOMAIN, key.public_key(), 30)
+            .expect("agent certificate");
+        AgentIdentity {
+            agent_id: format!("{}::{name}", self.org_id),
+            cert_der: cert.der().to_vec(),
+            cert_pem: cert.to_pem(),
+            key,
+        }
+    }
+}
+
+impl BrokerApi {
+    pub fn new(base: &str, admin_secret: &str) -> BrokerApi {
+        BrokerApi {
+            base: base.trim_end_matches('/').to_owned(),
+            admin_secret: admin_secret.to_owned(),
+            http: Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .pool_max_idle_per_host(64)
+                .build()
+                .expect("HTTP client"),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request with the admin secret.
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .header("x-admin-secret", &self.admin_secret);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        json_of(request.send().await.expect("broker reachable")).await
+    }
+
+    /// A request with org credentials.
+    pub async fn org(
+        &self,
+        org: &OrgIdentity,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .header("x-org-id", &org.org_id)
+            .header("x-org-secret", &org.secret);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        json_of(request.send().await.expect("broker reachable")).await
+    }
+
+    /// `POST /v1/onboarding/join` for `org` with an invite token.
+    pub async fn join(&self, org: &OrgIdentity, invite_token: &str) -> (StatusCode, Value) {
+        let body = json!({
+            "org_id": org.org_id,
+            "display_name": format!("{} Inc.", org.org_id),
+            "secret": org.secret,
+            "ca_certificate": org.ca.cert_pem(),
+            "contact_email": format!("ops@{}.example", org.org_id),
+            "invite_token": invite_token,
+        });
+        json_of(
+            self.http
+                .post(self.url("/v1/onboarding/join"))
+                .json(&body)
+                .send()
+                .await
+                .expect("broker reachable"),
+        )
+        .await
+    }
+
+    /// Invite, join, approve: an active org with a P-384 CA. Panics with the broker's answer
+    /// when a step fails.
+    pub async fn onboard(&self, org_id: &str) -> OrgIdentity {
+        let org = OrgIdentity::new(org_id);
+        let (status, invite) = self
+            .admin(
+                Method::POST,
+                "/v1/admin/invites",
+                Some(json!({"label": org_id})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{invite}");
+        let (status, joined) = self
+            .join(&org, invite["token"].as_str().expect("invite token"))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{joined}");
+        let (status, approved) = self
+            .admin(
+                Method::POST,
+                &format!("/v1/admin/orgs/{org_id}/approve"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{approved}");
+        org
+    }
+
+    /// Registers `<org>::<name>` with capabilities, binds it with the same scope, approves it.
+    pub async fn register_agent(
+        &self,
+        org: &OrgIdentity,
+        name: &str,
+        capabilities: &[&str],
+    ) -> AgentIdentity {
+        let agent_id = format!("{}::{name}", org.org_id);
+        let body = json!({"agent_id": agent_id, "org_id": org.org_id, "display_name": name, "capabilities": capabilities, "description": "test agent"});
+        let (status, agent) = self
+            .org(org, Method::POST, "/v1/registry/agents", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{agent}");
+        let binding_body =
+            json!({"org_id": org.org_id, "agent_id": agent_id, "scope": capabilities});
+        let (status, binding) = self
+            .org(
+                org,
+                Method::POST,
+                "/v1/registry/bindings",
+                Some(binding_body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{binding}");
+        let id = binding["id"].as_i64().expect("binding id");
+        let (status, approved) = self
+            .org(
+                org,
+                Method::POST,
+                &format!("/v1/registry/bindings/{id}/approve"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{approved}");
+        org.agent_identity(name)
+    }
+}
