@@ -229,16 +229,14 @@ pub fn check_admin_secret(secret: &str) -> Result<(), ConfigError> {
 /// `postgresql+asyncpg://…`) as well as plain sqlx ones.
 pub fn normalize_database_url(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or((url, ""));
-    let base = scheme.split('+').next().unwrap_or(scheme);
+    let mut parts = scheme.split('+');
+    let base = parts.next().unwrap_or(scheme);
+    let sqlalchemy = parts.next().is_some();
     match base {
         "postgresql" | "postgres" => format!("postgres://{rest}"),
-        // SQLAlchemy writes `sqlite:///relative.db` (three slashes) for a relative path.
-        "sqlite" => format!(
-            "sqlite://{}",
-            rest.strip_prefix('/')
-                .filter(|r| !r.starts_with('/'))
-                .unwrap_or(rest)
-        ),
+        // SQLAlchemy: `sqlite:///relative.db` (three slashes) and `sqlite:////abs.db` (four).
+        "sqlite" if rest.starts_with("//") || (sqlalchemy && rest.starts_with('/')) => format!("sqlite://{}", &rest[1..]),
+        "sqlite" => format!("sqlite://{rest}"),
         _ => url.to_owned(),
     }
 }

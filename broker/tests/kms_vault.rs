@@ -55,7 +55,7 @@ async fn start_bao(binary: &str) -> Bao {
     let port = free_port();
     let home = std::env::temp_dir().join(format!("cullis-bao-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&home).unwrap();
-    let child = Command::new(binary)
+    let mut child = Command::new(binary)
         .args([
             "server",
             "-dev",
@@ -80,6 +80,8 @@ async fn start_bao(binary: &str) -> Bao {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("OpenBao did not become healthy at {addr}");
 }
 
