@@ -235,7 +235,9 @@ pub fn normalize_database_url(url: &str) -> String {
     match base {
         "postgresql" | "postgres" => format!("postgres://{rest}"),
         // SQLAlchemy: `sqlite:///relative.db` (three slashes) and `sqlite:////abs.db` (four).
-        "sqlite" if rest.starts_with("//") || (sqlalchemy && rest.starts_with('/')) => format!("sqlite://{}", &rest[1..]),
+        "sqlite" if rest.starts_with("//") || (sqlalchemy && rest.starts_with('/')) => {
+            format!("sqlite://{}", &rest[1..])
+        }
         "sqlite" => format!("sqlite://{rest}"),
         _ => url.to_owned(),
     }

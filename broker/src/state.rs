@@ -28,6 +28,8 @@ pub struct Inner {
     pub dpop_replay: Arc<dyn ReplayStore>,
     pub limiter: RateLimiter,
     pub redis: Option<redis::aio::ConnectionManager>,
+    /// Agent certificates already verified against their org CA.
+    pub leaf_cache: crate::auth::leaf_cache::LeafCache,
     /// A bcrypt hash checked when an org is unknown, so timing does not reveal which ids exist.
     pub dummy_secret_hash: String,
     draining: AtomicBool,
@@ -60,6 +62,7 @@ impl AppState {
             limiter,
             redis,
             dummy_secret_hash,
+            leaf_cache: crate::auth::leaf_cache::LeafCache::new(100_000),
             draining: AtomicBool::new(false),
         }))
     }

@@ -43,11 +43,22 @@ pub async fn issue_token(
         .ca_certificate
         .as_deref()
         .ok_or_else(|| ApiError::forbidden(format!("CA not configured for org '{org_id}'")))?;
-    // f: the stored CA was validated on upload; failing here is a broker-side problem.
-    let org_ca = Certificate::from_pem(ca_pem).map_err(|_| leaf_error(LeafError::InvalidOrgCa))?;
-    // f–k: chain, key, EKU, validity.
-    let leaf_key = leaf.verify_chain(&org_ca, now).map_err(leaf_error)?;
+    // f–k: chain, key, EKU, validity — the time-independent part memoised per (leaf, CA).
     let certificate = leaf.certificate();
+    let leaf_key = match state.leaf_cache.get(certificate.thumbprint(), ca_pem) {
+        Some(key) if certificate.is_valid_at(now) => key,
+        Some(_) => return Err(leaf_error(LeafError::OutsideValidity)),
+        None => {
+            // f: the stored CA was validated on upload; failing here is a broker-side problem.
+            let org_ca =
+                Certificate::from_pem(ca_pem).map_err(|_| leaf_error(LeafError::InvalidOrgCa))?;
+            let key = leaf.verify_chain(&org_ca, now).map_err(leaf_error)?;
+            state
+                .leaf_cache
+                .insert(certificate.thumbprint(), ca_pem, key.clone());
+            key
+        }
+    };
     // l: revocation by serial.
     if state.db.is_serial_revoked(certificate.serial_hex()).await? {
         return Err(ApiError::unauthorized("Certificate has been revoked"));
@@ -118,11 +129,13 @@ pub async fn issue_token(
         .cert_thumbprint
         .as_deref()
         .is_some_and(|pinned| !super::secrets_equal(pinned, thumbprint));
+    let already_pinned = agent.cert_thumbprint.as_deref() == Some(thumbprint);
     if pinned_elsewhere
-        || !state
-            .db
-            .pin_agent_cert(&agent_id, &certificate.to_pem(), thumbprint)
-            .await?
+        || (!already_pinned
+            && !state
+                .db
+                .pin_agent_cert(&agent_id, &certificate.to_pem(), thumbprint)
+                .await?)
     {
         state
             .audit

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod agent;
 pub mod client_ip;
 pub mod dpop;
+pub mod leaf_cache;
 pub mod login;
 pub mod org;
 

@@ -36,6 +36,8 @@ pub enum Engine {
 pub struct Db {
     pool: AnyPool,
     engine: Engine,
+    /// Unix second of the last purge of expired single-use ids.
+    last_purge: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// A database that could not be opened; the message says what to check.
@@ -99,7 +101,11 @@ impl Db {
         let pool = options.connect(&url).await.map_err(|e| {
             DbError(format!("cannot open DATABASE_URL '{}': {e} — check that the database server runs and the URL is right", redact(&url)))
         })?;
-        Ok(Db { pool, engine })
+        Ok(Db {
+            pool,
+            engine,
+            last_purge: Default::default(),
+        })
     }
 
     /// Applies the embedded migrations for this engine.
@@ -120,6 +126,17 @@ impl Db {
 
     pub fn engine(&self) -> Engine {
         self.engine
+    }
+
+    /// Whether a periodic purge should run now (at most every ten seconds per process).
+    pub(crate) fn due_for_purge(&self, now: i64) -> bool {
+        use std::sync::atomic::Ordering;
+        let last = self.last_purge.load(Ordering::Relaxed);
+        now - last >= 10
+            && self
+                .last_purge
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// `SELECT 1`, for `/readyz`.

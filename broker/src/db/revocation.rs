@@ -89,17 +89,19 @@ impl Db {
     }
 
     /// Burns a client-assertion `jti` until `expires_at` (Unix seconds); `Ok(false)` = replay.
-    /// Expired rows are purged on the way, as the reference does.
+    /// Expired rows are purged on the way, at most every ten seconds per process.
     pub async fn burn_assertion_jti(
         &self,
         jti: &str,
         expires_at: i64,
         now: i64,
     ) -> Result<bool, sqlx::Error> {
-        sqlx::query("DELETE FROM jti_blacklist WHERE expires_at <= $1")
-            .bind(now)
-            .execute(self.pool())
-            .await?;
+        if self.due_for_purge(now) {
+            sqlx::query("DELETE FROM jti_blacklist WHERE expires_at <= $1")
+                .bind(now)
+                .execute(self.pool())
+                .await?;
+        }
         let done = sqlx::query("INSERT INTO jti_blacklist (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
             .bind(jti)
             .bind(expires_at)

@@ -1,0 +1,70 @@
+//! Memo of agent certificates already verified against an org CA.
+//!
+//! The chain checks of a login (CA signature — a P-384 verify for our default CAs — key size,
+//! EKU, not-a-CA) depend only on the two certificates, so their outcome is remembered under
+//! (SHA-256 of the leaf DER, SHA-256 of the CA PEM). The time-dependent checks (validity) and
+//! revocation still run on every login. A CA replacement changes the CA hash, so nothing
+//! verified under the old CA is reused.
+
+use cullis_shared::keys::PublicKey;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Bounded map; cleared when full (entries are cheap to recompute).
+#[derive(Debug)]
+pub struct LeafCache {
+    entries: Mutex<HashMap<(String, [u8; 32]), PublicKey>>,
+    capacity: usize,
+}
+
+impl LeafCache {
+    pub fn new(capacity: usize) -> LeafCache {
+        LeafCache {
+            entries: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    fn ca_id(ca_pem: &str) -> [u8; 32] {
+        Sha256::digest(ca_pem.as_bytes()).into()
+    }
+
+    /// The leaf's public key if this exact leaf was verified under this exact CA before.
+    pub fn get(&self, leaf_thumbprint: &str, ca_pem: &str) -> Option<PublicKey> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(&(leaf_thumbprint.to_owned(), Self::ca_id(ca_pem)))
+            .cloned()
+    }
+
+    pub fn insert(&self, leaf_thumbprint: &str, ca_pem: &str, key: PublicKey) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= self.capacity {
+            entries.clear();
+        }
+        entries.insert((leaf_thumbprint.to_owned(), Self::ca_id(ca_pem)), key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cullis_shared::keys::{KeyType, PrivateKey};
+
+    #[test]
+    fn hits_only_for_the_same_leaf_under_the_same_ca() {
+        let cache = LeafCache::new(2);
+        let key = PrivateKey::generate(KeyType::EcP256)
+            .unwrap()
+            .public_key()
+            .clone();
+        cache.insert("leaf-a", "ca-1", key.clone());
+        assert_eq!(cache.get("leaf-a", "ca-1"), Some(key.clone()));
+        assert_eq!(cache.get("leaf-a", "ca-2"), None);
+        assert_eq!(cache.get("leaf-b", "ca-1"), None);
+        cache.insert("leaf-b", "ca-1", key.clone());
+        cache.insert("leaf-c", "ca-1", key);
+        assert_eq!(cache.get("leaf-a", "ca-1"), None, "cleared when full");
+    }
+}
