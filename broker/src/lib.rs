@@ -18,3 +18,4 @@ pub mod redis_store;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod telemetry;

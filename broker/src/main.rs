@@ -1,7 +1,7 @@
 //! `cullis-broker`: the central Cullis broker.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use cullis_broker::config::{Config, KmsConfig, LogFormat};
+use cullis_broker::config::{Config, KmsConfig};
 use cullis_broker::{pki_init, server};
 use cullis_shared::keys::KeyType;
 use std::collections::HashMap;
@@ -116,28 +116,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 fn serve(mut env: HashMap<String, String>, dev: bool, migrate: bool) -> Result<(), String> {
     if dev {
         prepare_dev(&mut env)?;
     }
     let config = Config::from_env(env).map_err(|e| e.to_string())?;
-    init_logging(config.log_format);
+    cullis_broker::telemetry::init(config.log_format);
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }

@@ -18,6 +18,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+/// Request correlation id: taken from the client when sent, generated otherwise, echoed back.
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Why the broker could not start; one line that says what is wrong and how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +94,14 @@ pub fn app(state: AppState) -> Router {
             response_headers,
         ))
         .layer(RequestBodyLimitLayer::new(max_body))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path())
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .with_state(state)
 }
 
