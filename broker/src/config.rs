@@ -64,6 +64,8 @@ pub struct Config {
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     pub app_version: String,
+    /// Certificate chain and key PEM files for a native TLS listener.
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// Raw environment, for modules with their own settings (rate limits).
     pub env: HashMap<String, String>,
 }
@@ -186,6 +188,11 @@ impl Config {
             bcrypt_cost: parse(&get("BCRYPT_COST"), "BCRYPT_COST", 12)?,
             max_body_bytes: parse(&get("MAX_BODY_BYTES"), "MAX_BODY_BYTES", 2 * 1024 * 1024)?,
             app_version: get("APP_VERSION").unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
+            tls: match (get("BROKER_TLS_CERT"), get("BROKER_TLS_KEY")) {
+                (Some(cert), Some(key)) => Some((cert.into(), key.into())),
+                (None, None) => None,
+                _ => return Err(ConfigError("--tls-cert and --tls-key (BROKER_TLS_CERT, BROKER_TLS_KEY) must be given together".into())),
+            },
             env,
         })
     }

@@ -38,6 +38,12 @@ enum Command {
         /// Do not apply database migrations at start (run `cullis-broker migrate` instead).
         #[arg(long)]
         no_migrate: bool,
+        /// Serve HTTPS with this PEM certificate chain (needs --tls-key) [env: BROKER_TLS_CERT].
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for --tls-cert [env: BROKER_TLS_KEY].
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Apply the embedded database migrations to DATABASE_URL and exit.
     Migrate,
@@ -88,8 +94,14 @@ fn main() -> ExitCode {
             port,
             dev,
             no_migrate,
+            tls_cert,
+            tls_key,
         } => {
             env.entry("BROKER_HOST".into()).or_insert(host);
+            if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
+                env.insert("BROKER_TLS_CERT".into(), cert.display().to_string());
+                env.insert("BROKER_TLS_KEY".into(), key.display().to_string());
+            }
             if port != 8000 || !env.contains_key("BROKER_PORT") {
                 env.insert("BROKER_PORT".into(), port.to_string());
             }
@@ -130,8 +142,8 @@ fn serve(mut env: HashMap<String, String>, dev: bool, migrate: bool) -> Result<(
         let state = server::build_state(config, migrate)
             .await
             .map_err(|e| e.to_string())?;
-        server::serve(state, |address| {
-            println!("cullis-broker listening on http://{address}");
+        server::serve(state, |address, scheme| {
+            println!("cullis-broker listening on {scheme}://{address}");
             tracing::info!(%address, "listening");
         })
         .await

@@ -143,9 +143,13 @@ async fn response_headers(State(state): State<AppState>, request: Request, next:
     response
 }
 
-/// Binds `host:port` (port 0 = any free port) and serves until SIGINT/SIGTERM, then stops
-/// accepting, lets in-flight requests finish, and returns. `on_bound` receives the address.
-pub async fn serve(state: AppState, on_bound: impl FnOnce(SocketAddr)) -> Result<(), StartError> {
+/// Binds `host:port` (port 0 = any free port) and serves — over TLS when `BROKER_TLS_CERT` /
+/// `BROKER_TLS_KEY` are set — until SIGINT/SIGTERM, then stops accepting, lets in-flight
+/// requests finish, and returns. `on_bound` receives the address and scheme.
+pub async fn serve(
+    state: AppState,
+    on_bound: impl FnOnce(SocketAddr, &str),
+) -> Result<(), StartError> {
     let address = format!("{}:{}", state.config.host, state.config.port);
     let listener = tokio::net::TcpListener::bind(&address)
         .await
@@ -153,19 +157,131 @@ pub async fn serve(state: AppState, on_bound: impl FnOnce(SocketAddr)) -> Result
     let bound = listener
         .local_addr()
         .map_err(|e| StartError(e.to_string()))?;
-    on_bound(bound);
+    let tls = match &state.config.tls {
+        Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+        None => None,
+    };
+    on_bound(bound, if tls.is_some() { "https" } else { "http" });
     let draining = state.clone();
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let shutdown = async move {
         shutdown_signal().await;
         tracing::info!("shutdown requested: draining in-flight requests");
         draining.start_draining();
-    })
-    .await
-    .map_err(|e| StartError(format!("server error: {e}")))
+    };
+    match tls {
+        None => axum::serve(
+            listener,
+            app(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| StartError(format!("server error: {e}"))),
+        Some(acceptor) => {
+            serve_tls(listener, acceptor, app(state), shutdown).await;
+            Ok(())
+        }
+    }
+}
+
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, StartError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .map_err(|e| {
+            StartError(format!(
+                "cannot read the TLS certificate chain {} ({e}): check --tls-cert",
+                cert.display()
+            ))
+        })?;
+    if chain.is_empty() {
+        return Err(StartError(format!(
+            "{} holds no certificate: check --tls-cert",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        StartError(format!(
+            "cannot read the TLS private key {} ({e}): check --tls-key",
+            key.display()
+        ))
+    })?;
+    // One crypto backend for TLS, named explicitly (several providers are compiled in).
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError(format!("TLS setup failed: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            StartError(format!(
+                "TLS certificate and key do not fit together ({e}): check --tls-cert and --tls-key"
+            ))
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The TLS accept loop: a rustls handshake per connection, then hyper (HTTP/1.1 and HTTP/2,
+/// with upgrades for WebSocket) over the axum app; graceful on shutdown.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tower::ServiceExt;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(error)) => {
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let service = hyper::service::service_fn(
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    app.clone().oneshot(request.map(axum::body::Body::new))
+                },
+            );
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            if let Err(error) = watcher.watch(connection.into_owned()).await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {},
+        () = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("connections still open after 10 s; closing"),
+    }
 }
 
 async fn shutdown_signal() {

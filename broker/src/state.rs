@@ -72,6 +72,15 @@ impl AppState {
         self.0.draining.store(true, Ordering::SeqCst);
     }
 
+    /// The scheme clients use to reach this listener (for the expected DPoP `htu`).
+    pub fn scheme(&self) -> &'static str {
+        if self.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     pub fn is_draining(&self) -> bool {
         self.0.draining.load(Ordering::SeqCst)
     }

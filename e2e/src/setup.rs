@@ -60,14 +60,20 @@ impl OrgIdentity {
 
 impl BrokerApi {
     pub fn new(base: &str, admin_secret: &str) -> BrokerApi {
+        let http = Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("HTTP client");
+        BrokerApi::with_client(base, admin_secret, http)
+    }
+
+    /// With a client of the caller's (e.g. one that trusts a test CA).
+    pub fn with_client(base: &str, admin_secret: &str, http: Client) -> BrokerApi {
         BrokerApi {
             base: base.trim_end_matches('/').to_owned(),
             admin_secret: admin_secret.to_owned(),
-            http: Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .pool_max_idle_per_host(64)
-                .build()
-                .expect("HTTP client"),
+            http,
         }
     }
 

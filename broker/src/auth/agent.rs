@@ -64,7 +64,6 @@ impl FromRequestParts<AppState> for AgentAuth {
         })?;
         let htu = expected_htu(
             state,
-            "http",
             header(&parts.headers, HOST.as_str()),
             parts.uri.path(),
         );

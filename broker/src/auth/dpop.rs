@@ -12,7 +12,7 @@ pub static DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 
 /// The URL a proof for this request must name in `htu`: `BROKER_PUBLIC_URL` + the decoded path
 /// when configured, else scheme + `Host` + path as the request names them.
-pub fn expected_htu(state: &AppState, scheme: &str, host: Option<&str>, raw_path: &str) -> String {
+pub fn expected_htu(state: &AppState, host: Option<&str>, raw_path: &str) -> String {
     let decoded = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
     htu::expected(
         state.config.broker_public_url.as_deref(),

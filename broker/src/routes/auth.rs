@@ -59,7 +59,7 @@ async fn token(
     // 1. Rate limit by client IP, before any work.
     rate_limit(&state, "auth.token", &ip).await?;
     let host = headers.get(HOST).and_then(|v| v.to_str().ok());
-    let htu = expected_htu(&state, "http", host, uri.path());
+    let htu = expected_htu(&state, host, uri.path());
     Ok(Json(
         issue_token(&state, &proof, &htu, &request.client_assertion).await?,
     ))
