@@ -16,7 +16,7 @@ pub fn expected_htu(state: &AppState, host: Option<&str>, raw_path: &str) -> Str
     let decoded = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
     htu::expected(
         state.config.broker_public_url.as_deref(),
-        scheme,
+        state.scheme(),
         host.unwrap_or("localhost"),
         &decoded,
     )
