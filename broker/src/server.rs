@@ -17,7 +17,6 @@ use cullis_shared::replay::{MemoryReplayStore, ReplayStore};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tower_http::limit::RequestBodyLimitLayer;
 
 /// Why the broker could not start; one line that says what is wrong and how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +88,9 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             response_headers,
         ))
-        .layer(RequestBodyLimitLayer::new(max_body))
+        // Enforced by the body extractors, so an oversized body is a JSON 413 (`detail`) that
+        // still gets the headers above; a body no handler reads is never buffered.
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
