@@ -143,21 +143,27 @@ impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> ApiError {
         match rejection {
             JsonRejection::JsonDataError(error) => {
-                // serde names the field in its message: "missing field `org_id` at line 1 …".
+                // serde_path_to_error writes "<path>: <serde message>", the path omitted at the
+                // top level; a missing field is named in the message: "missing field `org_id`".
                 let message = std::error::Error::source(&error)
                     .map(|source| source.to_string())
                     .unwrap_or_else(|| error.body_text());
-                let field = message.split('`').nth(1).unwrap_or("");
-                let kind = if message.starts_with("missing field") {
+                let (path, inner) = split_serde_path(&message);
+                let mut loc = vec![LocItem::Key("body".into())];
+                loc.extend(path);
+                let kind = if inner.starts_with("missing field") {
+                    if let Some(field) = inner.split('`').nth(1) {
+                        loc.push(LocItem::Key(field.to_owned()));
+                    }
                     "missing"
                 } else {
                     "type_error"
                 };
-                let mut loc = vec!["body"];
-                if !field.is_empty() {
-                    loc.push(field);
+                let mut rejection = ApiError::validation(kind, &[], message.clone(), Value::Null);
+                if let Body::Validation(items) = &mut rejection.body {
+                    items[0].loc = loc;
                 }
-                ApiError::validation(kind, &loc, message.clone(), Value::Null)
+                rejection
             }
             JsonRejection::JsonSyntaxError(error) => ApiError::validation(
                 "json_invalid",
@@ -188,14 +194,59 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+/// Splits serde_path_to_error's "<path>: <message>" into `loc` items (`a.b[0]` → `a`, `b`, 0)
+/// and the message; no path when the message starts with serde's own text.
+fn split_serde_path(message: &str) -> (Vec<LocItem>, &str) {
+    const SERDE_STARTS: [&str; 8] = [
+        "missing field",
+        "invalid type",
+        "invalid value",
+        "invalid length",
+        "unknown variant",
+        "unknown field",
+        "duplicate field",
+        "data did not match",
+    ];
+    let Some((path, inner)) = message.split_once(": ") else {
+        return (Vec::new(), message);
+    };
+    if path.contains(' ') || SERDE_STARTS.iter().any(|start| message.starts_with(start)) {
+        return (Vec::new(), message);
+    }
+    let mut items = Vec::new();
+    for part in path.split('.') {
+        let mut rest = part;
+        while let Some(open) = rest.find('[') {
+            if open > 0 {
+                items.push(LocItem::Key(rest[..open].to_owned()));
+            }
+            let close = rest[open..].find(']').map_or(rest.len(), |c| open + c);
+            match rest[open + 1..close].parse::<u64>() {
+                Ok(index) => items.push(LocItem::Index(index)),
+                Err(_) => items.push(LocItem::Key(rest[open + 1..close].to_owned())),
+            }
+            rest = rest.get(close + 1..).unwrap_or("");
+        }
+        if !rest.is_empty() {
+            items.push(LocItem::Key(rest.to_owned()));
+        }
+    }
+    (items, inner)
+}
+
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> ApiError {
-        ApiError::validation(
-            "query_invalid",
-            &["query"],
-            rejection.body_text(),
-            Value::Null,
-        )
+        let text = rejection.body_text();
+        // "Failed to deserialize query string: missing field `org_id`" names the parameter.
+        match text
+            .split_once("missing field `")
+            .and_then(|(_, rest)| rest.split('`').next())
+        {
+            Some(field) => {
+                ApiError::validation("missing", &["query", field], text.clone(), Value::Null)
+            }
+            None => ApiError::validation("query_invalid", &["query"], text, Value::Null),
+        }
     }
 }
 
@@ -212,6 +263,18 @@ impl From<PathRejection> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> ApiError {
+        // SQLSTATE class 22 ("data exception": a NUL character in text, a number out of range)
+        // is the client's input that PostgreSQL cannot store, not an outage.
+        if error
+            .as_database_error()
+            .and_then(|e| e.code())
+            .is_some_and(|code| code.starts_with("22"))
+        {
+            tracing::info!(%error, "input refused by the database");
+            return ApiError::bad_request(
+                "Invalid input: a value cannot be stored (for example, it contains a NUL character)",
+            );
+        }
         ApiError::unavailable("database", error)
     }
 }
@@ -233,3 +296,23 @@ pub struct ApiPath<T>(pub T);
 
 /// Handler result.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_paths_become_loc_items() {
+        let (loc, inner) = split_serde_path("client_assertion: invalid type: integer `42`");
+        assert_eq!(loc, vec![LocItem::Key("client_assertion".into())]);
+        assert_eq!(inner, "invalid type: integer `42`");
+        let (loc, _) = split_serde_path("capabilities[3]: invalid type: integer `1`");
+        assert_eq!(
+            loc,
+            vec![LocItem::Key("capabilities".into()), LocItem::Index(3)]
+        );
+        let (loc, inner) = split_serde_path("missing field `org_id` at line 1 column 2");
+        assert!(loc.is_empty());
+        assert!(inner.starts_with("missing field"));
+    }
+}

@@ -17,7 +17,6 @@ use cullis_shared::replay::{MemoryReplayStore, ReplayStore};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 /// Request correlation id: taken from the client when sent, generated otherwise, echoed back.
@@ -93,7 +92,9 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             response_headers,
         ))
-        .layer(RequestBodyLimitLayer::new(max_body))
+        // Enforced by the body extractors, so an oversized body is a JSON 413 (`detail`) that
+        // still gets the headers above; a body no handler reads is never buffered.
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");

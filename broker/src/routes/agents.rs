@@ -71,6 +71,7 @@ async fn register(
             request.agent_id.clone().into(),
         )
     })?;
+    super::check_display_name(&request.display_name)?;
     if request.capabilities.len() > 50 {
         return Err(too_long("capabilities", "50 items"));
     }

@@ -44,6 +44,7 @@ async fn join(
             request.org_id.clone().into(),
         ));
     }
+    super::check_display_name(&request.display_name)?;
     let token_hash = invite_hash(&request.invite_token);
     let reject_invite = || async {
         state

@@ -45,6 +45,7 @@ async fn create_org(
             request.org_id.clone().into(),
         ));
     }
+    super::check_display_name(&request.display_name)?;
     let secret_hash = hash_secret(&state, &request.secret).await?;
     let metadata = serde_json::Value::Object(request.metadata).to_string();
     let org = NewOrg {

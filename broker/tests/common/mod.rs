@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub use cullis_e2e::client;
 pub use cullis_e2e::setup::{json_of, BrokerApi, OrgIdentity as TestOrg, TRUST_DOMAIN};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
