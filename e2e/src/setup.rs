@@ -119,7 +119,18 @@ impl BrokerApi {
 
     /// `POST /v1/onboarding/join` for `org` with an invite token.
     pub async fn join(&self, org: &OrgIdentity, invite_token: &str) -> (StatusCode, Value) {
+        self.join_with_webhook(org, invite_token, None).await
+    }
+
+    /// As [`BrokerApi::join`], registering the org's PDP webhook URL.
+    pub async fn join_with_webhook(
+        &self,
+        org: &OrgIdentity,
+        invite_token: &str,
+        webhook_url: Option<&str>,
+    ) -> (StatusCode, Value) {
         let body = json!({
+            "webhook_url": webhook_url,
             "org_id": org.org_id,
             "display_name": format!("{} Inc.", org.org_id),
             "secret": org.secret,
@@ -141,6 +152,15 @@ impl BrokerApi {
     /// Invite, join, approve: an active org with a P-384 CA. Panics with the broker's answer
     /// when a step fails.
     pub async fn onboard(&self, org_id: &str) -> OrgIdentity {
+        self.onboard_with_webhook(org_id, None).await
+    }
+
+    /// As [`BrokerApi::onboard`], with the org's PDP webhook URL.
+    pub async fn onboard_with_webhook(
+        &self,
+        org_id: &str,
+        webhook_url: Option<&str>,
+    ) -> OrgIdentity {
         let org = OrgIdentity::new(org_id);
         let (status, invite) = self
             .admin(
@@ -150,9 +170,8 @@ impl BrokerApi {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{invite}");
-        let (status, joined) = self
-            .join(&org, invite["token"].as_str().expect("invite token"))
-            .await;
+        let token = invite["token"].as_str().expect("invite token");
+        let (status, joined) = self.join_with_webhook(&org, token, webhook_url).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{joined}");
         let (status, approved) = self
             .admin(

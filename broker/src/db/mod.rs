@@ -12,6 +12,7 @@ pub mod bindings;
 pub mod invites;
 pub mod orgs;
 pub mod revocation;
+pub mod sessions;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;

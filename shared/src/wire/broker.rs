@@ -174,6 +174,11 @@ pub struct InboxMessage {
     pub signature: Option<String>,
     #[serde(default)]
     pub client_seq: Option<u64>,
+    /// Cullis-in-Rust addition: the integer `timestamp` the sender signed (the reference only
+    /// delivers the broker's receive time, so recipients could not check the inner signature).
+    /// Absent from reference brokers; ignored by the reference SDK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_timestamp: Option<i64>,
 }
 
 /// `type` of a [`Notification`].

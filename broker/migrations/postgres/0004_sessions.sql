@@ -1,0 +1,48 @@
+-- Sessions, their messages and the agents' notification inbox (PostgreSQL).
+CREATE TABLE sessions (
+    session_id              TEXT PRIMARY KEY,
+    initiator_agent_id      TEXT NOT NULL,
+    initiator_org_id        TEXT NOT NULL,
+    target_agent_id         TEXT NOT NULL,
+    target_org_id           TEXT NOT NULL,
+    status                  TEXT NOT NULL,
+    requested_capabilities  TEXT NOT NULL DEFAULT '[]',
+    created_at              TEXT NOT NULL,
+    expires_at              TEXT NOT NULL,
+    closed_at               TEXT,
+    -- The broker-assigned sequence of the next message; bumped in the same transaction as
+    -- the message insert, so sequences have no gaps or duplicates under concurrency.
+    next_seq                BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX ix_sessions_initiator ON sessions(initiator_agent_id);
+CREATE INDEX ix_sessions_target ON sessions(target_agent_id);
+
+CREATE TABLE session_messages (
+    id               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    session_id       TEXT NOT NULL,
+    seq              BIGINT NOT NULL,
+    sender_agent_id  TEXT NOT NULL,
+    payload          TEXT NOT NULL,
+    nonce            TEXT NOT NULL UNIQUE,
+    timestamp        TEXT NOT NULL,
+    signed_timestamp BIGINT NOT NULL,
+    signature        TEXT,
+    client_seq       BIGINT,
+    CONSTRAINT uq_session_seq UNIQUE (session_id, seq)
+);
+
+CREATE TABLE notifications (
+    id                 TEXT PRIMARY KEY,
+    recipient_type     TEXT NOT NULL,
+    recipient_id       TEXT NOT NULL,
+    org_id             TEXT,
+    notification_type  TEXT NOT NULL,
+    title              TEXT NOT NULL,
+    body               TEXT,
+    reference_id       TEXT,
+    is_read            BIGINT NOT NULL DEFAULT 0,
+    is_acted           BIGINT NOT NULL DEFAULT 0,
+    created_at         TEXT NOT NULL,
+    acted_at           TEXT
+);
+CREATE INDEX ix_notifications_recipient ON notifications(recipient_id);

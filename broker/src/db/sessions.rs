@@ -1,0 +1,277 @@
+//! `sessions`, `session_messages` and `notifications`: everything between two agents, durable,
+//! so a broker restart loses no session and no message.
+
+use super::{json_list, now_text, Db};
+use sqlx::Row;
+
+/// A session row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub session_id: String,
+    pub initiator_agent_id: String,
+    pub initiator_org_id: String,
+    pub target_agent_id: String,
+    pub target_org_id: String,
+    pub status: String,
+    pub requested_capabilities: Vec<String>,
+    pub created_at: String,
+    pub expires_at: String,
+    pub closed_at: Option<String>,
+}
+
+impl Session {
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Session, sqlx::Error> {
+        Ok(Session {
+            session_id: row.try_get("session_id")?,
+            initiator_agent_id: row.try_get("initiator_agent_id")?,
+            initiator_org_id: row.try_get("initiator_org_id")?,
+            target_agent_id: row.try_get("target_agent_id")?,
+            target_org_id: row.try_get("target_org_id")?,
+            status: row.try_get("status")?,
+            requested_capabilities: json_list(&row.try_get::<String, _>("requested_capabilities")?),
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+            closed_at: row.try_get("closed_at")?,
+        })
+    }
+
+    pub fn is_participant(&self, agent_id: &str) -> bool {
+        self.initiator_agent_id == agent_id || self.target_agent_id == agent_id
+    }
+
+    /// The other participant.
+    pub fn peer_of(&self, agent_id: &str) -> &str {
+        if self.initiator_agent_id == agent_id {
+            &self.target_agent_id
+        } else {
+            &self.initiator_agent_id
+        }
+    }
+}
+
+const COLUMNS: &str = "session_id, initiator_agent_id, initiator_org_id, target_agent_id, target_org_id, status, requested_capabilities, created_at, expires_at, closed_at";
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub seq: i64,
+    pub sender_agent_id: String,
+    pub payload: String,
+    pub nonce: String,
+    pub timestamp: String,
+    pub signed_timestamp: i64,
+    pub signature: Option<String>,
+    pub client_seq: Option<i64>,
+}
+
+/// A message about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    pub session_id: &'a str,
+    pub sender_agent_id: &'a str,
+    pub payload: &'a str,
+    pub nonce: &'a str,
+    pub signed_timestamp: i64,
+    pub signature: &'a str,
+    pub client_seq: Option<i64>,
+}
+
+/// Outcome of storing a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored with this broker sequence number and receive time.
+    Ok { seq: i64, timestamp: String },
+    /// The nonce was used before (in any session).
+    NonceReused,
+    /// The session is no longer active.
+    NotActive,
+}
+
+impl Db {
+    pub async fn insert_session(&self, session: &Session) -> Result<(), sqlx::Error> {
+        sqlx::query(&format!(
+            "INSERT INTO sessions ({COLUMNS}, next_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0)"
+        ))
+        .bind(&session.session_id)
+        .bind(&session.initiator_agent_id)
+        .bind(&session.initiator_org_id)
+        .bind(&session.target_agent_id)
+        .bind(&session.target_org_id)
+        .bind(&session.status)
+        .bind(serde_json::to_string(&session.requested_capabilities).expect("strings serialize"))
+        .bind(&session.created_at)
+        .bind(&session.expires_at)
+        .bind(&session.closed_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn session(&self, session_id: &str) -> Result<Option<Session>, sqlx::Error> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM sessions WHERE session_id = $1"))
+            .bind(session_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(Session::from_row).transpose()
+    }
+
+    /// Moves a session from one of `from` to `to` (compare-and-set); `None` when its status was
+    /// not one of `from` any more. `closed_at` is set for terminal states.
+    pub async fn transition_session(&self, session_id: &str, from: &[&str], to: &str) -> Result<Option<Session>, sqlx::Error> {
+        let terminal = matches!(to, "closed" | "denied");
+        let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
+            "UPDATE sessions SET status = $1, closed_at = CASE WHEN $2 = 1 THEN $3 ELSE closed_at END \
+             WHERE session_id = ${} AND status IN ({}) RETURNING {COLUMNS}",
+            from.len() + 4,
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(to).bind(i64::from(terminal)).bind(now_text());
+        for status in from {
+            query = query.bind(*status);
+        }
+        let row = query.bind(session_id).fetch_optional(self.pool()).await?;
+        row.as_ref().map(Session::from_row).transpose()
+    }
+
+    /// The caller's sessions (initiator or target), oldest first, optionally by status.
+    pub async fn sessions_of(&self, agent_id: &str, status: Option<&str>, limit: i64, offset: i64) -> Result<Vec<Session>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM sessions WHERE (initiator_agent_id = $1 OR target_agent_id = $1) \
+             AND ($2 = '' OR status = $2) ORDER BY created_at, session_id LIMIT $3 OFFSET $4"
+        ))
+        .bind(agent_id)
+        .bind(status.unwrap_or(""))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(Session::from_row).collect()
+    }
+
+    /// Stores a message with the next sequence number of its session, in one transaction:
+    /// the counter bump and the insert succeed or fail together, so sequences have no gaps
+    /// or duplicates, whichever broker replica and however many senders.
+    pub async fn insert_message(&self, message: &NewMessage<'_>) -> Result<Stored, sqlx::Error> {
+        let timestamp = now_text();
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query("UPDATE sessions SET next_seq = next_seq + 1 WHERE session_id = $1 AND status = 'active' RETURNING next_seq")
+            .bind(message.session_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(Stored::NotActive);
+        };
+        let seq = row.try_get::<i64, _>("next_seq")? - 1;
+        let inserted = sqlx::query(
+            "INSERT INTO session_messages (session_id, seq, sender_agent_id, payload, nonce, timestamp, signed_timestamp, signature, client_seq) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (nonce) DO NOTHING",
+        )
+        .bind(message.session_id)
+        .bind(seq)
+        .bind(message.sender_agent_id)
+        .bind(message.payload)
+        .bind(message.nonce)
+        .bind(&timestamp)
+        .bind(message.signed_timestamp)
+        .bind(message.signature)
+        .bind(message.client_seq)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(Stored::NonceReused);
+        }
+        tx.commit().await?;
+        Ok(Stored::Ok { seq, timestamp })
+    }
+
+    pub async fn nonce_used(&self, nonce: &str) -> Result<bool, sqlx::Error> {
+        let row = sqlx::query("SELECT 1 AS hit FROM session_messages WHERE nonce = $1")
+            .bind(nonce)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Messages of a session after `after` not sent by `reader`, ascending.
+    pub async fn messages_for(&self, session_id: &str, reader: &str, after: i64) -> Result<Vec<StoredMessage>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT seq, sender_agent_id, payload, nonce, timestamp, signed_timestamp, signature, client_seq FROM session_messages \
+             WHERE session_id = $1 AND seq > $2 AND sender_agent_id <> $3 ORDER BY seq",
+        )
+        .bind(session_id)
+        .bind(after)
+        .bind(reader)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredMessage {
+                    seq: row.try_get("seq")?,
+                    sender_agent_id: row.try_get("sender_agent_id")?,
+                    payload: row.try_get("payload")?,
+                    nonce: row.try_get("nonce")?,
+                    timestamp: row.try_get("timestamp")?,
+                    signed_timestamp: row.try_get("signed_timestamp")?,
+                    signature: row.try_get("signature")?,
+                    client_seq: row.try_get("client_seq")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn insert_notification(&self, recipient: &str, org_id: &str, kind: &str, title: &str, body: &str, reference_id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO notifications (id, recipient_type, recipient_id, org_id, notification_type, title, body, reference_id, created_at) \
+             VALUES ($1, 'agent', $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(uuid::Uuid::new_v4().simple().to_string())
+        .bind(recipient)
+        .bind(org_id)
+        .bind(kind)
+        .bind(title)
+        .bind(body)
+        .bind(reference_id)
+        .bind(now_text())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn mark_notifications_acted(&self, recipient: &str, reference_id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE notifications SET is_acted = 1, acted_at = $1 WHERE recipient_id = $2 AND reference_id = $3")
+            .bind(now_text())
+            .bind(recipient)
+            .bind(reference_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Open notifications of an agent, newest first, at most 50:
+    /// `(id, type, title, body, reference_id, created_at)`.
+    pub async fn notifications_for(&self, recipient: &str, org_id: &str) -> Result<Vec<[Option<String>; 6]>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, notification_type, title, body, reference_id, created_at FROM notifications \
+             WHERE recipient_type = 'agent' AND recipient_id = $1 AND org_id = $2 AND is_acted = 0 ORDER BY created_at DESC LIMIT 50",
+        )
+        .bind(recipient)
+        .bind(org_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok([
+                    row.try_get("id")?,
+                    row.try_get("notification_type")?,
+                    row.try_get("title")?,
+                    row.try_get("body")?,
+                    row.try_get("reference_id")?,
+                    row.try_get("created_at")?,
+                ])
+            })
+            .collect()
+    }
+}
