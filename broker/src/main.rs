@@ -52,6 +52,18 @@ enum Command {
         #[command(subcommand)]
         command: PkiCommand,
     },
+    /// The hash-chained audit log in DATABASE_URL.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the whole chain and print a one-line summary. Exit 0 when intact, 1 when broken
+    /// (naming the first broken entry and why), 2 when the database cannot be read.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +123,9 @@ fn main() -> ExitCode {
         Command::Pki {
             command: PkiCommand::Init { key_type },
         } => pki(env, key_type.into()),
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => return audit_verify(env),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -207,6 +222,43 @@ fn migrate(env: HashMap<String, String>) -> Result<(), String> {
         println!("migrations applied");
         Ok(())
     })
+}
+
+/// `cullis-broker audit verify`.
+fn audit_verify(env: HashMap<String, String>) -> ExitCode {
+    let url = cullis_broker::config::normalize_database_url(
+        env.get("DATABASE_URL")
+            .map_or("sqlite://./data/cullis.db", |u| u.as_str()),
+    );
+    let report = runtime().and_then(|runtime| {
+        runtime.block_on(async move {
+            let db = cullis_broker::db::Db::connect(&url)
+                .await
+                .map_err(|e| e.0)?;
+            cullis_broker::audit::verify_chain(&db)
+                .await
+                .map_err(|e| format!("cannot read the audit log: {e}"))
+        })
+    });
+    match report {
+        Ok(report) if report.valid => {
+            println!("audit chain intact: {} entries verified", report.total);
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            println!(
+                "audit chain BROKEN at entry id {} ({} entries intact before it): {}",
+                report.broken_id.unwrap_or(0),
+                report.total,
+                report.reason.unwrap_or_default()
+            );
+            ExitCode::from(1)
+        }
+        Err(message) => {
+            eprintln!("cullis-broker: {message}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn pki(env: HashMap<String, String>, key_type: KeyType) -> Result<(), String> {

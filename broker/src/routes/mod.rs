@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod audit;
 pub mod auth;
 pub mod bindings;
 pub mod health;
@@ -18,6 +19,7 @@ pub fn router() -> Router<AppState> {
         .merge(auth::router())
         .merge(onboarding::router())
         .merge(admin::router())
+        .merge(audit::router())
         .merge(orgs::router())
         .merge(agents::router())
         .merge(bindings::router())

@@ -112,6 +112,10 @@ pub struct AuditVerifyResponse {
     pub valid: bool,
     pub total: u64,
     pub broken_id: i64,
+    /// Rust addition: why the chain is broken (`previous_hash_mismatch: …`,
+    /// `entry_hash_mismatch: …`, `unhashed_row: …`); absent when intact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[cfg(test)]
