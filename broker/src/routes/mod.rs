@@ -7,6 +7,7 @@ pub mod bindings;
 pub mod health;
 pub mod onboarding;
 pub mod orgs;
+pub mod policy;
 
 use crate::state::AppState;
 use axum::Router;
@@ -21,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .merge(orgs::router())
         .merge(agents::router())
         .merge(bindings::router())
+        .merge(policy::router())
 }
 
 /// Parses a stored enum-like status into its wire enum (stored values are written by us).
