@@ -14,6 +14,7 @@ pub mod kms;
 pub mod limits;
 pub mod nonce;
 pub mod pki_init;
+pub mod policy;
 pub mod redis_store;
 pub mod routes;
 pub mod server;

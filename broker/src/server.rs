@@ -53,6 +53,11 @@ pub async fn build_state(config: Config, migrate: bool) -> Result<AppState, Star
         tracing::warn!("RATE_LIMITS=off: every rate limit is disabled{loud}");
     }
     let limiter = RateLimiter::new(limits, redis.clone());
+    let policy =
+        crate::policy::PolicyEngine::from_config(&config).map_err(|e| StartError(e.to_string()))?;
+    for warning in policy.warnings() {
+        tracing::warn!("{warning}");
+    }
     let nonces = NonceManager::new(redis.clone(), Duration::from_secs(300));
     let dpop_replay: Arc<dyn ReplayStore> = match &redis {
         Some(conn) => Arc::new(RedisReplayStore::new(conn.clone())),
@@ -66,6 +71,7 @@ pub async fn build_state(config: Config, migrate: bool) -> Result<AppState, Star
         nonces,
         dpop_replay,
         limiter,
+        policy,
         redis,
     ))
 }

@@ -27,6 +27,8 @@ pub struct Inner {
     pub nonces: NonceManager,
     pub dpop_replay: Arc<dyn ReplayStore>,
     pub limiter: RateLimiter,
+    /// Session policy: both orgs' PDPs, OPA or embedded Rego, plus local rules.
+    pub policy: crate::policy::PolicyEngine,
     pub redis: Option<redis::aio::ConnectionManager>,
     /// Agent certificates already verified against their org CA.
     pub leaf_cache: crate::auth::leaf_cache::LeafCache,
@@ -45,6 +47,7 @@ impl AppState {
         nonces: NonceManager,
         dpop_replay: Arc<dyn ReplayStore>,
         limiter: RateLimiter,
+        policy: crate::policy::PolicyEngine,
         redis: Option<redis::aio::ConnectionManager>,
     ) -> AppState {
         let dummy_secret_hash = bcrypt::hash("cullis-dummy-secret", config.bcrypt_cost)
@@ -60,6 +63,7 @@ impl AppState {
             nonces,
             dpop_replay,
             limiter,
+            policy,
             redis,
             dummy_secret_hash,
             leaf_cache: crate::auth::leaf_cache::LeafCache::new(100_000),

@@ -17,7 +17,9 @@ use serde_json::{json, Value};
 async fn pdp(decision: &'static str) -> String {
     let app = Router::new().route(
         "/pdp/policy",
-        post(move |Json(_request): Json<Value>| async move { Json(json!({"decision": decision, "reason": format!("pdp says {decision}")})) }),
+        post(move |Json(_request): Json<Value>| async move {
+            Json(json!({"decision": decision, "reason": format!("pdp says {decision}")}))
+        }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -30,30 +32,76 @@ fn now() -> i64 {
 }
 
 async fn public_key(session: &AgentSession, agent_id: &str) -> PublicKey {
-    let (status, body) = session.call(Method::GET, &format!("/v1/registry/agents/{agent_id}/public-key"), None).await;
+    let (status, body) = session
+        .call(
+            Method::GET,
+            &format!("/v1/registry/agents/{agent_id}/public-key"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     PublicKey::from_spki_pem(body["public_key_pem"].as_str().unwrap()).unwrap()
 }
 
 /// Seals `payload` from `sender` to `recipient_key` and posts it.
-async fn send(session: &AgentSession, sender: &AgentIdentity, recipient_key: &PublicKey, session_id: &str, payload: &Value, client_seq: u64) -> (StatusCode, Value, Value) {
+async fn send(
+    session: &AgentSession,
+    sender: &AgentIdentity,
+    recipient_key: &PublicKey,
+    session_id: &str,
+    payload: &Value,
+    client_seq: u64,
+) -> (StatusCode, Value, Value) {
     let nonce = uuid::Uuid::new_v4().to_string();
-    let fields = SignedFields { session_id, sender_agent_id: &sender.agent_id, nonce: &nonce, timestamp: now(), client_seq: Some(client_seq) };
+    let fields = SignedFields {
+        session_id,
+        sender_agent_id: &sender.agent_id,
+        nonce: &nonce,
+        timestamp: now(),
+        client_seq: Some(client_seq),
+    };
     let sealed = envelope::seal(&sender.key, recipient_key, &fields, payload).unwrap();
     let body = json!({
         "session_id": session_id, "sender_agent_id": sender.agent_id, "payload": sealed.blob,
         "nonce": nonce, "timestamp": fields.timestamp, "signature": sealed.signature, "client_seq": client_seq,
     });
-    let (status, answer) = session.call(Method::POST, &format!("/v1/broker/sessions/{session_id}/messages"), Some(body.clone())).await;
+    let (status, answer) = session
+        .call(
+            Method::POST,
+            &format!("/v1/broker/sessions/{session_id}/messages"),
+            Some(body.clone()),
+        )
+        .await;
     (status, answer, body)
 }
 
-async fn setup(store: Store, seller_pdp: &'static str) -> (TestBroker, AgentIdentity, AgentSession, AgentIdentity, AgentSession) {
-    let broker = TestBroker::start_with(store, Options::default().env("POLICY_WEBHOOK_ALLOW_PRIVATE_IPS", "true")).await;
-    let acme = broker.onboard_with_webhook("acme", Some(&pdp("allow").await)).await;
-    let globex = broker.onboard_with_webhook("globex", Some(&pdp(seller_pdp).await)).await;
-    let buyer = broker.register_agent(&acme, "buyer", &["order.place"]).await;
-    let seller = broker.register_agent(&globex, "seller", &["order.place"]).await;
+async fn setup(
+    store: Store,
+    seller_pdp: &'static str,
+) -> (
+    TestBroker,
+    AgentIdentity,
+    AgentSession,
+    AgentIdentity,
+    AgentSession,
+) {
+    let broker = TestBroker::start_with(
+        store,
+        Options::default().env("POLICY_WEBHOOK_ALLOW_PRIVATE_IPS", "true"),
+    )
+    .await;
+    let acme = broker
+        .onboard_with_webhook("acme", Some(&pdp("allow").await))
+        .await;
+    let globex = broker
+        .onboard_with_webhook("globex", Some(&pdp(seller_pdp).await))
+        .await;
+    let buyer = broker
+        .register_agent(&acme, "buyer", &["order.place"])
+        .await;
+    let seller = broker
+        .register_agent(&globex, "seller", &["order.place"])
+        .await;
     let buyer_session = buyer.login(&broker.base, &broker.http).await.unwrap();
     let seller_session = seller.login(&broker.base, &broker.http).await.unwrap();
     (broker, buyer, buyer_session, seller, seller_session)
@@ -62,31 +110,60 @@ async fn setup(store: Store, seller_pdp: &'static str) -> (TestBroker, AgentIden
 async fn two_org_exchange(store: Store) {
     let (broker, buyer, buyer_session, seller, seller_session) = setup(store, "allow").await;
     let open = json!({"target_agent_id": "globex::seller", "target_org_id": "globex", "requested_capabilities": ["order.place"]});
-    let (status, created) = buyer_session.call(Method::POST, "/v1/broker/sessions", Some(open)).await;
+    let (status, created) = buyer_session
+        .call(Method::POST, "/v1/broker/sessions", Some(open))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["status"], "pending");
     let session_id = created["session_id"].as_str().unwrap().to_owned();
 
-    let (_, inbox) = seller_session.call(Method::GET, "/v1/broker/notifications", None).await;
+    let (_, inbox) = seller_session
+        .call(Method::GET, "/v1/broker/notifications", None)
+        .await;
     assert_eq!(inbox[0]["type"], "session_pending");
     assert_eq!(inbox[0]["reference_id"], session_id.as_str());
     // Only the target accepts; then the session is active.
-    let (status, _) = buyer_session.call(Method::POST, &format!("/v1/broker/sessions/{session_id}/accept"), None).await;
+    let (status, _) = buyer_session
+        .call(
+            Method::POST,
+            &format!("/v1/broker/sessions/{session_id}/accept"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, accepted) = seller_session.call(Method::POST, &format!("/v1/broker/sessions/{session_id}/accept"), None).await;
-    assert_eq!((status, accepted["status"].as_str()), (StatusCode::OK, Some("active")));
+    let (status, accepted) = seller_session
+        .call(
+            Method::POST,
+            &format!("/v1/broker/sessions/{session_id}/accept"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, accepted["status"].as_str()),
+        (StatusCode::OK, Some("active"))
+    );
 
     // Buyer → seller, E2E.
     let seller_key = public_key(&buyer_session, "globex::seller").await;
     let order = json!({"po": "PO-1", "lines": [{"sku": "A-1", "qty": 3}], "note": "naïve ☃"});
-    let (status, answer, sent) = send(&buyer_session, &buyer, &seller_key, &session_id, &order, 0).await;
+    let (status, answer, sent) =
+        send(&buyer_session, &buyer, &seller_key, &session_id, &order, 0).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-    let (status, messages) = seller_session.call(Method::GET, &format!("/v1/broker/sessions/{session_id}/messages?after=-1"), None).await;
+    let (status, messages) = seller_session
+        .call(
+            Method::GET,
+            &format!("/v1/broker/sessions/{session_id}/messages?after=-1"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(messages.as_array().unwrap().len(), 1);
     let message = &messages[0];
     assert_eq!(message["seq"], 0);
-    assert!(message["payload"].get("ciphertext").is_some(), "the broker holds ciphertext only");
+    assert!(
+        message["payload"].get("ciphertext").is_some(),
+        "the broker holds ciphertext only"
+    );
     let blob = serde_json::from_value(message["payload"].clone()).unwrap();
     let buyer_key = public_key(&seller_session, "acme::buyer").await;
     let opened = envelope::open(
@@ -95,7 +172,10 @@ async fn two_org_exchange(store: Store) {
         "acme::buyer",
         message["client_seq"].as_u64(),
         &blob,
-        Some((message["nonce"].as_str().unwrap(), message["signed_timestamp"].as_i64().unwrap())),
+        Some((
+            message["nonce"].as_str().unwrap(),
+            message["signed_timestamp"].as_i64().unwrap(),
+        )),
         Some(&buyer_key),
     )
     .unwrap();
@@ -106,31 +186,100 @@ async fn two_org_exchange(store: Store) {
     let reply = json!({"po": "PO-1", "status": "confirmed"});
     let (status, _, _) = send(&seller_session, &seller, &buyer_key, &session_id, &reply, 0).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let (_, messages) = buyer_session.call(Method::GET, &format!("/v1/broker/sessions/{session_id}/messages?after=-1"), None).await;
-    assert_eq!(messages.as_array().unwrap().len(), 1, "a sender does not get its own messages back");
+    let (_, messages) = buyer_session
+        .call(
+            Method::GET,
+            &format!("/v1/broker/sessions/{session_id}/messages?after=-1"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        messages.as_array().unwrap().len(),
+        1,
+        "a sender does not get its own messages back"
+    );
     assert_eq!(messages[0]["seq"], 1);
-    let (_, none) = buyer_session.call(Method::GET, &format!("/v1/broker/sessions/{session_id}/messages?after=1"), None).await;
+    let (_, none) = buyer_session
+        .call(
+            Method::GET,
+            &format!("/v1/broker/sessions/{session_id}/messages?after=1"),
+            None,
+        )
+        .await;
     assert_eq!(none, json!([]));
 
     // Replay of the same envelope, tampered ciphertext, stale timestamp.
-    let (status, body) = buyer_session.call(Method::POST, &format!("/v1/broker/sessions/{session_id}/messages"), Some(sent.clone())).await;
-    assert_eq!((status, body["detail"].as_str()), (StatusCode::CONFLICT, Some("Nonce already used — possible replay attack")));
+    let (status, body) = buyer_session
+        .call(
+            Method::POST,
+            &format!("/v1/broker/sessions/{session_id}/messages"),
+            Some(sent.clone()),
+        )
+        .await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (
+            StatusCode::CONFLICT,
+            Some("Nonce already used — possible replay attack")
+        )
+    );
     let mut tampered = sent.clone();
     tampered["nonce"] = json!(uuid::Uuid::new_v4().to_string());
-    let (status, body) = buyer_session.call(Method::POST, &format!("/v1/broker/sessions/{session_id}/messages"), Some(tampered)).await;
-    assert_eq!((status, body["detail"].as_str()), (StatusCode::UNAUTHORIZED, Some("Invalid message signature — cannot verify the sender")));
+    let (status, body) = buyer_session
+        .call(
+            Method::POST,
+            &format!("/v1/broker/sessions/{session_id}/messages"),
+            Some(tampered),
+        )
+        .await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (
+            StatusCode::UNAUTHORIZED,
+            Some("Invalid message signature — cannot verify the sender")
+        )
+    );
     let mut stale = sent.clone();
     stale["nonce"] = json!(uuid::Uuid::new_v4().to_string());
     stale["timestamp"] = json!(now() - 120);
-    let (status, _) = buyer_session.call(Method::POST, &format!("/v1/broker/sessions/{session_id}/messages"), Some(stale)).await;
+    let (status, _) = buyer_session
+        .call(
+            Method::POST,
+            &format!("/v1/broker/sessions/{session_id}/messages"),
+            Some(stale),
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
 
     // Close; polling stops.
-    let (status, closed) = buyer_session.call(Method::POST, &format!("/v1/broker/sessions/{session_id}/close"), None).await;
-    assert_eq!((status, closed["status"].as_str()), (StatusCode::OK, Some("closed")));
-    let (status, body) = seller_session.call(Method::GET, &format!("/v1/broker/sessions/{session_id}/messages"), None).await;
-    assert_eq!((status, body["detail"].as_str()), (StatusCode::CONFLICT, Some("Session is closed — polling not available")));
-    let (_, listed) = buyer_session.call(Method::GET, "/v1/broker/sessions?status=closed", None).await;
+    let (status, closed) = buyer_session
+        .call(
+            Method::POST,
+            &format!("/v1/broker/sessions/{session_id}/close"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, closed["status"].as_str()),
+        (StatusCode::OK, Some("closed"))
+    );
+    let (status, body) = seller_session
+        .call(
+            Method::GET,
+            &format!("/v1/broker/sessions/{session_id}/messages"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (
+            StatusCode::CONFLICT,
+            Some("Session is closed — polling not available")
+        )
+    );
+    let (_, listed) = buyer_session
+        .call(Method::GET, "/v1/broker/sessions?status=closed", None)
+        .await;
     assert_eq!(listed.as_array().unwrap().len(), 1);
     drop(broker);
 }
@@ -147,14 +296,30 @@ async fn two_org_exchange_on_postgres_and_redis() {
 
 #[tokio::test]
 async fn a_denying_target_pdp_stops_the_session() {
-    let (_broker, _buyer, buyer_session, _seller, _seller_session) = setup(Store::Sqlite, "deny").await;
+    let (_broker, _buyer, buyer_session, _seller, _seller_session) =
+        setup(Store::Sqlite, "deny").await;
     let open = json!({"target_agent_id": "globex::seller", "target_org_id": "globex", "requested_capabilities": ["order.place"]});
-    let (status, body) = buyer_session.call(Method::POST, "/v1/broker/sessions", Some(open)).await;
-    assert_eq!((status, body["detail"].as_str()), (StatusCode::FORBIDDEN, Some("Policy: pdp says deny")));
+    let (status, body) = buyer_session
+        .call(Method::POST, "/v1/broker/sessions", Some(open))
+        .await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (StatusCode::FORBIDDEN, Some("Policy: pdp says deny"))
+    );
     let self_session = json!({"target_agent_id": "acme::buyer", "target_org_id": "acme", "requested_capabilities": ["order.place"]});
-    let (status, body) = buyer_session.call(Method::POST, "/v1/broker/sessions", Some(self_session)).await;
-    assert_eq!((status, body["detail"].as_str()), (StatusCode::BAD_REQUEST, Some("You cannot open a session with yourself")));
+    let (status, body) = buyer_session
+        .call(Method::POST, "/v1/broker/sessions", Some(self_session))
+        .await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            Some("You cannot open a session with yourself")
+        )
+    );
     let unknown = json!({"target_agent_id": "globex::nobody", "target_org_id": "globex"});
-    let (status, _) = buyer_session.call(Method::POST, "/v1/broker/sessions", Some(unknown)).await;
+    let (status, _) = buyer_session
+        .call(Method::POST, "/v1/broker/sessions", Some(unknown))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

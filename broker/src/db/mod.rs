@@ -11,6 +11,7 @@ pub mod audit;
 pub mod bindings;
 pub mod invites;
 pub mod orgs;
+pub mod policies;
 pub mod revocation;
 pub mod sessions;
 

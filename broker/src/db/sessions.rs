@@ -108,16 +108,23 @@ impl Db {
     }
 
     pub async fn session(&self, session_id: &str) -> Result<Option<Session>, sqlx::Error> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM sessions WHERE session_id = $1"))
-            .bind(session_id)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM sessions WHERE session_id = $1"
+        ))
+        .bind(session_id)
+        .fetch_optional(self.pool())
+        .await?;
         row.as_ref().map(Session::from_row).transpose()
     }
 
     /// Moves a session from one of `from` to `to` (compare-and-set); `None` when its status was
     /// not one of `from` any more. `closed_at` is set for terminal states.
-    pub async fn transition_session(&self, session_id: &str, from: &[&str], to: &str) -> Result<Option<Session>, sqlx::Error> {
+    pub async fn transition_session(
+        &self,
+        session_id: &str,
+        from: &[&str],
+        to: &str,
+    ) -> Result<Option<Session>, sqlx::Error> {
         let terminal = matches!(to, "closed" | "denied");
         let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
         let sql = format!(
@@ -126,7 +133,10 @@ impl Db {
             from.len() + 4,
             placeholders.join(", ")
         );
-        let mut query = sqlx::query(&sql).bind(to).bind(i64::from(terminal)).bind(now_text());
+        let mut query = sqlx::query(&sql)
+            .bind(to)
+            .bind(i64::from(terminal))
+            .bind(now_text());
         for status in from {
             query = query.bind(*status);
         }
@@ -135,7 +145,13 @@ impl Db {
     }
 
     /// The caller's sessions (initiator or target), oldest first, optionally by status.
-    pub async fn sessions_of(&self, agent_id: &str, status: Option<&str>, limit: i64, offset: i64) -> Result<Vec<Session>, sqlx::Error> {
+    pub async fn sessions_of(
+        &self,
+        agent_id: &str,
+        status: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Session>, sqlx::Error> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM sessions WHERE (initiator_agent_id = $1 OR target_agent_id = $1) \
              AND ($2 = '' OR status = $2) ORDER BY created_at, session_id LIMIT $3 OFFSET $4"
@@ -196,7 +212,12 @@ impl Db {
     }
 
     /// Messages of a session after `after` not sent by `reader`, ascending.
-    pub async fn messages_for(&self, session_id: &str, reader: &str, after: i64) -> Result<Vec<StoredMessage>, sqlx::Error> {
+    pub async fn messages_for(
+        &self,
+        session_id: &str,
+        reader: &str,
+        after: i64,
+    ) -> Result<Vec<StoredMessage>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT seq, sender_agent_id, payload, nonce, timestamp, signed_timestamp, signature, client_seq FROM session_messages \
              WHERE session_id = $1 AND seq > $2 AND sender_agent_id <> $3 ORDER BY seq",
@@ -222,7 +243,15 @@ impl Db {
             .collect()
     }
 
-    pub async fn insert_notification(&self, recipient: &str, org_id: &str, kind: &str, title: &str, body: &str, reference_id: &str) -> Result<(), sqlx::Error> {
+    pub async fn insert_notification(
+        &self,
+        recipient: &str,
+        org_id: &str,
+        kind: &str,
+        title: &str,
+        body: &str,
+        reference_id: &str,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO notifications (id, recipient_type, recipient_id, org_id, notification_type, title, body, reference_id, created_at) \
              VALUES ($1, 'agent', $2, $3, $4, $5, $6, $7, $8)",
@@ -240,7 +269,11 @@ impl Db {
         Ok(())
     }
 
-    pub async fn mark_notifications_acted(&self, recipient: &str, reference_id: &str) -> Result<(), sqlx::Error> {
+    pub async fn mark_notifications_acted(
+        &self,
+        recipient: &str,
+        reference_id: &str,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE notifications SET is_acted = 1, acted_at = $1 WHERE recipient_id = $2 AND reference_id = $3")
             .bind(now_text())
             .bind(recipient)
@@ -252,7 +285,11 @@ impl Db {
 
     /// Open notifications of an agent, newest first, at most 50:
     /// `(id, type, title, body, reference_id, created_at)`.
-    pub async fn notifications_for(&self, recipient: &str, org_id: &str) -> Result<Vec<[Option<String>; 6]>, sqlx::Error> {
+    pub async fn notifications_for(
+        &self,
+        recipient: &str,
+        org_id: &str,
+    ) -> Result<Vec<[Option<String>; 6]>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT id, notification_type, title, body, reference_id, created_at FROM notifications \
              WHERE recipient_type = 'agent' AND recipient_id = $1 AND org_id = $2 AND is_acted = 0 ORDER BY created_at DESC LIMIT 50",

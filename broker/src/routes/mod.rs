@@ -8,6 +8,8 @@ pub mod bindings;
 pub mod health;
 pub mod onboarding;
 pub mod orgs;
+pub mod policy;
+pub mod sessions;
 
 use crate::state::AppState;
 use axum::Router;
@@ -23,6 +25,8 @@ pub fn router() -> Router<AppState> {
         .merge(orgs::router())
         .merge(agents::router())
         .merge(bindings::router())
+        .merge(policy::router())
+        .merge(sessions::router())
         // Unknown paths and methods answer with a `detail` too, as FastAPI does.
         .fallback(|| async { crate::error::ApiError::not_found("Not Found") })
         .method_not_allowed_fallback(|| async {

@@ -20,7 +20,8 @@ use axum::{Json, Router};
 use cullis_shared::pki::Certificate;
 use cullis_shared::signature::{self, SignedFields};
 use cullis_shared::wire::broker::{
-    InboxMessage, MessageAccepted, MessageEnvelope, MessagePollQuery, Notification, SessionCreateRequest, SessionListQuery, SessionResponse,
+    InboxMessage, MessageAccepted, MessageEnvelope, MessagePollQuery, Notification,
+    SessionCreateRequest, SessionListQuery, SessionResponse,
 };
 use serde_json::Value;
 
@@ -30,7 +31,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/broker/sessions/{session_id}/accept", post(accept))
         .route("/v1/broker/sessions/{session_id}/reject", post(reject))
         .route("/v1/broker/sessions/{session_id}/close", post(close))
-        .route("/v1/broker/sessions/{session_id}/messages", post(send).get(poll))
+        .route(
+            "/v1/broker/sessions/{session_id}/messages",
+            post(send).get(poll),
+        )
         .route("/v1/broker/notifications", get(notifications))
 }
 
@@ -66,18 +70,37 @@ fn is_expired(session: &Session) -> bool {
 /// Loads a session; one found expired while pending or active is closed on the way.
 async fn load(state: &AppState, session_id: &str) -> ApiResult<Session> {
     check_uuid(session_id)?;
-    let session = state.db.session(session_id).await?.ok_or_else(|| ApiError::not_found("Session not found"))?;
+    let session = state
+        .db
+        .session(session_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Session not found"))?;
     if is_expired(&session) && matches!(session.status.as_str(), "pending" | "active") {
-        if let Some(closed) = state.db.transition_session(session_id, &["pending", "active"], "closed").await? {
+        if let Some(closed) = state
+            .db
+            .transition_session(session_id, &["pending", "active"], "closed")
+            .await?
+        {
             return Ok(closed);
         }
-        return state.db.session(session_id).await?.ok_or_else(|| ApiError::not_found("Session not found"));
+        return state
+            .db
+            .session(session_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("Session not found"));
     }
     Ok(session)
 }
 
-async fn deny(state: &AppState, caller: &AgentAuth, event: &'static str, detail: &[(&str, Value)]) -> ApiResult<()> {
-    let mut audit = AuditEvent::new(event, Outcome::Denied).agent(caller.agent_id()).org(caller.org_id());
+async fn deny(
+    state: &AppState,
+    caller: &AgentAuth,
+    event: &'static str,
+    detail: &[(&str, Value)],
+) -> ApiResult<()> {
+    let mut audit = AuditEvent::new(event, Outcome::Denied)
+        .agent(caller.agent_id())
+        .org(caller.org_id());
     for (key, value) in detail {
         audit = audit.detail(key, value.clone());
     }
@@ -87,49 +110,117 @@ async fn deny(state: &AppState, caller: &AgentAuth, event: &'static str, detail:
 
 /// §5.1 in order: rate limit, target exists and is active, org matches, target approved,
 /// scopes, not self, both orgs' policy, then store.
-async fn open(State(state): State<AppState>, caller: AgentAuth, ApiJson(request): ApiJson<SessionCreateRequest>) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
+async fn open(
+    State(state): State<AppState>,
+    caller: AgentAuth,
+    ApiJson(request): ApiJson<SessionCreateRequest>,
+) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
     let context_len = Value::Object(request.context.clone()).to_string().len();
     if context_len > 16 * 1024 || depth(&Value::Object(request.context.clone())) > 4 {
-        return Err(ApiError::validation("value_error", &["body", "context"], "context must be at most 16 KB and 4 levels deep", Value::Null));
+        return Err(ApiError::validation(
+            "value_error",
+            &["body", "context"],
+            "context must be at most 16 KB and 4 levels deep",
+            Value::Null,
+        ));
     }
     rate_limit(&state, "broker.session", caller.agent_id()).await?;
     let target = match state.db.agent(&request.target_agent_id).await? {
         Some(agent) if agent.is_active => agent,
         _ => {
-            deny(&state, &caller, "broker.session_request", &[("target", request.target_agent_id.clone().into()), ("reason", "target not found".into())]).await?;
+            deny(
+                &state,
+                &caller,
+                "broker.session_request",
+                &[
+                    ("target", request.target_agent_id.clone().into()),
+                    ("reason", "target not found".into()),
+                ],
+            )
+            .await?;
             return Err(ApiError::not_found("Target agent not found or inactive"));
         }
     };
     if target.org_id != request.target_org_id {
-        return Err(ApiError::bad_request("target_org_id does not match the registered agent"));
+        return Err(ApiError::bad_request(
+            "target_org_id does not match the registered agent",
+        ));
     }
-    let target_binding = match state.db.binding_for(&target.org_id, &target.agent_id).await? {
+    let target_binding = match state
+        .db
+        .binding_for(&target.org_id, &target.agent_id)
+        .await?
+    {
         Some(binding) if binding.status == "approved" => binding,
         _ => {
-            deny(&state, &caller, "broker.session_request", &[("target", target.agent_id.clone().into()), ("reason", "target has no approved binding".into())]).await?;
+            deny(
+                &state,
+                &caller,
+                "broker.session_request",
+                &[
+                    ("target", target.agent_id.clone().into()),
+                    ("reason", "target has no approved binding".into()),
+                ],
+            )
+            .await?;
             return Err(ApiError::forbidden("Target has no approved binding"));
         }
     };
     if state.policy.configured_enforcement() {
         for cap in &request.requested_capabilities {
             if !caller.claims.scope.contains(cap) {
-                deny(&state, &caller, "broker.session_request", &[("cap", cap.clone().into()), ("reason", "capability not in initiator scope".into())]).await?;
-                return Err(ApiError::forbidden(format!("Capability '{cap}' not authorized in your scope")));
+                deny(
+                    &state,
+                    &caller,
+                    "broker.session_request",
+                    &[
+                        ("cap", cap.clone().into()),
+                        ("reason", "capability not in initiator scope".into()),
+                    ],
+                )
+                .await?;
+                return Err(ApiError::forbidden(format!(
+                    "Capability '{cap}' not authorized in your scope"
+                )));
             }
             if !target_binding.scope.contains(cap) {
-                deny(&state, &caller, "broker.session_request", &[("cap", cap.clone().into()), ("reason", "capability not in target scope".into())]).await?;
-                return Err(ApiError::forbidden(format!("Capability '{cap}' not authorized in the target's scope")));
+                deny(
+                    &state,
+                    &caller,
+                    "broker.session_request",
+                    &[
+                        ("cap", cap.clone().into()),
+                        ("reason", "capability not in target scope".into()),
+                    ],
+                )
+                .await?;
+                return Err(ApiError::forbidden(format!(
+                    "Capability '{cap}' not authorized in the target's scope"
+                )));
             }
         }
         for cap in &request.requested_capabilities {
             if !target.capabilities.contains(cap) {
-                deny(&state, &caller, "broker.session_request", &[("cap", cap.clone().into()), ("reason", "target does not advertise capability".into())]).await?;
-                return Err(ApiError::bad_request(format!("Target does not advertise capability '{cap}'")));
+                deny(
+                    &state,
+                    &caller,
+                    "broker.session_request",
+                    &[
+                        ("cap", cap.clone().into()),
+                        ("reason", "target does not advertise capability".into()),
+                    ],
+                )
+                .await?;
+                return Err(ApiError::bad_request(format!(
+                    "Target does not advertise capability '{cap}'"
+                )));
             }
         }
     }
     if target.agent_id == caller.agent_id() {
-        return Err(ApiError::bad_request("You cannot open a session with yourself"));
+        return Err(ApiError::bad_request(
+            "You cannot open a session with yourself",
+        ));
     }
     let initiator_org = state.db.org(caller.org_id()).await?;
     let target_org = state.db.org(&target.org_id).await?;
@@ -147,7 +238,16 @@ async fn open(State(state): State<AppState>, caller: AgentAuth, ApiJson(request)
         })
         .await;
     if !decision.allowed {
-        deny(&state, &caller, "policy.session_denied", &[("reason", decision.reason.clone().into()), ("denied_by", decision.decided_by().into())]).await?;
+        deny(
+            &state,
+            &caller,
+            "policy.session_denied",
+            &[
+                ("reason", decision.reason.clone().into()),
+                ("denied_by", decision.decided_by().into()),
+            ],
+        )
+        .await?;
         return Err(ApiError::forbidden(format!("Policy: {}", decision.reason)));
     }
     let now = time::OffsetDateTime::now_utc();
@@ -178,11 +278,20 @@ async fn open(State(state): State<AppState>, caller: AgentAuth, ApiJson(request)
             &target.org_id,
             "session_pending",
             &format!("Session request from {}", caller.agent_id()),
-            &format!("Capabilities: {}", request.requested_capabilities.join(", ")),
+            &format!(
+                "Capabilities: {}",
+                request.requested_capabilities.join(", ")
+            ),
             &session.session_id,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(response(session, Some("Session created — waiting for acceptance from the target"))?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(response(
+            session,
+            Some("Session created — waiting for acceptance from the target"),
+        )?),
+    ))
 }
 
 fn depth(value: &Value) -> usize {
@@ -193,56 +302,123 @@ fn depth(value: &Value) -> usize {
     }
 }
 
-async fn list(State(state): State<AppState>, caller: AgentAuth, ApiQuery(query): ApiQuery<SessionListQuery>) -> ApiResult<Json<Vec<SessionResponse>>> {
+async fn list(
+    State(state): State<AppState>,
+    caller: AgentAuth,
+    ApiQuery(query): ApiQuery<SessionListQuery>,
+) -> ApiResult<Json<Vec<SessionResponse>>> {
     if !(1..=500).contains(&query.limit) || query.offset < 0 {
-        return Err(ApiError::validation("value_error", &["query", "limit"], "limit must be 1..500 and offset ≥ 0", Value::Null));
+        return Err(ApiError::validation(
+            "value_error",
+            &["query", "limit"],
+            "limit must be 1..500 and offset ≥ 0",
+            Value::Null,
+        ));
     }
     let status = query.status.map(|s| s.as_str());
-    let sessions = state.db.sessions_of(caller.agent_id(), status, query.limit, query.offset).await?;
-    Ok(Json(sessions.into_iter().map(|s| response(s, None)).collect::<ApiResult<_>>()?))
+    let sessions = state
+        .db
+        .sessions_of(caller.agent_id(), status, query.limit, query.offset)
+        .await?;
+    Ok(Json(
+        sessions
+            .into_iter()
+            .map(|s| response(s, None))
+            .collect::<ApiResult<_>>()?,
+    ))
 }
 
 /// Accept or reject: the target only, from `pending`.
-async fn decide(state: &AppState, caller: &AgentAuth, session_id: &str, to: &str, verb: &str) -> ApiResult<Session> {
+async fn decide(
+    state: &AppState,
+    caller: &AgentAuth,
+    session_id: &str,
+    to: &str,
+    verb: &str,
+) -> ApiResult<Session> {
     let session = load(state, session_id).await?;
     if session.target_agent_id != caller.agent_id() {
-        return Err(ApiError::forbidden(format!("Only the target can {verb} this session")));
+        return Err(ApiError::forbidden(format!(
+            "Only the target can {verb} this session"
+        )));
     }
-    let changed = state.db.transition_session(session_id, &["pending"], to).await?;
+    let changed = state
+        .db
+        .transition_session(session_id, &["pending"], to)
+        .await?;
     let Some(session) = changed else {
-        let current = state.db.session(session_id).await?.map(|s| s.status).unwrap_or_default();
-        return Err(ApiError::conflict(format!("Session is in state '{current}', cannot be {verb}ed")));
+        let current = state
+            .db
+            .session(session_id)
+            .await?
+            .map(|s| s.status)
+            .unwrap_or_default();
+        return Err(ApiError::conflict(format!(
+            "Session is in state '{current}', cannot be {verb}ed"
+        )));
     };
-    state.db.mark_notifications_acted(caller.agent_id(), session_id).await?;
-    let event = if to == "active" { "broker.session_accepted" } else { "broker.session_rejected" };
-    let mut audit = AuditEvent::new(event, Outcome::Ok).agent(caller.agent_id()).org(caller.org_id());
+    state
+        .db
+        .mark_notifications_acted(caller.agent_id(), session_id)
+        .await?;
+    let event = if to == "active" {
+        "broker.session_accepted"
+    } else {
+        "broker.session_rejected"
+    };
+    let mut audit = AuditEvent::new(event, Outcome::Ok)
+        .agent(caller.agent_id())
+        .org(caller.org_id());
     audit.session_id = Some(session_id.to_owned());
     state.audit.record(audit).await?;
     Ok(session)
 }
 
-async fn accept(State(state): State<AppState>, caller: AgentAuth, ApiPath(session_id): ApiPath<String>) -> ApiResult<Json<SessionResponse>> {
+async fn accept(
+    State(state): State<AppState>,
+    caller: AgentAuth,
+    ApiPath(session_id): ApiPath<String>,
+) -> ApiResult<Json<SessionResponse>> {
     let session = decide(&state, &caller, &session_id, "active", "accept").await?;
     Ok(Json(response(session, Some("Session active"))?))
 }
 
-async fn reject(State(state): State<AppState>, caller: AgentAuth, ApiPath(session_id): ApiPath<String>) -> ApiResult<Json<SessionResponse>> {
+async fn reject(
+    State(state): State<AppState>,
+    caller: AgentAuth,
+    ApiPath(session_id): ApiPath<String>,
+) -> ApiResult<Json<SessionResponse>> {
     let session = decide(&state, &caller, &session_id, "denied", "reject").await?;
     Ok(Json(response(session, Some("Session rejected"))?))
 }
 
-async fn close(State(state): State<AppState>, caller: AgentAuth, ApiPath(session_id): ApiPath<String>) -> ApiResult<Json<SessionResponse>> {
+async fn close(
+    State(state): State<AppState>,
+    caller: AgentAuth,
+    ApiPath(session_id): ApiPath<String>,
+) -> ApiResult<Json<SessionResponse>> {
     let session = load(&state, &session_id).await?;
     if !session.is_participant(caller.agent_id()) {
-        return Err(ApiError::forbidden("You are not a participant of this session"));
+        return Err(ApiError::forbidden(
+            "You are not a participant of this session",
+        ));
     }
     if session.status == "closed" {
         return Ok(Json(response(session, Some("Session already closed"))?));
     }
-    let Some(closed) = state.db.transition_session(&session_id, &["active"], "closed").await? else {
-        return Err(ApiError::conflict(format!("Session is in state '{}', cannot be closed", session.status)));
+    let Some(closed) = state
+        .db
+        .transition_session(&session_id, &["active"], "closed")
+        .await?
+    else {
+        return Err(ApiError::conflict(format!(
+            "Session is in state '{}', cannot be closed",
+            session.status
+        )));
     };
-    let mut audit = AuditEvent::new("session_closed", Outcome::Ok).agent(caller.agent_id()).org(caller.org_id());
+    let mut audit = AuditEvent::new("session_closed", Outcome::Ok)
+        .agent(caller.agent_id())
+        .org(caller.org_id());
     audit.session_id = Some(session_id);
     state.audit.record(audit).await?;
     Ok(Json(response(closed, Some("Session closed"))?))
@@ -257,46 +433,99 @@ async fn send(
     ApiJson(envelope): ApiJson<MessageEnvelope>,
 ) -> ApiResult<(StatusCode, Json<MessageAccepted>)> {
     if envelope.nonce.chars().count() > 128 || envelope.signature.chars().count() > 2048 {
-        return Err(ApiError::validation("string_too_long", &["body"], "nonce must be ≤ 128 and signature ≤ 2048 characters", Value::Null));
+        return Err(ApiError::validation(
+            "string_too_long",
+            &["body"],
+            "nonce must be ≤ 128 and signature ≤ 2048 characters",
+            Value::Null,
+        ));
     }
     let payload = Value::Object(envelope.payload.clone());
     let payload_text = payload.to_string();
     if payload_text.len() > 1_048_576 {
-        return Err(ApiError::validation("value_error", &["body", "payload"], "payload must be at most 1 MB of JSON", Value::Null));
+        return Err(ApiError::validation(
+            "value_error",
+            &["body", "payload"],
+            "payload must be at most 1 MB of JSON",
+            Value::Null,
+        ));
     }
     rate_limit(&state, "broker.message", caller.agent_id()).await?;
     check_uuid(&session_id)?;
     if envelope.session_id != session_id {
-        return Err(ApiError::bad_request("session_id in envelope does not match URL path"));
+        return Err(ApiError::bad_request(
+            "session_id in envelope does not match URL path",
+        ));
     }
-    let session = state.db.session(&session_id).await?.ok_or_else(|| ApiError::not_found("Session not found"))?;
+    let session = state
+        .db
+        .session(&session_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Session not found"))?;
     if is_expired(&session) {
-        state.db.transition_session(&session_id, &["pending", "active"], "closed").await?;
+        state
+            .db
+            .transition_session(&session_id, &["pending", "active"], "closed")
+            .await?;
         return Err(ApiError::conflict("Session has expired"));
     }
     if session.status != "active" {
         return Err(ApiError::conflict("Session not active"));
     }
-    let denied = |reason: &str| [("reason", Value::from(reason.to_owned())), ("nonce", Value::from(envelope.nonce.clone()))];
+    let denied = |reason: &str| {
+        [
+            ("reason", Value::from(reason.to_owned())),
+            ("nonce", Value::from(envelope.nonce.clone())),
+        ]
+    };
     if !session.is_participant(caller.agent_id()) {
-        deny(&state, &caller, "broker.message_send", &[("reason", "not a participant".into())]).await?;
-        return Err(ApiError::forbidden("You are not a participant of this session"));
+        deny(
+            &state,
+            &caller,
+            "broker.message_send",
+            &[("reason", "not a participant".into())],
+        )
+        .await?;
+        return Err(ApiError::forbidden(
+            "You are not a participant of this session",
+        ));
     }
     if envelope.sender_agent_id != caller.agent_id() {
-        return Err(ApiError::bad_request("sender_agent_id does not match the token"));
+        return Err(ApiError::bad_request(
+            "sender_agent_id does not match the token",
+        ));
     }
     if state.db.nonce_used(&envelope.nonce).await? {
-        deny(&state, &caller, "broker.message_send", &denied("replay attack detected")).await?;
-        return Err(ApiError::conflict("Nonce already used — possible replay attack"));
+        deny(
+            &state,
+            &caller,
+            "broker.message_send",
+            &denied("replay attack detected"),
+        )
+        .await?;
+        return Err(ApiError::conflict(
+            "Nonce already used — possible replay attack",
+        ));
     }
     if (crate::db::unix_now() - envelope.timestamp).abs() > MESSAGE_WINDOW_SECS {
-        deny(&state, &caller, "broker.message_send", &[("reason", "timestamp out of window".into()), ("ts", envelope.timestamp.into())]).await?;
-        return Err(ApiError::conflict("Message timestamp too old or in the future — possible replay attack"));
+        deny(
+            &state,
+            &caller,
+            "broker.message_send",
+            &[
+                ("reason", "timestamp out of window".into()),
+                ("ts", envelope.timestamp.into()),
+            ],
+        )
+        .await?;
+        return Err(ApiError::conflict(
+            "Message timestamp too old or in the future — possible replay attack",
+        ));
     }
     let sender = state.db.agent(caller.agent_id()).await?;
-    let pem = sender
-        .and_then(|agent| agent.cert_pem)
-        .ok_or_else(|| ApiError::unauthorized("Agent certificate not found — log in before sending messages"))?;
+    let pem = sender.and_then(|agent| agent.cert_pem).ok_or_else(|| {
+        ApiError::unauthorized("Agent certificate not found — log in before sending messages")
+    })?;
     let sender_key = Certificate::from_pem(&pem)
         .ok()
         .and_then(|cert| cert.public_key().ok())
@@ -308,7 +537,8 @@ async fn send(
         timestamp: envelope.timestamp,
         client_seq: envelope.client_seq,
     };
-    signature::verify(&sender_key, &fields, &payload, &envelope.signature).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    signature::verify(&sender_key, &fields, &payload, &envelope.signature)
+        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
     let stored = state
         .db
         .insert_message(&NewMessage {
@@ -324,12 +554,22 @@ async fn send(
     let seq = match stored {
         Stored::Ok { seq, .. } => seq,
         Stored::NonceReused => {
-            deny(&state, &caller, "broker.message_send", &denied("replay attack detected (DB)")).await?;
-            return Err(ApiError::conflict("Nonce already used — possible replay attack"));
+            deny(
+                &state,
+                &caller,
+                "broker.message_send",
+                &denied("replay attack detected (DB)"),
+            )
+            .await?;
+            return Err(ApiError::conflict(
+                "Nonce already used — possible replay attack",
+            ));
         }
         Stored::NotActive => return Err(ApiError::conflict("Session not active")),
     };
-    let payload_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(cullis_shared::encoding::canonical_json::to_string(&payload)));
+    let payload_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        cullis_shared::encoding::canonical_json::to_string(&payload),
+    ));
     let mut audit = AuditEvent::new("broker.message_forwarded", Outcome::Ok)
         .agent(caller.agent_id())
         .org(caller.org_id())
@@ -348,15 +588,28 @@ async fn send(
     ))
 }
 
-async fn poll(State(state): State<AppState>, caller: AgentAuth, ApiPath(session_id): ApiPath<String>, ApiQuery(query): ApiQuery<MessagePollQuery>) -> ApiResult<Json<Vec<InboxMessage>>> {
+async fn poll(
+    State(state): State<AppState>,
+    caller: AgentAuth,
+    ApiPath(session_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<MessagePollQuery>,
+) -> ApiResult<Json<Vec<InboxMessage>>> {
     let session = load(&state, &session_id).await?;
     if session.status != "active" {
-        return Err(ApiError::conflict(format!("Session is {} — polling not available", session.status)));
+        return Err(ApiError::conflict(format!(
+            "Session is {} — polling not available",
+            session.status
+        )));
     }
     if !session.is_participant(caller.agent_id()) {
-        return Err(ApiError::forbidden("You are not a participant of this session"));
+        return Err(ApiError::forbidden(
+            "You are not a participant of this session",
+        ));
     }
-    let messages = state.db.messages_for(&session_id, caller.agent_id(), query.after).await?;
+    let messages = state
+        .db
+        .messages_for(&session_id, caller.agent_id(), query.after)
+        .await?;
     let inbox = messages
         .into_iter()
         .map(|m| InboxMessage {
@@ -373,8 +626,14 @@ async fn poll(State(state): State<AppState>, caller: AgentAuth, ApiPath(session_
     Ok(Json(inbox))
 }
 
-async fn notifications(State(state): State<AppState>, caller: AgentAuth) -> ApiResult<Json<Vec<Notification>>> {
-    let rows = state.db.notifications_for(caller.agent_id(), caller.org_id()).await?;
+async fn notifications(
+    State(state): State<AppState>,
+    caller: AgentAuth,
+) -> ApiResult<Json<Vec<Notification>>> {
+    let rows = state
+        .db
+        .notifications_for(caller.agent_id(), caller.org_id())
+        .await?;
     let mut out = Vec::with_capacity(rows.len());
     for [id, kind, title, body, reference_id, created_at] in rows {
         out.push(Notification {
