@@ -4,76 +4,12 @@
 
 mod common;
 
-use axum::{routing::post, Json, Router};
+use common::messaging::{pdp, public_key, send};
 use common::{Options, Store, TestBroker};
 use cullis_e2e::client::{AgentIdentity, AgentSession};
 use cullis_shared::envelope::{self, InnerSignature};
-use cullis_shared::keys::PublicKey;
-use cullis_shared::signature::SignedFields;
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
-
-/// A PDP webhook that answers every request with `decision`, on a free loopback port.
-async fn pdp(decision: &'static str) -> String {
-    let app = Router::new().route(
-        "/pdp/policy",
-        post(move |Json(_request): Json<Value>| async move {
-            Json(json!({"decision": decision, "reason": format!("pdp says {decision}")}))
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{address}/pdp/policy")
-}
-
-fn now() -> i64 {
-    common::unix_now()
-}
-
-async fn public_key(session: &AgentSession, agent_id: &str) -> PublicKey {
-    let (status, body) = session
-        .call(
-            Method::GET,
-            &format!("/v1/registry/agents/{agent_id}/public-key"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    PublicKey::from_spki_pem(body["public_key_pem"].as_str().unwrap()).unwrap()
-}
-
-/// Seals `payload` from `sender` to `recipient_key` and posts it.
-async fn send(
-    session: &AgentSession,
-    sender: &AgentIdentity,
-    recipient_key: &PublicKey,
-    session_id: &str,
-    payload: &Value,
-    client_seq: u64,
-) -> (StatusCode, Value, Value) {
-    let nonce = uuid::Uuid::new_v4().to_string();
-    let fields = SignedFields {
-        session_id,
-        sender_agent_id: &sender.agent_id,
-        nonce: &nonce,
-        timestamp: now(),
-        client_seq: Some(client_seq),
-    };
-    let sealed = envelope::seal(&sender.key, recipient_key, &fields, payload).unwrap();
-    let body = json!({
-        "session_id": session_id, "sender_agent_id": sender.agent_id, "payload": sealed.blob,
-        "nonce": nonce, "timestamp": fields.timestamp, "signature": sealed.signature, "client_seq": client_seq,
-    });
-    let (status, answer) = session
-        .call(
-            Method::POST,
-            &format!("/v1/broker/sessions/{session_id}/messages"),
-            Some(body.clone()),
-        )
-        .await;
-    (status, answer, body)
-}
+use serde_json::json;
 
 async fn setup(
     store: Store,
@@ -241,7 +177,7 @@ async fn two_org_exchange(store: Store) {
     );
     let mut stale = sent.clone();
     stale["nonce"] = json!(uuid::Uuid::new_v4().to_string());
-    stale["timestamp"] = json!(now() - 120);
+    stale["timestamp"] = json!(common::unix_now() - 120);
     let (status, _) = buyer_session
         .call(
             Method::POST,

@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub use cullis_e2e::client;
+pub mod messaging;
 pub use cullis_e2e::setup::{json_of, BrokerApi, OrgIdentity as TestOrg, TRUST_DOMAIN};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -33,6 +34,9 @@ pub struct TestBroker {
     pub database_url: String,
     pg_database: Option<String>,
     stderr_log: PathBuf,
+    env: HashMap<String, String>,
+    /// Replicas share the first broker's database and directory and leave them alone on drop.
+    owns_storage: bool,
 }
 
 /// Per-test settings beyond the defaults.
@@ -91,32 +95,7 @@ impl TestBroker {
             env.insert(name, value);
         }
         let stderr_log = dir.join("broker.stderr");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cullis-broker"))
-            .args(["serve", "--port", "0"])
-            .current_dir(&dir)
-            .env_clear()
-            .envs(&env)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_log).unwrap())
-            .spawn()
-            .expect("the broker binary starts");
-        let stdout = child.stdout.take().unwrap();
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        });
-        let line = tokio::time::timeout(Duration::from_secs(30), line).await;
-        let line = match line {
-            Ok(Ok(Ok(line))) if line.contains("listening on ") => line,
-            _ => {
-                let _ = child.kill();
-                panic!(
-                    "broker did not start: {}",
-                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
-                );
-            }
-        };
-        let base = line.trim().rsplit(' ').next().unwrap().to_owned();
+        let (child, base) = spawn_broker(&dir, &env, &stderr_log).await;
         TestBroker {
             child,
             api: BrokerApi::new(&base, ADMIN_SECRET),
@@ -124,6 +103,26 @@ impl TestBroker {
             database_url,
             pg_database,
             stderr_log,
+            env,
+            owns_storage: true,
+        }
+    }
+
+    /// A second broker process on the same database, key and Redis: another replica.
+    pub async fn replica(&self) -> TestBroker {
+        let stderr_log = self
+            .dir
+            .join(format!("replica-{}.stderr", uuid::Uuid::new_v4().simple()));
+        let (child, base) = spawn_broker(&self.dir, &self.env, &stderr_log).await;
+        TestBroker {
+            child,
+            api: BrokerApi::new(&base, ADMIN_SECRET),
+            dir: self.dir.clone(),
+            database_url: self.database_url.clone(),
+            pg_database: None,
+            stderr_log,
+            env: self.env.clone(),
+            owns_storage: false,
         }
     }
 
@@ -166,6 +165,9 @@ impl Drop for TestBroker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !self.owns_storage {
+            return;
+        }
         if let Some(name) = self.pg_database.take() {
             // Best effort: a separate runtime, since drop may run outside one.
             let _ = std::thread::spawn(move || {
@@ -178,6 +180,42 @@ impl Drop for TestBroker {
             .join();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts the broker binary with `env` and waits for its "listening on" line.
+async fn spawn_broker(
+    dir: &std::path::Path,
+    env: &HashMap<String, String>,
+    stderr_log: &std::path::Path,
+) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cullis-broker"))
+        .args(["serve", "--port", "0"])
+        .current_dir(dir)
+        .env_clear()
+        .envs(env)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(stderr_log).unwrap())
+        .spawn()
+        .expect("the broker binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    });
+    match tokio::time::timeout(Duration::from_secs(30), line).await {
+        Ok(Ok(Ok(line))) if line.contains("listening on ") => {
+            let base = line.trim().rsplit(' ').next().unwrap().to_owned();
+            (child, base)
+        }
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "broker did not start: {}",
+                std::fs::read_to_string(stderr_log).unwrap_or_default()
+            );
+        }
     }
 }
 
