@@ -132,7 +132,10 @@ async fn rfq_flow(store: Store) {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let (status, accepted) = respond(&s1, &rfq_id, json!({"price": 9.5, "days": 3})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    assert_eq!(accepted, json!({"status": "accepted", "rfq_id": rfq_id}));
+    assert_eq!(
+        accepted,
+        json!({"status": "accepted", "rfq_id": rfq_id.as_str()})
+    );
     let (status, _) = respond(&s1, &rfq_id, json!({"price": 1})).await;
     assert_eq!(status, StatusCode::CONFLICT, "a second answer is refused");
     // While open, a matched agent reads it; an unrelated one gets 404.
