@@ -13,6 +13,8 @@ pub mod invites;
 pub mod orgs;
 pub mod policies;
 pub mod revocation;
+pub mod rfq;
+pub mod search;
 pub mod sessions;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};

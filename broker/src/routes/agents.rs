@@ -6,22 +6,23 @@ use crate::auth::org::OrgAuth;
 use crate::db::agents::{Agent, NewAgent};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::state::AppState;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cullis_shared::pki::{
-    internal_to_spiffe, validate_agent_id, verify_rotation_cert, Certificate,
+    internal_to_spiffe, spiffe_to_internal, validate_agent_id, verify_rotation_cert, Certificate,
 };
 use cullis_shared::wire::registry::{
-    AgentListQuery, AgentListResponse, AgentRegisterRequest, AgentResponse, PublicKeyResponse,
-    RotateCertRequest, RotateCertResponse,
+    AgentListQuery, AgentListResponse, AgentRegisterRequest, AgentResponse, AgentSearchQuery,
+    PublicKeyResponse, RotateCertRequest, RotateCertResponse,
 };
 use serde_json::{Map, Value};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/registry/agents", post(register).get(list))
+        .route("/v1/registry/agents/search", get(search))
         .route("/v1/registry/agents/{agent_id}", get(get_agent))
         .route("/v1/registry/agents/{agent_id}/public-key", get(public_key))
         .route(
@@ -138,6 +139,136 @@ async fn list(
         .db
         .agents_of_org(&org_id)
         .await?
+        .into_iter()
+        .map(|a| agent_response(&state, a))
+        .collect();
+    Ok(Json(AgentListResponse {
+        total: agents.len() as u64,
+        agents,
+    }))
+}
+
+/// Decodes the search query by hand: `capability` repeats, which `serde_urlencoded` cannot
+/// collect into a list.
+fn parse_search_query(raw: Option<&str>) -> ApiResult<AgentSearchQuery> {
+    let mut query = AgentSearchQuery::default();
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let value = value.into_owned();
+        match key.as_ref() {
+            "capability" => query.capability.push(value),
+            "agent_id" => query.agent_id = Some(value),
+            "agent_uri" => query.agent_uri = Some(value),
+            "org_id" => query.org_id = Some(value),
+            "pattern" => query.pattern = Some(value),
+            "q" => query.q = Some(value),
+            "include_own_org" => {
+                query.include_own_org = match value.to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" | "on" | "t" | "y" => true,
+                    "false" | "0" | "no" | "off" | "f" | "n" => false,
+                    _ => {
+                        return Err(ApiError::validation(
+                            "bool_parsing",
+                            &["query", "include_own_org"],
+                            "Input should be a valid boolean, unable to interpret input",
+                            Value::String(value),
+                        ))
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(query)
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
+}
+
+/// `GET /v1/registry/agents/search` (§4). Only active agents with an approved binding in
+/// their own org are discoverable; the caller's own org is left out unless
+/// `include_own_org=true` (a direct lookup by id never leaves it out).
+async fn search(
+    State(state): State<AppState>,
+    caller: AgentAuth,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<AgentListResponse>> {
+    let query = parse_search_query(raw.as_deref())?;
+    let capabilities: Vec<&str> = query
+        .capability
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !c.is_empty())
+        .collect();
+    let agent_id = non_empty(&query.agent_id);
+    let agent_uri = non_empty(&query.agent_uri);
+    let org_id = non_empty(&query.org_id);
+    let pattern = non_empty(&query.pattern);
+    let q = non_empty(&query.q);
+    if capabilities.is_empty()
+        && agent_id.is_none()
+        && agent_uri.is_none()
+        && org_id.is_none()
+        && pattern.is_none()
+        && q.is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "At least one search parameter is required",
+        ));
+    }
+    let has_all = |agent: &Agent| {
+        capabilities
+            .iter()
+            .all(|cap| agent.capabilities.iter().any(|c| c == cap))
+    };
+    let direct = match (agent_id, agent_uri) {
+        (Some(id), _) => Some(Some(id.to_owned())),
+        (None, Some(uri)) => Some(spiffe_to_internal(uri).ok()),
+        (None, None) => None,
+    };
+    let found: Vec<Agent> = if let Some(direct) = direct {
+        match direct {
+            Some(id) => state
+                .db
+                .discoverable_agent(&id)
+                .await?
+                .filter(|agent| has_all(agent))
+                .into_iter()
+                .collect(),
+            None => Vec::new(),
+        }
+    } else {
+        let q = q.map(str::to_lowercase);
+        state
+            .db
+            .discoverable_agents(org_id)
+            .await?
+            .into_iter()
+            .filter(|agent| query.include_own_org || agent.org_id != caller.org_id())
+            .filter(|agent| has_all(agent))
+            .filter(|agent| {
+                pattern.is_none_or(|pattern| {
+                    crate::db::search::glob_match(pattern, &agent.agent_id)
+                        || internal_to_spiffe(&agent.agent_id, &state.config.trust_domain)
+                            .is_ok_and(|uri| crate::db::search::glob_match(pattern, uri.as_str()))
+                })
+            })
+            .filter(|agent| {
+                q.as_deref().is_none_or(|q| {
+                    [
+                        &agent.agent_id,
+                        &agent.display_name,
+                        &agent.org_id,
+                        &agent.description,
+                    ]
+                    .iter()
+                    .any(|field| field.to_lowercase().contains(q))
+                })
+            })
+            .collect()
+    };
+    let agents: Vec<AgentResponse> = found
         .into_iter()
         .map(|a| agent_response(&state, a))
         .collect();

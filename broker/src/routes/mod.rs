@@ -9,6 +9,7 @@ pub mod health;
 pub mod onboarding;
 pub mod orgs;
 pub mod policy;
+pub mod rfq;
 pub mod sessions;
 
 use crate::state::AppState;
@@ -27,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .merge(bindings::router())
         .merge(policy::router())
         .merge(sessions::router())
+        .merge(rfq::router())
         // Unknown paths and methods answer with a `detail` too, as FastAPI does.
         .fallback(|| async { crate::error::ApiError::not_found("Not Found") })
         .method_not_allowed_fallback(|| async {
