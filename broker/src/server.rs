@@ -63,7 +63,8 @@ pub async fn build_state(config: Config, migrate: bool) -> Result<AppState, Star
         Some(conn) => Arc::new(RedisReplayStore::new(conn.clone())),
         None => Arc::new(MemoryReplayStore::new()),
     };
-    Ok(AppState::new(
+    let redis_url = config.redis_url.clone();
+    let state = AppState::new(
         config,
         db,
         kms,
@@ -73,7 +74,11 @@ pub async fn build_state(config: Config, migrate: bool) -> Result<AppState, Star
         limiter,
         policy,
         redis,
-    ))
+    );
+    if let Some(url) = redis_url {
+        state.hub.start_redis_listener(&url).await.map_err(StartError)?;
+    }
+    Ok(state)
 }
 
 async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, StartError> {

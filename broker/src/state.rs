@@ -30,6 +30,8 @@ pub struct Inner {
     /// Session policy: both orgs' PDPs, OPA or embedded Rego, plus local rules.
     pub policy: crate::policy::PolicyEngine,
     pub redis: Option<redis::aio::ConnectionManager>,
+    /// WebSocket connections of this process and cross-process push (`ws`).
+    pub hub: crate::ws::Hub,
     /// Agent certificates already verified against their org CA.
     pub leaf_cache: crate::auth::leaf_cache::LeafCache,
     /// A bcrypt hash checked when an org is unknown, so timing does not reveal which ids exist.
@@ -64,6 +66,7 @@ impl AppState {
             dpop_replay,
             limiter,
             policy,
+            hub: crate::ws::Hub::new(redis.clone()),
             redis,
             dummy_secret_hash,
             leaf_cache: crate::auth::leaf_cache::LeafCache::new(100_000),

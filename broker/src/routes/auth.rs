@@ -70,6 +70,7 @@ async fn revoke_self(State(state): State<AppState>, agent: AgentAuth) -> ApiResu
         .db
         .invalidate_agent_tokens(agent.agent_id(), crate::db::unix_now())
         .await?;
+    state.hub.disconnect(agent.agent_id()).await;
     state
         .audit
         .record(
@@ -105,6 +106,7 @@ async fn revoke_agent(
         .db
         .invalidate_agent_tokens(&agent_id, crate::db::unix_now())
         .await?;
+    state.hub.disconnect(&agent_id).await;
     state
         .audit
         .record(

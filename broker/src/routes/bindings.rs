@@ -140,6 +140,7 @@ async fn revoke(
         .revoke_binding(binding_id, crate::db::unix_now())
         .await?
         .ok_or_else(|| ApiError::not_found("Binding not found"))?;
+    state.hub.disconnect(&binding.agent_id).await;
     state
         .audit
         .record(

@@ -29,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .merge(policy::router())
         .merge(sessions::router())
         .merge(rfq::router())
+        .merge(crate::ws::router())
         // Unknown paths and methods answer with a `detail` too, as FastAPI does.
         .fallback(|| async { crate::error::ApiError::not_found("Not Found") })
         .method_not_allowed_fallback(|| async {
