@@ -76,7 +76,11 @@ pub async fn build_state(config: Config, migrate: bool) -> Result<AppState, Star
         redis,
     );
     if let Some(url) = redis_url {
-        state.hub.start_redis_listener(&url).await.map_err(StartError)?;
+        state
+            .hub
+            .start_redis_listener(&url)
+            .await
+            .map_err(StartError)?;
     }
     Ok(state)
 }

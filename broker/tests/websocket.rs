@@ -49,7 +49,9 @@ async fn setup(store: Store) -> World {
         Options::default().env("POLICY_WEBHOOK_ALLOW_PRIVATE_IPS", "true"),
     )
     .await;
-    let acme = broker.onboard_with_webhook("acme", Some(&pdp().await)).await;
+    let acme = broker
+        .onboard_with_webhook("acme", Some(&pdp().await))
+        .await;
     let globex = broker
         .onboard_with_webhook("globex", Some(&pdp().await))
         .await;
@@ -152,8 +154,13 @@ async fn send_message(world: &World, session_id: &str, client_seq: u64) -> Value
         timestamp: common::unix_now(),
         client_seq: Some(client_seq),
     };
-    let sealed =
-        envelope::seal(&world.buyer.key, &seller_key, &fields, &json!({"po": "PO-1"})).unwrap();
+    let sealed = envelope::seal(
+        &world.buyer.key,
+        &seller_key,
+        &fields,
+        &json!({"po": "PO-1"}),
+    )
+    .unwrap();
     let body = json!({
         "session_id": session_id, "sender_agent_id": world.buyer.agent_id, "payload": sealed.blob,
         "nonce": nonce, "timestamp": fields.timestamp, "signature": sealed.signature, "client_seq": client_seq,
@@ -294,10 +301,7 @@ async fn handshake_failures() {
 
     // W-03: non-JSON first frame → close 1003.
     let mut socket = connect(&base).await;
-    socket
-        .send(Message::Text("not json".into()))
-        .await
-        .unwrap();
+    socket.send(Message::Text("not json".into())).await.unwrap();
     assert_eq!(next(&mut socket).await.unwrap_err().0, 1003);
 
     // W-04: wrong type, missing or empty token.

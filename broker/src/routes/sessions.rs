@@ -285,7 +285,12 @@ async fn open(
             &session.session_id,
         )
         .await?;
-    let pending = cullis_shared::wire::ws::ServerFrame::SessionPending { session_id: session.session_id.clone(), initiator_agent_id: session.initiator_agent_id.clone(), initiator_org_id: session.initiator_org_id.clone(), capabilities: session.requested_capabilities.clone() };
+    let pending = cullis_shared::wire::ws::ServerFrame::SessionPending {
+        session_id: session.session_id.clone(),
+        initiator_agent_id: session.initiator_agent_id.clone(),
+        initiator_org_id: session.initiator_org_id.clone(),
+        capabilities: session.requested_capabilities.clone(),
+    };
     state.hub.push(&session.target_agent_id, pending).await;
     Ok((
         StatusCode::CREATED,
@@ -391,7 +396,10 @@ async fn reject(
     ApiPath(session_id): ApiPath<String>,
 ) -> ApiResult<Json<SessionResponse>> {
     let session = decide(&state, &caller, &session_id, "denied", "reject").await?;
-    let rejected = cullis_shared::wire::ws::ServerFrame::SessionRejected { session_id: session.session_id.clone(), rejected_by: caller.agent_id().to_owned() };
+    let rejected = cullis_shared::wire::ws::ServerFrame::SessionRejected {
+        session_id: session.session_id.clone(),
+        rejected_by: caller.agent_id().to_owned(),
+    };
     state.hub.push(&session.initiator_agent_id, rejected).await;
     Ok(Json(response(session, Some("Session rejected"))?))
 }
@@ -583,8 +591,17 @@ async fn send(
         .detail("signature", envelope.signature.clone());
     audit.session_id = Some(session_id.clone());
     state.audit.record(audit).await?;
-    let frame = crate::ws::new_message(&session_id, caller.agent_id(), seq, envelope.payload.clone(), envelope.client_seq);
-    state.hub.push(session.peer_of(caller.agent_id()), frame).await;
+    let frame = crate::ws::new_message(
+        &session_id,
+        caller.agent_id(),
+        seq,
+        envelope.payload.clone(),
+        envelope.client_seq,
+    );
+    state
+        .hub
+        .push(session.peer_of(caller.agent_id()), frame)
+        .await;
     Ok((
         StatusCode::ACCEPTED,
         Json(MessageAccepted {

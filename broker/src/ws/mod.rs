@@ -177,9 +177,7 @@ impl Hub {
     /// Closes every local socket (shutdown: 1012 `server restarting`).
     pub fn close_all(&self, code: u16, reason: &str) {
         for (_, connection) in self.lock().drain() {
-            let _ = connection
-                .tx
-                .send(Command::Close(code, reason.to_owned()));
+            let _ = connection.tx.send(Command::Close(code, reason.to_owned()));
         }
     }
 
