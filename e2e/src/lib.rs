@@ -7,3 +7,4 @@ pub mod messaging;
 pub mod setup;
 pub mod stack;
 pub mod ws;
+pub mod egress;

@@ -92,7 +92,7 @@ impl TestBroker {
             env.insert(name, value);
         }
         let stderr_log = dir.join("broker.stderr");
-        let (child, base) = spawn_broker(&dir, &env, &stderr_log).await;
+        let (child, base) = spawn_broker(&dir, &env, &stderr_log, 0).await;
         TestBroker {
             child,
             api: BrokerApi::new(&base, ADMIN_SECRET),
@@ -110,7 +110,7 @@ impl TestBroker {
         let stderr_log = self
             .dir
             .join(format!("replica-{}.stderr", uuid::Uuid::new_v4().simple()));
-        let (child, base) = spawn_broker(&self.dir, &self.env, &stderr_log).await;
+        let (child, base) = spawn_broker(&self.dir, &self.env, &stderr_log, 0).await;
         TestBroker {
             child,
             api: BrokerApi::new(&base, ADMIN_SECRET),
@@ -121,6 +121,21 @@ impl TestBroker {
             env: self.env.clone(),
             owns_storage: false,
         }
+    }
+
+    /// Stops the broker and starts it again on the same port, database and keys (what an
+    /// operator's restart does; clients keep their URL).
+    pub async fn restart(&mut self) {
+        self.stop();
+        let port = self
+            .base
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .expect("port in the base URL");
+        let (child, base) = spawn_broker(&self.dir, &self.env, &self.stderr_log, port).await;
+        assert_eq!(base, self.base, "restarted on the same address");
+        self.child = child;
     }
 
     /// The broker's stderr so far (for assertions on log lines and for failure messages).
@@ -185,14 +200,20 @@ async fn spawn_broker(
     dir: &std::path::Path,
     env: &HashMap<String, String>,
     stderr_log: &std::path::Path,
+    port: u16,
 ) -> (Child, String) {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(stderr_log)
+        .unwrap();
     let mut child = Command::new(binary("cullis-broker"))
-        .args(["serve", "--port", "0"])
+        .args(["serve", "--port", &port.to_string()])
         .current_dir(dir)
         .env_clear()
         .envs(env)
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(stderr_log).unwrap())
+        .stderr(stderr)
         .spawn()
         .expect("the broker binary starts");
     let stdout = child.stdout.take().unwrap();
