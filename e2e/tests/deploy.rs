@@ -85,7 +85,10 @@ impl Shim {
             .replace("@SHIM@", &dir.display().to_string())
             .replace("@DATABASE_URL@", database_url)
             .replace("@REDIS_URL@", REDIS_URL)
-            .replace("@BROKER_BIN@", &binary("cullis-broker").display().to_string())
+            .replace(
+                "@BROKER_BIN@",
+                &binary("cullis-broker").display().to_string(),
+            )
             .replace("@BROKER_PORT@", &free_port().to_string())
             .replace("@HTTPS_PORT@", &https_port.to_string())
             .replace("@HTTP_PORT@", &http_port.to_string())
@@ -202,7 +205,15 @@ fn no_mode_and_no_terminal_is_refused_with_the_flags_to_use() {
     assert_eq!(code, 1);
     assert!(stderr.contains("--prod-acme needs --email E"), "{stderr}");
     let (code, _, stderr) = deploy(
-        &["--prod-byoca", "--domain", "x.example", "--cert", "/nonexistent", "--key", "/nonexistent"],
+        &[
+            "--prod-byoca",
+            "--domain",
+            "x.example",
+            "--cert",
+            "/nonexistent",
+            "--key",
+            "/nonexistent",
+        ],
         &[],
     );
     assert_eq!(code, 1);
@@ -334,7 +345,10 @@ async fn prod_byoca_end_to_end_minus_compose() {
     wrong_key.push("--no-compose".into());
     let (code, _, stderr) = deploy(&as_refs(&wrong_key), &[]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("does not belong to the certificate"), "{stderr}");
+    assert!(
+        stderr.contains("does not belong to the certificate"),
+        "{stderr}"
+    );
     let mut wrong_name = base(&other.join("server.pem"), &other.join("server-key.pem"));
     wrong_name.push("--no-compose".into());
     let (code, _, stderr) = deploy(&as_refs(&wrong_name), &[]);
@@ -364,14 +378,20 @@ async fn prod_byoca_end_to_end_minus_compose() {
     let env = read_env(&dir);
     assert_eq!(env["ENVIRONMENT"], "production");
     assert_eq!(env["LOG_FORMAT"], "json");
-    assert_eq!(env["BROKER_PUBLIC_URL"], format!("https://localhost:{https_port}"));
+    assert_eq!(
+        env["BROKER_PUBLIC_URL"],
+        format!("https://localhost:{https_port}")
+    );
     assert_eq!(
         std::fs::read(dir.join("nginx-compat/certs/server.pem")).unwrap(),
         std::fs::read(&cert).unwrap()
     );
     assert_eq!(mode(&dir.join("nginx-compat/certs/server-key.pem")), 0o600);
     assert!(stdout.contains("/readyz OK"), "{stdout}");
-    assert!(logs.contains("\"level\""), "JSON logs in production: {logs}");
+    assert!(
+        logs.contains("\"level\""),
+        "JSON logs in production: {logs}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -497,8 +517,14 @@ async fn prod_acme_against_pebble_through_the_nginx_webroot() {
     assert_eq!(code, 0, "{stdout}\n{stderr}\n{logs}");
     assert!(calls.contains("exec -T nginx nginx -s reload"), "{calls}");
     assert!(stdout.contains("certificate installed"), "{stdout}");
-    assert!(stdout.contains("lego --email ops@example.test"), "renewal line: {stdout}");
-    assert_eq!(served.expect("TLS with the ACME certificate").status(), StatusCode::OK);
+    assert!(
+        stdout.contains("lego --email ops@example.test"),
+        "renewal line: {stdout}"
+    );
+    assert_eq!(
+        served.expect("TLS with the ACME certificate").status(),
+        StatusCode::OK
+    );
     assert!(!dir.join("nginx-compat/certs/ca.pem").exists());
     assert_eq!(mode(&dir.join("nginx-compat/certs/server-key.pem")), 0o600);
     drop(pebble);

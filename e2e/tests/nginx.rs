@@ -81,9 +81,8 @@ async fn wss_connect(
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", front.https_port))
         .await
         .unwrap();
-    let connector = tokio_rustls::TlsConnector::from(support::rustls_config(
-        &front.certs.join("ca.pem"),
-    ));
+    let connector =
+        tokio_rustls::TlsConnector::from(support::rustls_config(&front.certs.join("ca.pem")));
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     let tls = connector.connect(name, tcp).await.expect("TLS to nginx");
     let url = format!("wss://localhost:{}/v1/broker/ws", front.https_port);
@@ -260,7 +259,10 @@ async fn wrong_url_gets_the_htu_mismatch_diagnosis() {
         log.contains("DPoP htu mismatch — if clients reach the broker through a proxy, set BROKER_PUBLIC_URL to the URL they use"),
         "{log}"
     );
-    assert!(log.contains(&front.public), "expected htu in the log: {log}");
+    assert!(
+        log.contains(&front.public),
+        "expected htu in the log: {log}"
+    );
 
     // The same agent through the URL the broker advertises logs in.
     assert!(agent.login(&front.public, &front.api.http).await.is_ok());
@@ -271,11 +273,19 @@ fn generated_leaf_is_not_a_ca_and_covers_the_names() {
     let out = scratch("tls-names");
     let (code, stdout, stderr) = run_script(
         "nginx-compat/generate_tls_cert.sh",
-        &["--out", out.to_str().unwrap(), "--name", "broker.example.test"],
+        &[
+            "--out",
+            out.to_str().unwrap(),
+            "--name",
+            "broker.example.test",
+        ],
         &[],
     );
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("DNS:broker.example.test,DNS:localhost,IP:127.0.0.1"), "{stdout}");
+    assert!(
+        stdout.contains("DNS:broker.example.test,DNS:localhost,IP:127.0.0.1"),
+        "{stdout}"
+    );
     let text = openssl_text(&out.join("server.pem"));
     assert!(text.contains("CA:FALSE"), "{text}");
     assert!(text.contains("TLS Web Server Authentication"), "{text}");

@@ -83,7 +83,10 @@ pub fn render_site(template: &str, r: &Render) -> String {
             &format!("listen 127.0.0.1:{} ssl;", r.https_port),
         )
         .replace("listen 443 ssl;", "")
-        .replace("listen 8080;", &format!("listen 127.0.0.1:{};", r.http_port))
+        .replace(
+            "listen 8080;",
+            &format!("listen 127.0.0.1:{};", r.http_port),
+        )
         .replace("/etc/nginx/certs/", &format!("{}/", r.cert_dir.display()))
         .replace("/var/www/acme", &r.webroot.display().to_string())
         .replace(
@@ -91,7 +94,10 @@ pub fn render_site(template: &str, r: &Render) -> String {
             &format!("https://$host:{}", r.https_port),
         );
     for token in ["broker:8000", "/etc/nginx/certs/", "/var/www/acme"] {
-        assert!(!replaced.contains(token), "{token} left in the rendered config");
+        assert!(
+            !replaced.contains(token),
+            "{token} left in the rendered config"
+        );
     }
     replaced
 }
