@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use support::{free_port, repo, run_script, scratch};
+use support::{free_port, run_script, scratch};
 
 /// The stand-in for `docker compose`: see the module doc. Placeholders are filled per test.
 const COMPOSE_SHIM: &str = r#"#!/usr/bin/env bash
@@ -338,7 +338,6 @@ async fn prod_byoca_end_to_end_minus_compose() {
         .map(str::to_owned)
         .to_vec()
     };
-    let as_refs = |v: &Vec<String>| v.iter().map(String::as_str).collect::<Vec<_>>();
 
     // Refusals: a key that is not the certificate's, a certificate for another name, a CA.
     let mut wrong_key = base(&cert, &other.join("server-key.pem"));
@@ -665,4 +664,8 @@ async fn backup_and_restore_postgres_and_keys() {
     drop(restored_broker);
     drop_db(&db_name);
     let _ = std::fs::remove_dir_all(work);
+}
+
+fn as_refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }

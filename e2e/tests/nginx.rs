@@ -143,7 +143,7 @@ async fn broker_behind_nginx_login_calls_websocket_redirect_and_limits() {
     let (status, found) = buyer_session
         .call(
             Method::GET,
-            "/v1/registry/agents/search?capabilities=order.place",
+            "/v1/registry/agents/search?capability=order.place",
             None,
         )
         .await;
@@ -239,10 +239,9 @@ async fn wrong_url_gets_the_htu_mismatch_diagnosis() {
     // The classic misconfiguration (reference §10 item 9): a client talks to the broker at
     // http://127.0.0.1:<port> while BROKER_PUBLIC_URL says https://localhost:<nginx port>.
     let direct = reqwest::Client::new();
-    let (status, body) = agent
-        .login(&front.broker.base, &direct)
-        .await
-        .expect_err("a login signed for the wrong URL is refused");
+    let Err((status, body)) = agent.login(&front.broker.base, &direct).await else {
+        panic!("a login signed for the wrong URL is refused");
+    };
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["detail"], "Invalid DPoP proof: htu mismatch");
 
