@@ -27,6 +27,14 @@ struct Front {
     https_port: u16,
     http_port: u16,
     certs: std::path::PathBuf,
+    webroot: std::path::PathBuf,
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.certs);
+        let _ = std::fs::remove_dir_all(&self.webroot);
+    }
 }
 
 async fn start_front() -> Front {
@@ -71,6 +79,7 @@ async fn start_front() -> Front {
         https_port,
         http_port,
         certs,
+        webroot,
     }
 }
 
