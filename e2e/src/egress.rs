@@ -25,7 +25,12 @@ impl EgressClient {
     }
 
     /// Any egress call: status and JSON body.
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -38,7 +43,8 @@ impl EgressClient {
 
     pub async fn discover(&self, capabilities: &[&str]) -> (StatusCode, Value) {
         let body = json!({ "capabilities": capabilities });
-        self.call(Method::POST, "/v1/egress/discover", Some(body)).await
+        self.call(Method::POST, "/v1/egress/discover", Some(body))
+            .await
     }
 
     pub async fn open_session(
@@ -48,7 +54,8 @@ impl EgressClient {
         capabilities: &[&str],
     ) -> (StatusCode, Value) {
         let body = json!({"target_agent_id": target_agent_id, "target_org_id": target_org_id, "capabilities": capabilities});
-        self.call(Method::POST, "/v1/egress/sessions", Some(body)).await
+        self.call(Method::POST, "/v1/egress/sessions", Some(body))
+            .await
     }
 
     pub async fn sessions(&self, status: Option<&str>) -> (StatusCode, Value) {
@@ -69,8 +76,14 @@ impl EgressClient {
         self.call(Method::POST, &path, None).await
     }
 
-    pub async fn send(&self, session_id: &str, recipient: &str, payload: &Value) -> (StatusCode, Value) {
-        let body = json!({"session_id": session_id, "payload": payload, "recipient_agent_id": recipient});
+    pub async fn send(
+        &self,
+        session_id: &str,
+        recipient: &str,
+        payload: &Value,
+    ) -> (StatusCode, Value) {
+        let body =
+            json!({"session_id": session_id, "payload": payload, "recipient_agent_id": recipient});
         self.call(Method::POST, "/v1/egress/send", Some(body)).await
     }
 
@@ -79,9 +92,15 @@ impl EgressClient {
         self.call(Method::GET, &path, None).await
     }
 
-    pub async fn invoke_tool(&self, session_id: &str, tool: &str, parameters: Value) -> (StatusCode, Value) {
+    pub async fn invoke_tool(
+        &self,
+        session_id: &str,
+        tool: &str,
+        parameters: Value,
+    ) -> (StatusCode, Value) {
         let body = json!({"session_id": session_id, "tool_name": tool, "parameters": parameters});
-        self.call(Method::POST, "/v1/egress/tools/invoke", Some(body)).await
+        self.call(Method::POST, "/v1/egress/tools/invoke", Some(body))
+            .await
     }
 
     /// Polls `session_id` (from `after`) until a message satisfies `wanted`, for up to `wait`.
@@ -104,7 +123,9 @@ impl EgressClient {
                 }
             }
             if Instant::now() >= deadline {
-                return Err(format!("no matching message within {wait:?}: last answer {status} {body}"));
+                return Err(format!(
+                    "no matching message within {wait:?}: last answer {status} {body}"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -3,8 +3,8 @@
 //! The same code drives our broker in tests and any compatible broker in benchmarks.
 
 pub mod client;
+pub mod egress;
 pub mod messaging;
 pub mod setup;
 pub mod stack;
 pub mod ws;
-pub mod egress;
