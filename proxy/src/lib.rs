@@ -1,0 +1,3 @@
+//! cullis-proxy library: the organisation's sidecar between local agents and the broker.
+
+pub mod uplink;
