@@ -144,6 +144,8 @@ pub(crate) struct Transport {
     template: HttpPeer,
     resolved: Mutex<Option<(SocketAddr, Instant)>>,
     timeout: Duration,
+    /// Requests sent so far (observability and tests).
+    pub sent: std::sync::atomic::AtomicU64,
 }
 
 impl Transport {
@@ -165,11 +167,13 @@ impl Transport {
             template,
             resolved: Mutex::new(None),
             timeout,
+            sent: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// Sends `request` and reads the whole answer within the configured deadline.
     pub async fn send(&self, request: &Request) -> Result<Response, UplinkError> {
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match tokio::time::timeout(self.timeout, self.exchange(request)).await {
             Ok(result) => result,
             Err(_) => Err(UplinkError::Unreachable(format!(

@@ -20,7 +20,8 @@
 //!   transaction-token frames, verbatim).
 //! - Configuration problems in [`Uplink::new`] (unreadable CA bundle or client key, bad URL)
 //!   are reported as [`UplinkError::Protocol`] with an "invalid …" detail.
-//! - [`Uplink::login_count`] exposes how many broker logins happened (observability, tests).
+//! - [`Uplink::login_count`] and [`Uplink::request_count`] count broker logins and HTTP
+//!   requests (observability, tests).
 
 mod agent;
 mod auth;
@@ -215,6 +216,15 @@ impl Uplink {
     /// Broker logins performed by this uplink so far.
     pub fn login_count(&self) -> u64 {
         self.inner.auth.tokens.login_count()
+    }
+
+    /// HTTP requests sent to the broker so far (WebSocket handshakes not included).
+    pub fn request_count(&self) -> u64 {
+        self.inner
+            .auth
+            .transport
+            .sent
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Log in now (also the "pin" login), replacing any cached token.
