@@ -22,6 +22,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
 
 /// Outcome recorded with an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,14 +88,31 @@ impl AuditEvent {
 }
 
 /// Writes audit events.
+///
+/// Appends go through one writer task per process that takes everything queued while the
+/// previous write ran and appends it as one batch (one chain lock, one commit): concurrent
+/// requests share the cost of serialising the chain instead of queueing on it one by one
+/// (group commit). `record` still returns only once its row is committed.
 #[derive(Debug, Clone)]
 pub struct Audit {
-    db: Db,
+    queue: mpsc::UnboundedSender<Pending>,
 }
 
+#[derive(Debug)]
+struct Pending {
+    row: AuditRow,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The most rows one transaction appends.
+const MAX_BATCH: usize = 256;
+
 impl Audit {
+    /// Starts the writer task on the current Tokio runtime.
     pub fn new(db: Db) -> Audit {
-        Audit { db }
+        let (queue, inbox) = mpsc::unbounded_channel();
+        tokio::spawn(write_batches(db, inbox));
+        Audit { queue }
     }
 
     /// Appends `event` to the hash chain. A failure is logged and returned: callers treat an
@@ -104,19 +122,56 @@ impl Audit {
         let row = AuditRow {
             event_type: event.event_type,
             result: event.outcome.as_str(),
-            agent_id: event.agent_id.as_deref(),
-            session_id: event.session_id.as_deref(),
-            org_id: event.org_id.as_deref(),
+            agent_id: event.agent_id,
+            session_id: event.session_id,
+            org_id: event.org_id,
             details,
         };
-        self.db
-            .append_audit(&row)
-            .await
-            .map(|_| ())
-            .inspect_err(|error| {
-                tracing::error!(event = event.event_type, %error, "audit write failed");
-            })
+        let (done, committed) = oneshot::channel();
+        let stopped = || sqlx::Error::Protocol("the audit writer has stopped".into());
+        self.queue
+            .send(Pending { row, done })
+            .map_err(|_| stopped())?;
+        match committed.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(sqlx::Error::Protocol(message)),
+            Err(_) => Err(stopped()),
+        }
     }
+}
+
+async fn write_batches(db: Db, mut inbox: mpsc::UnboundedReceiver<Pending>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while inbox.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let rows: Vec<AuditRow> = batch.iter().map(|pending| pending.row.clone()).collect();
+        match db.append_audit_batch(&rows).await {
+            Ok(_) => {
+                for pending in batch.drain(..) {
+                    let _ = pending.done.send(Ok(()));
+                }
+            }
+            // One bad row must not fail its neighbours: retry them one by one.
+            Err(_) if batch.len() > 1 => {
+                for pending in batch.drain(..) {
+                    let result = db.append_audit(&pending.row).await.map(|_| ());
+                    let _ = pending.done.send(report(&pending.row, result));
+                }
+            }
+            Err(error) => {
+                for pending in batch.drain(..) {
+                    let failed = Err(sqlx::Error::Protocol(error.to_string()));
+                    let _ = pending.done.send(report(&pending.row, failed));
+                }
+            }
+        }
+    }
+}
+
+fn report(row: &AuditRow, result: Result<(), sqlx::Error>) -> Result<(), String> {
+    result.map_err(|error| {
+        tracing::error!(event = row.event_type, %error, "audit write failed");
+        error.to_string()
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

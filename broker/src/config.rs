@@ -66,6 +66,11 @@ pub struct Config {
     pub app_version: String,
     /// Certificate chain and key PEM files for a native TLS listener.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// `ALLOWED_ORIGINS`: browser origins allowed for CORS and WebSocket upgrades (empty: no
+    /// CORS, no Origin check; `*`: any origin).
+    pub allowed_origins: Vec<String>,
+    /// `WS_MAX_CONNECTIONS_PER_ORG`: WebSockets one organisation may hold per replica (100).
+    pub ws_max_connections_per_org: usize,
     /// Raw environment, for modules with their own settings (rate limits).
     pub env: HashMap<String, String>,
 }
@@ -185,6 +190,22 @@ impl Config {
             kms,
             log_format,
             forwarded_allow_ips,
+            ws_max_connections_per_org: match get("WS_MAX_CONNECTIONS_PER_ORG") {
+                None => 100,
+                Some(text) => text.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    ConfigError(format!(
+                        "WS_MAX_CONNECTIONS_PER_ORG='{text}' is not a positive number of sockets"
+                    ))
+                })?,
+            },
+            allowed_origins: get("ALLOWED_ORIGINS")
+                .map(|list| {
+                    list.split(',')
+                        .map(|origin| origin.trim().trim_end_matches('/').to_owned())
+                        .filter(|origin| !origin.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
             bcrypt_cost: parse(&get("BCRYPT_COST"), "BCRYPT_COST", 12)?,
             max_body_bytes: parse(&get("MAX_BODY_BYTES"), "MAX_BODY_BYTES", 2 * 1024 * 1024)?,
             app_version: get("APP_VERSION").unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),

@@ -17,6 +17,7 @@ use cullis_shared::replay::{MemoryReplayStore, ReplayStore};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 /// Request correlation id: taken from the client when sent, generated otherwise, echoed back.
@@ -110,6 +111,7 @@ pub fn app(state: AppState) -> Router {
         // Enforced by the body extractors, so an oversized body is a JSON 413 (`detail`) that
         // still gets the headers above; a body no handler reads is never buffered.
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(cors(&state.config.allowed_origins))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -119,6 +121,40 @@ pub fn app(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .with_state(state)
+}
+
+/// CORS for browser clients, only when `ALLOWED_ORIGINS` is set (reference §0): the DPoP
+/// headers are allowed; org and admin secrets are not sent cross-origin; `*` allows any origin
+/// without credentials.
+fn cors(allowed: &[String]) -> tower::util::Either<CorsLayer, tower::layer::util::Identity> {
+    use axum::http::Method;
+    if allowed.is_empty() {
+        return tower::util::Either::Right(tower::layer::util::Identity::new());
+    }
+    let layer = CorsLayer::new()
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::DELETE,
+            Method::PATCH,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("dpop"),
+        ]);
+    let layer = if allowed.iter().any(|origin| origin == "*") {
+        layer.allow_origin(tower_http::cors::Any)
+    } else {
+        let origins = allowed
+            .iter()
+            .filter_map(|origin| HeaderValue::from_str(origin).ok());
+        layer
+            .allow_origin(tower_http::cors::AllowOrigin::list(origins))
+            .allow_credentials(true)
+    };
+    tower::util::Either::Left(layer)
 }
 
 /// Security headers on every response, and the current DPoP nonce on every API response so
@@ -183,6 +219,10 @@ pub async fn serve(
         shutdown_signal().await;
         tracing::info!("shutdown requested: draining in-flight requests");
         draining.start_draining();
+        // Sockets are upgraded connections the HTTP drain does not wait for: tell their
+        // clients to reconnect elsewhere (1012 Service Restart) and let the frames go out.
+        draining.hub.close_all(1012, "Service restart");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     match tls {
         None => axum::serve(

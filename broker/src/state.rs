@@ -52,6 +52,7 @@ impl AppState {
         policy: crate::policy::PolicyEngine,
         redis: Option<redis::aio::ConnectionManager>,
     ) -> AppState {
+        let hub = crate::ws::Hub::new(redis.clone(), config.ws_max_connections_per_org);
         let dummy_secret_hash = bcrypt::hash("cullis-dummy-secret", config.bcrypt_cost)
             .expect("bcrypt with a valid cost");
         let token_verifier = tokens.verifier();
@@ -66,7 +67,7 @@ impl AppState {
             dpop_replay,
             limiter,
             policy,
-            hub: crate::ws::Hub::new(redis.clone()),
+            hub,
             redis,
             dummy_secret_hash,
             leaf_cache: crate::auth::leaf_cache::LeafCache::new(100_000),

@@ -4,27 +4,12 @@
 
 mod common;
 
-use axum::{routing::post, Json, Router};
 use common::{Options, Store, TestBroker};
 use cullis_e2e::client::AgentSession;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A PDP webhook that answers every request with `decision`, on a free loopback port.
-async fn pdp(decision: &'static str) -> String {
-    let app = Router::new().route(
-        "/pdp/policy",
-        post(move |Json(_request): Json<Value>| async move {
-            Json(json!({"decision": decision, "reason": format!("pdp says {decision}")}))
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{address}/pdp/policy")
-}
 
 /// Waits for the `rfq_request` notification of `session` and returns its rfq id.
 async fn rfq_notification(session: &AgentSession, seen: &[String]) -> String {
@@ -62,13 +47,13 @@ async fn rfq_flow(store: Store) {
     )
     .await;
     let acme = broker
-        .onboard_with_webhook("acme", Some(&pdp("allow").await))
+        .onboard_with_webhook("acme", Some(&common::messaging::pdp("allow").await))
         .await;
     let globex = broker
-        .onboard_with_webhook("globex", Some(&pdp("allow").await))
+        .onboard_with_webhook("globex", Some(&common::messaging::pdp("allow").await))
         .await;
     let initech = broker
-        .onboard_with_webhook("initech", Some(&pdp("deny").await))
+        .onboard_with_webhook("initech", Some(&common::messaging::pdp("deny").await))
         .await;
     let buyer = broker.register_agent(&acme, "buyer", &["quote"]).await;
     let s1 = broker

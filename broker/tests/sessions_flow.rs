@@ -7,6 +7,7 @@ mod common;
 use common::messaging::{pdp, public_key, send};
 use common::{Options, Store, TestBroker};
 use cullis_e2e::client::{AgentIdentity, AgentSession};
+use cullis_e2e::setup::OrgIdentity;
 use cullis_shared::envelope::{self, InnerSignature};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -20,10 +21,26 @@ async fn setup(
     AgentSession,
     AgentIdentity,
     AgentSession,
+    OrgIdentity,
+) {
+    setup_with(store, seller_pdp, Options::default()).await
+}
+
+async fn setup_with(
+    store: Store,
+    seller_pdp: &'static str,
+    options: Options,
+) -> (
+    TestBroker,
+    AgentIdentity,
+    AgentSession,
+    AgentIdentity,
+    AgentSession,
+    OrgIdentity,
 ) {
     let broker = TestBroker::start_with(
         store,
-        Options::default().env("POLICY_WEBHOOK_ALLOW_PRIVATE_IPS", "true"),
+        options.env("POLICY_WEBHOOK_ALLOW_PRIVATE_IPS", "true"),
     )
     .await;
     let acme = broker
@@ -40,11 +57,11 @@ async fn setup(
         .await;
     let buyer_session = buyer.login(&broker.base, &broker.http).await.unwrap();
     let seller_session = seller.login(&broker.base, &broker.http).await.unwrap();
-    (broker, buyer, buyer_session, seller, seller_session)
+    (broker, buyer, buyer_session, seller, seller_session, acme)
 }
 
 async fn two_org_exchange(store: Store) {
-    let (broker, buyer, buyer_session, seller, seller_session) = setup(store, "allow").await;
+    let (broker, buyer, buyer_session, seller, seller_session, _acme) = setup(store, "allow").await;
     let open = json!({"target_agent_id": "globex::seller", "target_org_id": "globex", "requested_capabilities": ["order.place"]});
     let (status, created) = buyer_session
         .call(Method::POST, "/v1/broker/sessions", Some(open))
@@ -186,6 +203,27 @@ async fn two_org_exchange(store: Store) {
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
+    // Each refusal left a denied `broker.message_send` row saying why.
+    let reasons: Vec<String> = broker
+        .audit_events("broker.message_send")
+        .await
+        .iter()
+        .filter(|row| row["result"] == "denied")
+        .map(|row| {
+            row["details"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "replay attack detected",
+            "invalid signature",
+            "timestamp out of window"
+        ]
+    );
 
     // Close; polling stops.
     let (status, closed) = buyer_session
@@ -232,7 +270,7 @@ async fn two_org_exchange_on_postgres_and_redis() {
 
 #[tokio::test]
 async fn a_denying_target_pdp_stops_the_session() {
-    let (_broker, _buyer, buyer_session, _seller, _seller_session) =
+    let (_broker, _buyer, buyer_session, _seller, _seller_session, _acme) =
         setup(Store::Sqlite, "deny").await;
     let open = json!({"target_agent_id": "globex::seller", "target_org_id": "globex", "requested_capabilities": ["order.place"]});
     let (status, body) = buyer_session
@@ -258,4 +296,131 @@ async fn a_denying_target_pdp_stops_the_session() {
         .call(Method::POST, "/v1/broker/sessions", Some(unknown))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// The sender org's local `message` policies apply to every envelope (spec §5.6): a denial is
+/// a 403 naming the rule, a denied `broker.message_send` row and a `policy.evaluated` row.
+#[tokio::test]
+async fn message_policies_of_the_sender_org_are_enforced() {
+    let (broker, buyer, buyer_session, _seller, seller_session, acme) =
+        setup(Store::Sqlite, "allow").await;
+    let session_id = common::messaging::open_active_session(
+        &buyer_session,
+        &seller_session,
+        "globex::seller",
+        "globex",
+        &["order.place"],
+    )
+    .await;
+    let seller_key = public_key(&buyer_session, "globex::seller").await;
+    let order = json!({"po": "PO-7"});
+    // No message policy: allowed.
+    let (status, answer, _) =
+        send(&buyer_session, &buyer, &seller_key, &session_id, &order, 0).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+
+    let rules = json!({"policy_id": "acme::small", "org_id": "acme", "policy_type": "message",
+        "rules": {"conditions": {"max_payload_size_bytes": 64}}});
+    let (status, created) = broker
+        .org(&acme, Method::POST, "/v1/policy/rules", Some(rules))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, body, _) = send(&buyer_session, &buyer, &seller_key, &session_id, &order, 1).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("Message policy: Payload too large: ") && detail.ends_with("(max 64)"),
+        "{detail}"
+    );
+    let denied = broker.audit_events("broker.message_send").await;
+    let last = denied.last().unwrap();
+    assert_eq!(last["result"], "denied");
+    assert_eq!(last["details"]["policy_id"], "acme::small");
+    let evaluated = broker.audit_events("policy.evaluated").await;
+    assert!(evaluated
+        .iter()
+        .any(|row| row["result"] == "denied" && row["org_id"] == "acme"));
+    // Nothing was stored for the refused envelope.
+    let (_, messages) = seller_session
+        .call(
+            Method::GET,
+            &format!("/v1/broker/sessions/{session_id}/messages?after=-1"),
+            None,
+        )
+        .await;
+    assert_eq!(messages.as_array().unwrap().len(), 1);
+}
+
+/// Opens buyer → seller and expects the policy backend's denial, with its audit row.
+async fn expect_session_denied(broker: &TestBroker, buyer_session: &AgentSession, detail: &str) {
+    let open = json!({"target_agent_id": "globex::seller", "target_org_id": "globex", "requested_capabilities": ["order.place"]});
+    let (status, body) = buyer_session
+        .call(Method::POST, "/v1/broker/sessions", Some(open))
+        .await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (StatusCode::FORBIDDEN, Some(detail))
+    );
+    let denied = broker.audit_events("policy.session_denied").await;
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(
+        Some(denied[0]["details"]["reason"].as_str().unwrap_or_default()),
+        detail.strip_prefix("Policy: ")
+    );
+}
+
+/// `POLICY_BACKEND=rego`: the embedded regorus evaluation of a policy file denies over HTTP.
+#[tokio::test]
+async fn an_embedded_rego_policy_denies_the_session() {
+    let dir = std::env::temp_dir().join(format!("cullis-rego-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("session.rego");
+    std::fs::write(
+        &policy,
+        "package atn.session\n\nimport rego.v1\n\ndefault allow := {\"allow\": false, \"reason\": \"no partnership between these organisations\"}\n",
+    )
+    .unwrap();
+    let options = Options::default()
+        .env("POLICY_BACKEND", "rego")
+        .env("OPA_POLICY_PATH", policy.to_str().unwrap());
+    let (broker, _buyer, buyer_session, _seller, _seller_session, _acme) =
+        setup_with(Store::Sqlite, "allow", options).await;
+    expect_session_denied(
+        &broker,
+        &buyer_session,
+        "Policy: no partnership between these organisations",
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `POLICY_BACKEND=opa`: a remote OPA answering `{"result": false}` denies over HTTP.
+///
+/// NOTE: a small fake OPA (axum) stands in for OPA, whose binary this machine cannot install;
+/// the Rego language itself is evaluated for real by the test above.
+#[tokio::test]
+async fn a_remote_opa_denies_the_session() {
+    use axum::{routing::post, Json, Router};
+    let app = Router::new().route(
+        "/v1/data/atn/session/allow",
+        post(|Json(_input): Json<serde_json::Value>| async { Json(json!({"result": false})) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let options = Options::default()
+        .env("POLICY_BACKEND", "opa")
+        .env("OPA_URL", &format!("http://{address}"));
+    let (broker, _buyer, buyer_session, _seller, _seller_session, _acme) =
+        setup_with(Store::Sqlite, "allow", options).await;
+    let open = json!({"target_agent_id": "globex::seller", "target_org_id": "globex", "requested_capabilities": ["order.place"]});
+    let (status, body) = buyer_session
+        .call(Method::POST, "/v1/broker/sessions", Some(open))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let detail = body["detail"].as_str().unwrap().to_owned();
+    assert!(detail.starts_with("Policy: "), "{detail}");
+    let denied = broker.audit_events("policy.session_denied").await;
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["details"]["denied_by"], "opa");
 }

@@ -4,35 +4,13 @@
 
 mod common;
 
-use axum::{routing::post, Json, Router};
-use common::{Options, Store, TestBroker};
+use common::{messaging, Options, Store, TestBroker};
 use cullis_e2e::client::{AgentIdentity, AgentSession};
-use cullis_shared::envelope;
-use cullis_shared::keys::PublicKey;
-use cullis_shared::signature::SignedFields;
-use futures_util::{SinkExt, StreamExt};
+use cullis_e2e::ws::{auth_frame, authed, connect, next, send_json};
+use futures_util::SinkExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn pdp() -> String {
-    let app = Router::new().route(
-        "/pdp/policy",
-        post(|Json(_request): Json<Value>| async move {
-            Json(json!({"decision": "allow", "reason": "ok"}))
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{address}/pdp/policy")
-}
 
 struct World {
     broker: TestBroker,
@@ -50,10 +28,10 @@ async fn setup(store: Store) -> World {
     )
     .await;
     let acme = broker
-        .onboard_with_webhook("acme", Some(&pdp().await))
+        .onboard_with_webhook("acme", Some(&messaging::pdp("allow").await))
         .await;
     let globex = broker
-        .onboard_with_webhook("globex", Some(&pdp().await))
+        .onboard_with_webhook("globex", Some(&messaging::pdp("allow").await))
         .await;
     let buyer = broker
         .register_agent(&acme, "buyer", &["order.place"])
@@ -73,58 +51,6 @@ async fn setup(store: Store) -> World {
     }
 }
 
-/// Opens a socket on `base` (an http URL) without authenticating.
-async fn connect(base: &str) -> Socket {
-    let url = format!("{}/v1/broker/ws", base.replacen("http", "ws", 1));
-    let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    socket
-}
-
-fn auth_frame(session: &AgentSession, base: &str) -> Value {
-    let proof = session.dpop.proof(
-        "GET",
-        &format!("{base}/v1/broker/ws"),
-        Some(&session.token),
-        session.nonce().as_deref(),
-        common::unix_now(),
-    );
-    json!({"type": "auth", "token": session.token, "dpop_proof": proof})
-}
-
-async fn send_json(socket: &mut Socket, value: &Value) {
-    socket
-        .send(Message::Text(value.to_string().into()))
-        .await
-        .unwrap();
-}
-
-/// The next message: `Ok(json)` for a text frame, `Err((code, reason))` for a close.
-async fn next(socket: &mut Socket) -> Result<Value, (u16, String)> {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a frame within 10 s");
-        match message {
-            Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(&text).unwrap()),
-            Some(Ok(Message::Close(frame))) => {
-                return Err(frame
-                    .map(|f| (u16::from(f.code), f.reason.to_string()))
-                    .unwrap_or((1005, String::new())))
-            }
-            Some(Ok(_)) => continue,
-            None | Some(Err(_)) => return Err((1006, String::new())),
-        }
-    }
-}
-
-async fn authed(session: &AgentSession, base: &str) -> Socket {
-    let mut socket = connect(base).await;
-    send_json(&mut socket, &auth_frame(session, base)).await;
-    let ok = next(&mut socket).await.unwrap();
-    assert_eq!(ok["type"], "auth_ok", "{ok}");
-    socket
-}
-
 async fn open_session(world: &World) -> String {
     let open = json!({"target_agent_id": "globex::seller", "target_org_id": "globex", "requested_capabilities": ["order.place"]});
     let (status, created) = world
@@ -136,43 +62,16 @@ async fn open_session(world: &World) -> String {
 }
 
 async fn send_message(world: &World, session_id: &str, client_seq: u64) -> Value {
-    let (status, body) = world
-        .buyer_session
-        .call(
-            Method::GET,
-            "/v1/registry/agents/globex::seller/public-key",
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let seller_key = PublicKey::from_spki_pem(body["public_key_pem"].as_str().unwrap()).unwrap();
-    let nonce = uuid::Uuid::new_v4().to_string();
-    let fields = SignedFields {
-        session_id,
-        sender_agent_id: &world.buyer.agent_id,
-        nonce: &nonce,
-        timestamp: common::unix_now(),
-        client_seq: Some(client_seq),
-    };
-    let sealed = envelope::seal(
-        &world.buyer.key,
+    let seller_key = messaging::public_key(&world.buyer_session, "globex::seller").await;
+    let (status, answer, body) = messaging::send(
+        &world.buyer_session,
+        &world.buyer,
         &seller_key,
-        &fields,
+        session_id,
         &json!({"po": "PO-1"}),
+        client_seq,
     )
-    .unwrap();
-    let body = json!({
-        "session_id": session_id, "sender_agent_id": world.buyer.agent_id, "payload": sealed.blob,
-        "nonce": nonce, "timestamp": fields.timestamp, "signature": sealed.signature, "client_seq": client_seq,
-    });
-    let (status, answer) = world
-        .buyer_session
-        .call(
-            Method::POST,
-            &format!("/v1/broker/sessions/{session_id}/messages"),
-            Some(body.clone()),
-        )
-        .await;
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     body
 }
@@ -343,50 +242,11 @@ async fn handshake_failures() {
     assert_eq!(next(&mut first).await.unwrap()["type"], "pong");
 }
 
-/// A second broker process on the same database, Redis, and broker key.
-fn start_replica(primary: &TestBroker) -> (Child, String) {
-    let dir = &primary.dir;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cullis-broker"))
-        .args(["serve", "--port", "0"])
-        .current_dir(dir)
-        .env_clear()
-        .envs([
-            ("ADMIN_SECRET", common::ADMIN_SECRET.to_owned()),
-            ("DATABASE_URL", primary.database_url.clone()),
-            (
-                "BROKER_CA_KEY_PATH",
-                dir.join("certs/broker-ca-key.pem").display().to_string(),
-            ),
-            (
-                "BROKER_CA_CERT_PATH",
-                dir.join("certs/broker-ca.pem").display().to_string(),
-            ),
-            ("BCRYPT_COST", "4".to_owned()),
-            ("REDIS_URL", common::REDIS_URL.to_owned()),
-            ("POLICY_WEBHOOK_ALLOW_PRIVATE_IPS", "true".to_owned()),
-            ("RUST_LOG", "warn".to_owned()),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("replica.stderr")).unwrap())
-        .spawn()
-        .expect("the replica starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(
-        line.contains("listening on "),
-        "replica did not start: {}",
-        std::fs::read_to_string(dir.join("replica.stderr")).unwrap_or_default()
-    );
-    let base = line.trim().rsplit(' ').next().unwrap().to_owned();
-    (child, base)
-}
-
 #[tokio::test]
 async fn push_crosses_replicas_through_redis() {
     let world = setup(Store::PostgresRedis).await;
-    let (mut replica, replica_base) = start_replica(&world.broker);
+    let replica = world.broker.replica().await;
+    let replica_base = replica.base.clone();
     let mut seller_ws = authed(&world.seller_session, &replica_base).await;
 
     // Raised on the primary, delivered by the replica — once.
@@ -418,7 +278,205 @@ async fn push_crosses_replicas_through_redis() {
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(next(&mut seller_ws).await.unwrap_err().0, 1000);
+}
 
-    let _ = replica.kill();
-    let _ = replica.wait();
+/// An access token for `session`'s agent minted with the broker's own key (the test holds the
+/// key file), with `edit` applied to the real token's claims: how tests reach token states a
+/// login never issues (no `cnf`, expiring in seconds, issued after a revocation).
+fn minted_token(
+    broker: &TestBroker,
+    session: &AgentSession,
+    edit: impl FnOnce(&mut Value),
+) -> String {
+    use cullis_shared::encoding::b64;
+    use cullis_shared::jose::access_token::TokenSigner;
+    use cullis_shared::keys::PrivateKey;
+    let payload = session.token.split('.').nth(1).unwrap();
+    let mut claims: Value = serde_json::from_slice(&b64::decode_url(payload).unwrap()).unwrap();
+    claims["jti"] = json!(uuid::Uuid::new_v4().to_string());
+    edit(&mut claims);
+    let pem = std::fs::read_to_string(broker.dir.join("certs/broker-ca-key.pem")).unwrap();
+    let signer = TokenSigner::new(PrivateKey::from_pem(&pem).unwrap()).unwrap();
+    signer.sign(&claims).unwrap()
+}
+
+/// The auth frame for `session` presenting `token` instead of its own.
+fn frame_with_token(session: &AgentSession, base: &str, token: &str) -> Value {
+    let proof = session.dpop.proof(
+        "GET",
+        &format!("{base}/v1/broker/ws"),
+        Some(token),
+        session.nonce().as_deref(),
+        common::unix_now(),
+    );
+    json!({"type": "auth", "token": token, "dpop_proof": proof})
+}
+
+/// W-07, W-09, W-11, W-13: token and binding states checked at the handshake and after it.
+#[tokio::test]
+async fn token_binding_and_expiry_rules() {
+    let world = setup(Store::Sqlite).await;
+    let base = world.broker.base.clone();
+    let session = &world.seller_session;
+
+    // W-07: a token without cnf.jkt.
+    let unbound = minted_token(&world.broker, session, |claims| {
+        claims.as_object_mut().unwrap().remove("cnf");
+    });
+    expect_auth_error(
+        &base,
+        frame_with_token(session, &base, &unbound),
+        Some("Token is not DPoP-bound"),
+    )
+    .await;
+    // W-09: a valid proof, but by another key than the token's.
+    let thief = cullis_shared::jose::dpop::DpopKey::generate().unwrap();
+    let mut stolen = auth_frame(session, &base);
+    stolen["dpop_proof"] = json!(thief.proof(
+        "GET",
+        &format!("{base}/v1/broker/ws"),
+        Some(&session.token),
+        session.nonce().as_deref(),
+        common::unix_now(),
+    ));
+    expect_auth_error(&base, stolen, Some("DPoP proof key mismatch")).await;
+
+    // W-13: a token expiring in 2 s closes an idle socket with `Token expired`.
+    let short = minted_token(&world.broker, session, |claims| {
+        claims["exp"] = json!(common::unix_now() + 2);
+    });
+    let mut socket = connect(&base).await;
+    send_json(&mut socket, &frame_with_token(session, &base, &short)).await;
+    assert_eq!(next(&mut socket).await.unwrap()["type"], "auth_ok");
+    let expired = next(&mut socket).await.unwrap();
+    assert_eq!(
+        expired,
+        json!({"type": "auth_error", "detail": "Token expired"})
+    );
+    assert_eq!(next(&mut socket).await.unwrap_err().0, 1000);
+
+    // W-11: the binding is revoked; a token issued after the revocation still cannot connect.
+    let (status, bindings) = world
+        .broker
+        .org(
+            &world.globex,
+            Method::GET,
+            "/v1/registry/bindings?org_id=globex",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{bindings}");
+    let id = bindings[0]["id"].as_i64().unwrap();
+    let (status, body) = world
+        .broker
+        .org(
+            &world.globex,
+            Method::POST,
+            &format!("/v1/registry/bindings/{id}/revoke"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let later = minted_token(&world.broker, session, |claims| {
+        claims["iat"] = json!(common::unix_now());
+    });
+    expect_auth_error(
+        &base,
+        frame_with_token(session, &base, &later),
+        Some("Agent binding not approved or revoked"),
+    )
+    .await;
+}
+
+/// W-01 (Origin allow-list), W-02 (auth timeout), W-12 (per-org cap), W-14 (frame rate).
+#[tokio::test]
+async fn origin_timeout_cap_and_rate_limits() {
+    let broker = TestBroker::start_with(
+        Store::Sqlite,
+        Options::default()
+            .env("ALLOWED_ORIGINS", "https://console.example")
+            .env("WS_MAX_CONNECTIONS_PER_ORG", "1"),
+    )
+    .await;
+    let org = broker.onboard("acme").await;
+    let first = broker.register_agent(&org, "first", &["x"]).await;
+    let second = broker.register_agent(&org, "second", &["x"]).await;
+    let first = first.login(&broker.base, &broker.http).await.unwrap();
+    let second = second.login(&broker.base, &broker.http).await.unwrap();
+    let base = broker.base.clone();
+    let url = format!("{}/v1/broker/ws", base.replacen("http", "ws", 1));
+
+    // W-01: a browser Origin not on the list is refused before the upgrade.
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), StatusCode::FORBIDDEN)
+        }
+        other => panic!("expected a refused upgrade, got {other:?}"),
+    }
+    // A listed Origin, and no Origin at all (non-browser agents), are accepted.
+    let mut request = url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "https://console.example".parse().unwrap());
+    let (mut listed, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    send_json(&mut listed, &auth_frame(&first, &base)).await;
+    assert_eq!(next(&mut listed).await.unwrap()["type"], "auth_ok");
+
+    // W-12: the org's cap (1 here) refuses a second agent's socket.
+    let mut capped = connect(&base).await;
+    send_json(&mut capped, &auth_frame(&second, &base)).await;
+    assert_eq!(
+        next(&mut capped).await.unwrap(),
+        json!({"type": "auth_error", "detail": "Too many connections for this organization"})
+    );
+
+    // W-14: more than 30 frames in 60 s closes the socket with 1008.
+    let mut closed = None;
+    for _ in 0..40 {
+        send_json(&mut listed, &json!({"type": "ping"})).await;
+        match next(&mut listed).await {
+            Ok(_) => continue,
+            Err((code, _)) => {
+                closed = Some(code);
+                break;
+            }
+        }
+    }
+    assert_eq!(closed, Some(1008));
+
+    // W-02: no first frame within 10 s closes with 1008 `Auth timeout`.
+    let mut silent = connect(&base).await;
+    let started = std::time::Instant::now();
+    let answer = loop {
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(15),
+            futures_util::StreamExt::next(&mut silent),
+        )
+        .await
+        {
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                break frame.map(|f| (u16::from(f.code), f.reason.to_string()))
+            }
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(answer, Some((1008, "Auth timeout".to_owned())));
+    assert!(started.elapsed() >= std::time::Duration::from_secs(9));
+}
+
+/// On SIGTERM the broker tells connected agents to reconnect elsewhere (1012).
+#[tokio::test]
+async fn shutdown_closes_sockets_with_1012() {
+    let mut world = setup(Store::Sqlite).await;
+    let base = world.broker.base.clone();
+    let mut socket = authed(&world.seller_session, &base).await;
+    world.broker.stop();
+    assert_eq!(next(&mut socket).await.unwrap_err().0, 1012);
 }

@@ -3,4 +3,7 @@
 //! The same code drives our broker in tests and any compatible broker in benchmarks.
 
 pub mod client;
+pub mod messaging;
 pub mod setup;
+pub mod stack;
+pub mod ws;

@@ -98,6 +98,30 @@ impl BrokerApi {
         json_of(request.send().await.expect("broker reachable")).await
     }
 
+    /// The audit rows of `event_type` as the operator exports them (NDJSON, oldest first),
+    /// `details` parsed from its JSON text.
+    pub async fn audit_events(&self, event_type: &str) -> Vec<Value> {
+        let response = self
+            .http
+            .get(self.url("/v1/admin/audit/export"))
+            .header("x-admin-secret", &self.admin_secret)
+            .query(&[("event_type", event_type), ("limit", "50000")])
+            .send()
+            .await
+            .expect("broker reachable");
+        assert_eq!(response.status(), StatusCode::OK, "audit export");
+        let text = response.text().await.expect("export body");
+        text.lines()
+            .map(|line| {
+                let mut row: Value = serde_json::from_str(line).expect("NDJSON row");
+                if let Some(details) = row["details"].as_str() {
+                    row["details"] = serde_json::from_str(details).unwrap_or(Value::Null);
+                }
+                row
+            })
+            .collect()
+    }
+
     /// A request with org credentials.
     pub async fn org(
         &self,

@@ -25,12 +25,12 @@ pub const CHAIN_LOCK_KEY: i64 = 0x4355_4c4c_4953_4155;
 
 /// One audit event to append.
 #[derive(Debug, Clone, Default)]
-pub struct AuditRow<'a> {
-    pub event_type: &'a str,
-    pub result: &'a str,
-    pub agent_id: Option<&'a str>,
-    pub session_id: Option<&'a str>,
-    pub org_id: Option<&'a str>,
+pub struct AuditRow {
+    pub event_type: &'static str,
+    pub result: &'static str,
+    pub agent_id: Option<String>,
+    pub session_id: Option<String>,
+    pub org_id: Option<String>,
     pub details: Option<String>,
 }
 
@@ -96,7 +96,17 @@ const COLUMNS: &str =
 impl Db {
     /// Appends one row to the hash chain (see the module comment for how appends are
     /// serialised). Returns the stored row.
-    pub async fn append_audit(&self, row: &AuditRow<'_>) -> Result<StoredAuditEntry, sqlx::Error> {
+    pub async fn append_audit(&self, row: &AuditRow) -> Result<StoredAuditEntry, sqlx::Error> {
+        let mut stored = self.append_audit_batch(std::slice::from_ref(row)).await?;
+        Ok(stored.pop().expect("one row appended"))
+    }
+
+    /// Appends `rows`, in order, to the hash chain in one transaction under the chain lock:
+    /// the lock and the commit are paid once for the whole batch.
+    pub async fn append_audit_batch(
+        &self,
+        rows: &[AuditRow],
+    ) -> Result<Vec<StoredAuditEntry>, sqlx::Error> {
         let mut tx = match self.engine() {
             Engine::Sqlite => self.pool().begin_with("BEGIN IMMEDIATE").await?,
             Engine::Postgres => {
@@ -109,40 +119,59 @@ impl Db {
                 tx
             }
         };
-        // Under the lock: the chain head (the last hashed row) and the next id.
-        let head_sql = "(SELECT entry_hash FROM audit_log WHERE entry_hash IS NOT NULL ORDER BY id DESC LIMIT 1)";
-        let (id, previous_hash): (i64, Option<String>) = match self.engine() {
-            Engine::Sqlite => {
-                let row = sqlx::query(&format!(
-                    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'), 0), \
-                     COALESCE((SELECT MAX(id) FROM audit_log), 0)) + 1 AS id, {head_sql} AS head"
-                ))
-                .fetch_one(&mut *tx)
-                .await?;
-                (row.try_get("id")?, row.try_get("head")?)
-            }
-            Engine::Postgres => {
-                let row = sqlx::query(&format!(
-                    "SELECT nextval(pg_get_serial_sequence('audit_log', 'id')) AS id, {head_sql} AS head"
-                ))
-                .fetch_one(&mut *tx)
-                .await?;
-                (row.try_get("id")?, row.try_get("head")?)
-            }
+        // Under the lock: the chain head (the last hashed row).
+        let head = sqlx::query(
+            "SELECT entry_hash FROM audit_log WHERE entry_hash IS NOT NULL ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut previous_hash: Option<String> = match head {
+            Some(row) => row.try_get("entry_hash")?,
+            None => None,
         };
-        let mut entry = StoredAuditEntry {
-            id,
-            timestamp: now_text(),
-            event_type: row.event_type.to_owned(),
-            agent_id: row.agent_id.map(str::to_owned),
-            session_id: row.session_id.map(str::to_owned),
-            org_id: row.org_id.map(str::to_owned),
-            details: row.details.clone(),
-            result: row.result.to_owned(),
-            entry_hash: None,
-            previous_hash,
+        let timestamp = now_text();
+        let mut stored = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut entry = StoredAuditEntry {
+                id: self.next_audit_id(&mut tx).await?,
+                timestamp: timestamp.clone(),
+                event_type: row.event_type.to_owned(),
+                agent_id: row.agent_id.clone(),
+                session_id: row.session_id.clone(),
+                org_id: row.org_id.clone(),
+                details: row.details.clone(),
+                result: row.result.to_owned(),
+                entry_hash: None,
+                previous_hash: previous_hash.take(),
+            };
+            entry.entry_hash = Some(entry_hash(&entry.chain_fields()));
+            self.insert_audit_entry(&mut tx, &entry).await?;
+            previous_hash = entry.entry_hash.clone();
+            stored.push(entry);
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Reserves the next row id (under the chain lock): the identity sequence on PostgreSQL,
+    /// the AUTOINCREMENT counter on SQLite (which an explicit id advances).
+    async fn next_audit_id(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ) -> Result<i64, sqlx::Error> {
+        let sql = match self.engine() {
+            Engine::Sqlite => "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'), 0), \
+                 COALESCE((SELECT MAX(id) FROM audit_log), 0)) + 1 AS id",
+            Engine::Postgres => "SELECT nextval(pg_get_serial_sequence('audit_log', 'id')) AS id",
         };
-        entry.entry_hash = Some(entry_hash(&entry.chain_fields()));
+        sqlx::query(sql).fetch_one(&mut **tx).await?.try_get("id")
+    }
+
+    async fn insert_audit_entry(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        entry: &StoredAuditEntry,
+    ) -> Result<(), sqlx::Error> {
         let overriding = match self.engine() {
             Engine::Sqlite => "",
             Engine::Postgres => "OVERRIDING SYSTEM VALUE ",
@@ -160,10 +189,9 @@ impl Db {
         .bind(&entry.result)
         .bind(&entry.entry_hash)
         .bind(&entry.previous_hash)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
-        Ok(entry)
+        Ok(())
     }
 
     /// Up to `limit` rows with id > `after`, by id ascending (chain verification pages).

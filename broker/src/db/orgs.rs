@@ -97,13 +97,24 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn set_org_status(&self, org_id: &str, status: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE organizations SET status = $1 WHERE org_id = $2")
-            .bind(status)
-            .bind(org_id)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+    /// Moves the org to `status` if it is in `from` (compare-and-set, so two concurrent
+    /// decisions cannot both win); `false` when it was not.
+    pub async fn transition_org_status(
+        &self,
+        org_id: &str,
+        from: &[&str],
+        status: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "UPDATE organizations SET status = $1 WHERE org_id = $2 AND status IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(status).bind(org_id);
+        for state in from {
+            query = query.bind(*state);
+        }
+        Ok(query.execute(self.pool()).await?.rows_affected() == 1)
     }
 
     /// Replaces the org CA. When one was already set, every agent's pin is cleared and its

@@ -150,24 +150,7 @@ async fn approve_org(
     _admin: AdminAuth,
     ApiPath(org_id): ApiPath<String>,
 ) -> ApiResult<Json<OrgDecisionResponse>> {
-    let org = state
-        .db
-        .org(&org_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("Organization not found"))?;
-    if org.status == "active" {
-        return Err(ApiError::conflict("Organization already active"));
-    }
-    state.db.set_org_status(&org_id, "active").await?;
-    state
-        .audit
-        .record(AuditEvent::new("onboarding.approved", Outcome::Ok).org(org_id.clone()))
-        .await?;
-    Ok(Json(OrgDecisionResponse {
-        message: format!("Organization '{org_id}' approved."),
-        org_id,
-        status: OrgStatus::Active,
-    }))
+    decide_org(&state, org_id, &APPROVE).await
 }
 
 async fn reject_org(
@@ -175,26 +158,66 @@ async fn reject_org(
     _admin: AdminAuth,
     ApiPath(org_id): ApiPath<String>,
 ) -> ApiResult<Json<OrgDecisionResponse>> {
+    decide_org(&state, org_id, &REJECT).await
+}
+
+/// An operator's decision on an organisation: which states it applies to and what it records.
+struct OrgDecision {
+    from: &'static [&'static str],
+    to: OrgStatus,
+    event: &'static str,
+    outcome: Outcome,
+    verb: &'static str,
+}
+
+const APPROVE: OrgDecision = OrgDecision {
+    from: &["pending", "rejected", "suspended"],
+    to: OrgStatus::Active,
+    event: "onboarding.approved",
+    outcome: Outcome::Ok,
+    verb: "approved",
+};
+
+const REJECT: OrgDecision = OrgDecision {
+    from: &["pending", "active"],
+    to: OrgStatus::Rejected,
+    event: "onboarding.rejected",
+    outcome: Outcome::Denied,
+    verb: "rejected",
+};
+
+async fn decide_org(
+    state: &AppState,
+    org_id: String,
+    decision: &OrgDecision,
+) -> ApiResult<Json<OrgDecisionResponse>> {
     let org = state
         .db
         .org(&org_id)
         .await?
         .ok_or_else(|| ApiError::not_found("Organization not found"))?;
-    if org.status != "pending" && org.status != "active" {
-        return Err(ApiError::conflict(format!(
-            "Organization already in state '{}'",
-            org.status
-        )));
+    let to = decision.to.as_str();
+    if !state
+        .db
+        .transition_org_status(&org_id, decision.from, to)
+        .await?
+    {
+        return Err(ApiError::conflict(
+            if org.status == "active" && to == "active" {
+                "Organization already active".to_owned()
+            } else {
+                format!("Organization already in state '{}'", org.status)
+            },
+        ));
     }
-    state.db.set_org_status(&org_id, "rejected").await?;
     state
         .audit
-        .record(AuditEvent::new("onboarding.rejected", Outcome::Denied).org(org_id.clone()))
+        .record(AuditEvent::new(decision.event, decision.outcome).org(org_id.clone()))
         .await?;
     Ok(Json(OrgDecisionResponse {
-        message: format!("Organization '{org_id}' rejected."),
+        message: format!("Organization '{org_id}' {}.", decision.verb),
         org_id,
-        status: OrgStatus::Rejected,
+        status: decision.to,
     }))
 }
 

@@ -11,7 +11,7 @@ use crate::audit::{AuditEvent, Outcome};
 use crate::auth::agent::AgentAuth;
 use crate::db::sessions::{NewMessage, Session, Stored};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
-use crate::policy::SessionPolicyInput;
+use crate::policy::{MessagePolicyRequest, SessionPolicyInput};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -549,8 +549,18 @@ async fn send(
         timestamp: envelope.timestamp,
         client_seq: envelope.client_seq,
     };
-    signature::verify(&sender_key, &fields, &payload, &envelope.signature)
-        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    if let Err(error) = signature::verify(&sender_key, &fields, &payload, &envelope.signature) {
+        // Beyond the reference: a forged or tampered envelope leaves a trace.
+        deny(
+            &state,
+            &caller,
+            "broker.message_send",
+            &denied("invalid signature"),
+        )
+        .await?;
+        return Err(ApiError::unauthorized(error.to_string()));
+    }
+    check_message_policy(&state, &caller, &session_id, &payload).await?;
     let stored = state
         .db
         .insert_message(&NewMessage {
@@ -609,6 +619,37 @@ async fn send(
             session_id,
         }),
     ))
+}
+
+/// The sender org's local `message` policies (spec §5.6) over the envelope payload.
+async fn check_message_policy(
+    state: &AppState,
+    caller: &AgentAuth,
+    session_id: &str,
+    payload: &Value,
+) -> ApiResult<()> {
+    let request = MessagePolicyRequest {
+        sender_org_id: caller.org_id().to_owned(),
+        payload: payload.clone(),
+        sender_agent_id: Some(caller.agent_id().to_owned()),
+        session_id: Some(session_id.to_owned()),
+    };
+    let decision = state
+        .policy
+        .evaluate_message_rules(&state.db, &state.audit, &request)
+        .await?;
+    if decision.allowed {
+        return Ok(());
+    }
+    let mut details = vec![("reason", Value::from(decision.reason.clone()))];
+    if let Some(policy_id) = &decision.policy_id {
+        details.push(("policy_id", Value::from(policy_id.clone())));
+    }
+    deny(state, caller, "broker.message_send", &details).await?;
+    Err(ApiError::forbidden(format!(
+        "Message policy: {}",
+        decision.reason
+    )))
 }
 
 async fn poll(

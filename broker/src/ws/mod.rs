@@ -14,7 +14,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::header::HOST;
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use cullis_shared::jose::access_token::AccessTokenClaims;
@@ -34,7 +34,6 @@ const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 const RATE_WINDOW: Duration = Duration::from_secs(60);
 const RATE_MAX_FRAMES: usize = 30;
-const MAX_CONNECTIONS_PER_ORG: usize = 100;
 
 /// What a registered socket's task is told to do.
 #[derive(Debug)]
@@ -65,14 +64,17 @@ struct HubInner {
     connections: Mutex<HashMap<String, Connection>>,
     next_id: AtomicU64,
     redis: Option<redis::aio::ConnectionManager>,
+    /// Sockets one organisation may hold on this replica (`WS_MAX_CONNECTIONS_PER_ORG`).
+    max_per_org: usize,
 }
 
 impl Hub {
-    pub fn new(redis: Option<redis::aio::ConnectionManager>) -> Hub {
+    pub fn new(redis: Option<redis::aio::ConnectionManager>, max_per_org: usize) -> Hub {
         Hub(Arc::new(HubInner {
             connections: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             redis,
+            max_per_org,
         }))
     }
 
@@ -148,7 +150,7 @@ impl Hub {
             .iter()
             .filter(|(agent, c)| c.org_id == org_id && agent.as_str() != agent_id)
             .count();
-        if org_count >= MAX_CONNECTIONS_PER_ORG {
+        if org_count >= self.0.max_per_org {
             return None;
         }
         let id = self.0.next_id.fetch_add(1, Ordering::Relaxed);
@@ -266,11 +268,29 @@ async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if !origin_allowed(&state.config.allowed_origins, &headers) {
+        return crate::error::ApiError::forbidden("Origin not allowed").into_response();
+    }
     let host = headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned);
     ws.on_upgrade(move |socket| run(state, host, socket))
+}
+
+/// W-01: with an `ALLOWED_ORIGINS` list (and no `*`), a browser's `Origin` must be on it.
+/// Unlike the reference, a request without `Origin` passes: only browsers send one, and
+/// non-browser agents (the SDK, the proxy) authenticate with DPoP in the first frame anyway.
+fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+    if allowed.is_empty() || allowed.iter().any(|origin| origin == "*") {
+        return true;
+    }
+    match headers.get(axum::http::header::ORIGIN) {
+        None => true,
+        Some(origin) => origin
+            .to_str()
+            .is_ok_and(|origin| allowed.iter().any(|allowed| allowed == origin)),
+    }
 }
 
 fn text(frame: &ServerFrame) -> Message {
@@ -411,17 +431,21 @@ async fn steady_state(
 ) {
     let mut recent: VecDeque<Instant> = VecDeque::new();
     let mut last_frame = Instant::now();
+    // W-13: the socket lives no longer than its token, idle or not (one second past `exp`,
+    // when the token stops verifying).
+    let remaining = (claims.exp - crate::db::unix_now() + 1).max(0) as u64;
+    let expires = Instant::now() + Duration::from_secs(remaining);
     loop {
-        if crate::db::unix_now() > claims.exp {
-            let _ = socket
-                .send(text(&ServerFrame::AuthError {
-                    detail: "Token expired".into(),
-                }))
-                .await;
-            close(socket, 1000, "Token expired").await;
-            return;
-        }
         tokio::select! {
+            _ = tokio::time::sleep_until(expires) => {
+                let _ = socket
+                    .send(text(&ServerFrame::AuthError {
+                        detail: "Token expired".into(),
+                    }))
+                    .await;
+                close(socket, 1000, "Token expired").await;
+                return;
+            }
             command = commands.recv() => match command {
                 Some(Command::Frame(frame)) => {
                     if socket.send(text(&frame)).await.is_err() {

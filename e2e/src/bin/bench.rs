@@ -1,22 +1,33 @@
 //! `cullis-bench`: load harness for any broker that speaks the Cullis wire protocol.
 //!
-//! It sets up its own organisation and agents through the public API, then measures logins and
-//! DPoP-authenticated GETs at 1 and 16 concurrent clients, and prints ops/s with p50/p99
-//! latency. Point it at a running broker (`--broker-url`, `--admin-secret`), or let it start
-//! the real `cullis-broker` binary on SQLite or PostgreSQL (`--spawn`).
+//! It sets up its own organisations and agents through the public API, then measures, at the
+//! concurrency levels asked for: logins, DPoP-authenticated GETs, session opens with both orgs'
+//! webhook PDPs, E2E message sends, and messages relayed end to end (send + delivery by poll,
+//! and send + delivery by WebSocket push), each with ops/s and p50/p99 latency; finally the
+//! relay latency at half of the measured peak (an open-loop, paced load). Point it at a running
+//! broker (`--broker-url`, `--admin-secret`; the broker must allow the bench's PDP on
+//! 127.0.0.1, POLICY_WEBHOOK_ALLOW_PRIVATE_IPS=true), or let it start the real `cullis-broker`
+//! binary on SQLite or PostgreSQL + Redis (`--spawn`).
 //!
-//! The client's own crypto (a DPoP proof per request, an assertion per login) runs on the same
-//! machine as the broker, so on a 2-core box the numbers are a floor for the broker alone.
+//! The client runs on the same machine as the broker, so on a 2-core box the numbers are a floor
+//! for the broker alone. Envelopes are sealed before each timed run, so the client's E2E crypto
+//! does not count against the broker; DPoP proofs are still made per request.
 
 use clap::{Parser, ValueEnum};
 use cullis_e2e::client::{AgentIdentity, AgentSession};
-use cullis_e2e::setup::BrokerApi;
+use cullis_e2e::messaging;
+use cullis_e2e::setup::{BrokerApi, OrgIdentity};
+use cullis_e2e::stack::{Options, Store, TestBroker};
+use cullis_e2e::ws;
 use reqwest::{Method, StatusCode};
-use std::process::{Child, Command, Stdio};
+use serde_json::{json, Value};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
 
-/// Load harness for Cullis brokers: logins/s and authenticated requests/s with latency percentiles.
+/// Load harness for Cullis brokers: logins, authenticated requests, session opens and E2E
+/// message relay, with ops/s and latency percentiles.
 #[derive(Debug, Parser)]
 #[command(name = "cullis-bench", version, about)]
 struct Args {
@@ -32,83 +43,18 @@ struct Args {
     /// Seconds each scenario runs.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
-    /// Concurrency levels to measure.
+    /// Concurrency levels for logins, GETs and session opens.
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
     concurrency: Vec<usize>,
+    /// Numbers of concurrent sessions for the message scenarios.
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    sessions: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Spawn {
     Sqlite,
     Postgres,
-}
-
-struct Spawned {
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-const SPAWN_SECRET: &str = "bench-admin-secret-0123456789abcdef";
-
-fn spawn_broker(store: Spawn) -> (Spawned, String) {
-    use std::io::BufRead;
-    let exe = std::env::current_exe().expect("own path");
-    let broker = exe.with_file_name("cullis-broker");
-    assert!(
-        broker.exists(),
-        "{} not found: build it first (cargo build --release -p cullis-broker)",
-        broker.display()
-    );
-    let dir = std::env::temp_dir().join(format!("cullis-bench-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let database_url = match store {
-        Spawn::Sqlite => format!("sqlite://{}", dir.join("bench.db").display()),
-        Spawn::Postgres => {
-            let name = format!("cullis_bench_{}", uuid::Uuid::new_v4().simple());
-            let created = Command::new("psql")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "postgres",
-                    "-qc",
-                    &format!("CREATE DATABASE {name}"),
-                ])
-                .status()
-                .expect("psql");
-            assert!(
-                created.success(),
-                "could not create a PostgreSQL database on 127.0.0.1:5432"
-            );
-            format!("postgres://postgres@127.0.0.1:5432/{name}")
-        }
-    };
-    let mut child = Command::new(&broker)
-        .args(["serve", "--port", "0", "--dev"])
-        .current_dir(&dir)
-        .env("ADMIN_SECRET", SPAWN_SECRET)
-        .env("DATABASE_URL", database_url)
-        .env("RATE_LIMITS", "off")
-        .env("BCRYPT_COST", "4")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("broker starts");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let base = line.trim().rsplit(' ').next().expect("address").to_owned();
-    (Spawned { child, dir }, base)
 }
 
 #[derive(Debug)]
@@ -127,13 +73,23 @@ impl Outcome {
         let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
         self.latencies[index]
     }
+
+    fn rate(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
 }
 
-/// Runs `work` from `concurrency` tasks for `duration`, timing each call.
-async fn measure<F, Fut>(concurrency: usize, duration: Duration, work: Arc<F>) -> Outcome
+/// Runs `work(worker)` from `concurrency` tasks for `duration`, timing each call; with a
+/// `pace`, each worker starts a call every `pace` (open loop) instead of back to back.
+async fn measure<F, Fut>(
+    concurrency: usize,
+    duration: Duration,
+    pace: Option<Duration>,
+    work: Arc<F>,
+) -> Outcome
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
+    Fut: Future<Output = bool> + Send,
 {
     let start = Instant::now();
     let deadline = start + duration;
@@ -143,7 +99,12 @@ where
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0;
+            let mut next_start = Instant::now();
             while Instant::now() < deadline {
+                if let Some(pace) = pace {
+                    tokio::time::sleep_until(next_start.into()).await;
+                    next_start += pace;
+                }
                 let began = Instant::now();
                 if work(worker).await {
                     latencies.push(began.elapsed());
@@ -172,27 +133,153 @@ where
 
 fn row(name: &str, concurrency: usize, outcome: &Outcome) {
     println!(
-        "| {name:<28} | {concurrency:>4} | {:>7} | {:>6} | {:>9.0} | {:>8.2} | {:>8.2} |",
+        "| {name:<34} | {concurrency:>4} | {:>7} | {:>6} | {:>9.0} | {:>8.2} | {:>8.2} |",
         outcome.ops,
         outcome.errors,
-        outcome.ops as f64 / outcome.elapsed.as_secs_f64(),
+        outcome.rate(),
         outcome.percentile(0.50).as_secs_f64() * 1000.0,
         outcome.percentile(0.99).as_secs_f64() * 1000.0,
     );
 }
 
+/// The two organisations and their logged-in agents: `buyers[i]` (org A) talks to
+/// `sellers[i]` (org B).
+struct World {
+    api: BrokerApi,
+    buyers: Vec<AgentIdentity>,
+    buyer_sessions: Vec<AgentSession>,
+    seller_sessions: Vec<AgentSession>,
+}
+
+async fn setup(api: BrokerApi, agents: usize) -> World {
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let pdp = messaging::pdp("allow").await;
+    let buyer_org = api
+        .onboard_with_webhook(&format!("benchbuy{tag}"), Some(&pdp))
+        .await;
+    let seller_org = api
+        .onboard_with_webhook(&format!("benchsell{tag}"), Some(&pdp))
+        .await;
+    eprintln!(
+        "registering {agents} agents in each of two orgs at {} …",
+        api.base
+    );
+    let buyers = register(&api, &buyer_org, "buyer", agents).await;
+    let sellers = register(&api, &seller_org, "seller", agents).await;
+    World {
+        buyer_sessions: login_all(&api, &buyers).await,
+        seller_sessions: login_all(&api, &sellers).await,
+        buyers,
+        api,
+    }
+}
+
+async fn register(
+    api: &BrokerApi,
+    org: &OrgIdentity,
+    role: &str,
+    count: usize,
+) -> Vec<AgentIdentity> {
+    let mut agents = Vec::new();
+    for i in 0..count {
+        agents.push(
+            api.register_agent(org, &format!("{role}{i}"), &["bench.trade"])
+                .await,
+        );
+    }
+    agents
+}
+
+async fn login_all(api: &BrokerApi, agents: &[AgentIdentity]) -> Vec<AgentSession> {
+    let mut sessions = Vec::new();
+    for agent in agents {
+        sessions.push(
+            agent
+                .login(&api.base, &api.http)
+                .await
+                .expect("initial login"),
+        );
+    }
+    sessions
+}
+
+/// `count` active sessions, pair i between buyer i and seller i.
+async fn open_sessions(world: &World, count: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let seller = &world.seller_sessions[i];
+        let org = seller.agent_id().split("::").next().unwrap().to_owned();
+        ids.push(
+            messaging::open_active_session(
+                &world.buyer_sessions[i],
+                seller,
+                seller.agent_id(),
+                &org,
+                &["bench.trade"],
+            )
+            .await,
+        );
+    }
+    ids
+}
+
+/// Envelopes sealed ahead of a timed run: `per_worker` for each of `sessions`.
+async fn presealed(
+    world: &World,
+    sessions: &[String],
+    per_worker: usize,
+    next_client_seq: &mut u64,
+) -> Vec<Mutex<Vec<Value>>> {
+    let mut pools = Vec::new();
+    for (i, session_id) in sessions.iter().enumerate() {
+        let seller_key = messaging::public_key(
+            &world.buyer_sessions[i],
+            world.seller_sessions[i].agent_id(),
+        )
+        .await;
+        let mut pool = Vec::with_capacity(per_worker);
+        for _ in 0..per_worker {
+            let payload = json!({"order": "PO-1", "items": [{"sku": "WIDGET-42", "qty": 100}]});
+            pool.push(messaging::seal(
+                &world.buyers[i],
+                &seller_key,
+                session_id,
+                &payload,
+                *next_client_seq,
+            ));
+            *next_client_seq += 1;
+        }
+        pool.reverse();
+        pools.push(Mutex::new(pool));
+    }
+    pools
+}
+
+/// How many envelopes a worker may need in one run: generous for the measured peak.
+fn pool_size(seconds: u64, workers: usize) -> usize {
+    (seconds as usize * 6_000 / workers).clamp(200, 40_000)
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let (_spawned, base, secret) = match (args.spawn, &args.broker_url) {
+    let (_broker, api) = match (args.spawn, &args.broker_url) {
         (Some(store), _) => {
-            let (spawned, base) = spawn_broker(store);
-            (Some(spawned), base, SPAWN_SECRET.to_owned())
+            let store = match store {
+                Spawn::Sqlite => Store::Sqlite,
+                Spawn::Postgres => Store::PostgresRedis,
+            };
+            let options = Options::default()
+                .env("RATE_LIMITS", "off")
+                .env("RUST_LOG", "error")
+                .env("POLICY_WEBHOOK_ALLOW_PRIVATE_IPS", "true");
+            let broker = TestBroker::start_with(store, options).await;
+            let api = broker.api.clone();
+            (Some(broker), api)
         }
         (None, Some(url)) => (
             None,
-            url.clone(),
-            args.admin_secret.clone().expect("--admin-secret"),
+            BrokerApi::new(url, args.admin_secret.as_deref().expect("--admin-secret")),
         ),
         (None, None) => {
             eprintln!(
@@ -201,75 +288,239 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let api = BrokerApi::new(&base, &secret);
+    let max_sessions = args.sessions.iter().copied().max().unwrap_or(1);
     let max_clients = args.concurrency.iter().copied().max().unwrap_or(1);
-    let org_id = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    eprintln!("setting up org {org_id} with {max_clients} agents at {base} …");
-    let org = api.onboard(&org_id).await;
-    let mut agents: Vec<AgentIdentity> = Vec::new();
-    for i in 0..max_clients {
-        agents.push(
-            api.register_agent(&org, &format!("agent{i}"), &["bench.read"])
-                .await,
-        );
-    }
-    let agents = Arc::new(agents);
-    let mut sessions = Vec::new();
-    for agent in agents.iter() {
-        sessions.push(
-            agent
-                .login(&api.base, &api.http)
-                .await
-                .expect("initial login"),
-        );
-    }
-    let sessions: Arc<Vec<AgentSession>> = Arc::new(sessions);
+    let world = Arc::new(setup(api, max_sessions.max(max_clients)).await);
     let duration = Duration::from_secs(args.seconds);
 
-    println!("\nbroker: {base}   ({} s per scenario)\n", args.seconds);
-    println!("| scenario                     | conc |     ops | errors |     ops/s |  p50 ms  |  p99 ms  |");
-    println!("|------------------------------|------|---------|--------|-----------|----------|----------|");
-    let nonce = sessions[0].nonce();
+    println!(
+        "\nbroker: {}   ({} s per scenario)\n",
+        world.api.base, args.seconds
+    );
+    println!("| scenario                           | conc |     ops | errors |     ops/s |  p50 ms  |  p99 ms  |");
+    println!("|------------------------------------|------|---------|--------|-----------|----------|----------|");
     for &concurrency in &args.concurrency {
-        let (agents, base, http, nonce) = (
-            agents.clone(),
-            api.base.clone(),
-            api.http.clone(),
-            nonce.clone(),
-        );
-        let login = Arc::new(move |worker: usize| {
-            let (agents, base, http, nonce) =
-                (agents.clone(), base.clone(), http.clone(), nonce.clone());
-            async move {
-                agents[worker]
-                    .login_with_nonce(&base, &http, nonce)
-                    .await
-                    .is_ok()
-            }
-        });
         row(
             "login (assertion + DPoP)",
             concurrency,
-            &measure(concurrency, duration, login).await,
+            &bench_login(&world, concurrency, duration).await,
         );
     }
     for &concurrency in &args.concurrency {
-        let sessions = sessions.clone();
-        let get = Arc::new(move |worker: usize| {
-            let sessions = sessions.clone();
-            async move {
-                let session = &sessions[worker];
-                let path = format!("/v1/registry/agents/{}", session.agent_id());
-                session.call(Method::GET, &path, None).await.0 == StatusCode::OK
-            }
-        });
         row(
             "authenticated GET (DPoP)",
             concurrency,
-            &measure(concurrency, duration, get).await,
+            &bench_get(&world, concurrency, duration).await,
         );
     }
+    for &concurrency in &args.concurrency {
+        row(
+            "session open (2 webhook PDPs)",
+            concurrency,
+            &bench_session_open(&world, concurrency, duration).await,
+        );
+    }
+    let mut client_seq = 0;
+    let mut peak: Option<(usize, Outcome)> = None;
+    for &sessions in &args.sessions {
+        let ids = Arc::new(open_sessions(&world, sessions).await);
+        let send = bench_send(&world, &ids, duration, &mut client_seq).await;
+        row("message send (sealed E2E)", sessions, &send);
+        let poll = bench_relay_poll(&world, &ids, duration, &mut client_seq, None).await;
+        row("relay: send + poll delivery", sessions, &poll);
+        let push = bench_relay_ws(&world, &ids, duration, &mut client_seq).await;
+        row("relay: send + WebSocket push", sessions, &push);
+        if peak
+            .as_ref()
+            .is_none_or(|(_, best)| poll.rate() > best.rate())
+        {
+            peak = Some((sessions, poll));
+        }
+    }
+    if let Some((sessions, best)) = peak {
+        // Half of the peak relay rate, spread evenly over the same sessions (open loop).
+        let ids = Arc::new(open_sessions(&world, sessions).await);
+        let per_worker = best.rate() / 2.0 / sessions as f64;
+        let pace = Duration::from_secs_f64(1.0 / per_worker.max(1.0));
+        let half = bench_relay_poll(&world, &ids, duration, &mut client_seq, Some(pace)).await;
+        row("relay at half of peak (paced)", sessions, &half);
+    }
     println!(
-        "\naims (DESIGN.md, 2-core machine): logins ≥ 1,500/s, authenticated requests ≥ 5,000/s"
+        "\naims (DESIGN.md, 2-core machine): logins ≥ 1,500/s, authenticated requests ≥ 5,000/s, \
+         messages relayed ≥ 3,000/s, p99 < 5 ms at half of peak"
     );
+}
+
+async fn bench_login(world: &Arc<World>, concurrency: usize, duration: Duration) -> Outcome {
+    let nonce = world.buyer_sessions[0].nonce();
+    let world = world.clone();
+    let login = Arc::new(move |worker: usize| {
+        let (world, nonce) = (world.clone(), nonce.clone());
+        async move {
+            world.buyers[worker]
+                .login_with_nonce(&world.api.base, &world.api.http, nonce)
+                .await
+                .is_ok()
+        }
+    });
+    measure(concurrency, duration, None, login).await
+}
+
+async fn bench_get(world: &Arc<World>, concurrency: usize, duration: Duration) -> Outcome {
+    let world = world.clone();
+    let get = Arc::new(move |worker: usize| {
+        let world = world.clone();
+        async move {
+            let session = &world.buyer_sessions[worker];
+            let path = format!("/v1/registry/agents/{}", session.agent_id());
+            session.call(Method::GET, &path, None).await.0 == StatusCode::OK
+        }
+    });
+    measure(concurrency, duration, None, get).await
+}
+
+async fn bench_session_open(world: &Arc<World>, concurrency: usize, duration: Duration) -> Outcome {
+    let world = world.clone();
+    let open = Arc::new(move |worker: usize| {
+        let world = world.clone();
+        async move {
+            let seller = world.seller_sessions[worker].agent_id();
+            let org = seller.split("::").next().unwrap();
+            let body = json!({"target_agent_id": seller, "target_org_id": org, "requested_capabilities": ["bench.trade"]});
+            let (status, _) = world.buyer_sessions[worker]
+                .call(Method::POST, "/v1/broker/sessions", Some(body))
+                .await;
+            status == StatusCode::CREATED
+        }
+    });
+    measure(concurrency, duration, None, open).await
+}
+
+async fn bench_send(
+    world: &Arc<World>,
+    sessions: &Arc<Vec<String>>,
+    duration: Duration,
+    client_seq: &mut u64,
+) -> Outcome {
+    let size = pool_size(duration.as_secs(), sessions.len());
+    let pools = Arc::new(presealed(world, sessions, size, client_seq).await);
+    let world = world.clone();
+    let send = Arc::new(move |worker: usize| {
+        let (world, pools) = (world.clone(), pools.clone());
+        async move {
+            let Some(envelope) = pools[worker].lock().await.pop() else {
+                return false;
+            };
+            let session = &world.buyer_sessions[worker];
+            messaging::post_envelope(session, &envelope).await.0 == StatusCode::ACCEPTED
+        }
+    });
+    measure(sessions.len(), duration, None, send).await
+}
+
+/// One relay = the buyer sends, then the seller polls until that message is there.
+async fn bench_relay_poll(
+    world: &Arc<World>,
+    sessions: &Arc<Vec<String>>,
+    duration: Duration,
+    client_seq: &mut u64,
+    pace: Option<Duration>,
+) -> Outcome {
+    let size = pool_size(duration.as_secs(), sessions.len()) / 2;
+    let pools = Arc::new(presealed(world, sessions, size, client_seq).await);
+    let last_seen: Arc<Vec<Mutex<i64>>> =
+        Arc::new((0..sessions.len()).map(|_| Mutex::new(i64::MAX)).collect());
+    let workers = sessions.len();
+    let (world, sessions) = (world.clone(), sessions.clone());
+    let relay = Arc::new(move |worker: usize| {
+        let (world, pools, sessions, last_seen) = (
+            world.clone(),
+            pools.clone(),
+            sessions.clone(),
+            last_seen.clone(),
+        );
+        async move {
+            let Some(envelope) = pools[worker].lock().await.pop() else {
+                return false;
+            };
+            if messaging::post_envelope(&world.buyer_sessions[worker], &envelope)
+                .await
+                .0
+                != StatusCode::ACCEPTED
+            {
+                return false;
+            }
+            let mut last = last_seen[worker].lock().await;
+            let after = if *last == i64::MAX { -1 } else { *last };
+            let path = format!(
+                "/v1/broker/sessions/{}/messages?after={after}",
+                sessions[worker]
+            );
+            for _ in 0..100 {
+                let (status, messages) = world.seller_sessions[worker]
+                    .call(Method::GET, &path, None)
+                    .await;
+                let found = messages.as_array().and_then(|list| {
+                    list.iter()
+                        .find(|m| m["nonce"] == envelope["nonce"])
+                        .and_then(|m| m["seq"].as_i64())
+                });
+                if let (StatusCode::OK, Some(seq)) = (status, found) {
+                    *last = seq;
+                    return true;
+                }
+            }
+            false
+        }
+    });
+    measure(workers, duration, pace, relay).await
+}
+
+/// One relay = the buyer sends, then the seller's socket receives the `new_message` push.
+async fn bench_relay_ws(
+    world: &Arc<World>,
+    sessions: &Arc<Vec<String>>,
+    duration: Duration,
+    client_seq: &mut u64,
+) -> Outcome {
+    let size = pool_size(duration.as_secs(), sessions.len()) / 2;
+    let pools = Arc::new(presealed(world, sessions, size, client_seq).await);
+    let mut sockets = Vec::new();
+    for i in 0..sessions.len() {
+        sockets.push(Mutex::new(
+            ws::authed(&world.seller_sessions[i], &world.api.base).await,
+        ));
+    }
+    let sockets = Arc::new(sockets);
+    let world = world.clone();
+    let relay = Arc::new(move |worker: usize| {
+        let (world, pools, sockets) = (world.clone(), pools.clone(), sockets.clone());
+        async move {
+            let Some(envelope) = pools[worker].lock().await.pop() else {
+                return false;
+            };
+            if messaging::post_envelope(&world.buyer_sessions[worker], &envelope)
+                .await
+                .0
+                != StatusCode::ACCEPTED
+            {
+                return false;
+            }
+            let mut socket = sockets[worker].lock().await;
+            loop {
+                match ws::next(&mut socket).await {
+                    // Push frames carry the ciphertext, not the nonce.
+                    Ok(frame)
+                        if frame["message"]["payload"]["ciphertext"]
+                            == envelope["payload"]["ciphertext"] =>
+                    {
+                        return true
+                    }
+                    Ok(_) => continue,
+                    Err(_) => return false,
+                }
+            }
+        }
+    });
+    measure(sessions.len(), duration, None, relay).await
 }

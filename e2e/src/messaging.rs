@@ -1,8 +1,8 @@
-//! Session and message helpers shared by the broker's session, replica and WebSocket tests:
-//! a PDP webhook server, public-key lookup, and sending an E2E envelope the way the proxy does.
+//! Session and message helpers for tests, the benchmark and the demo: a PDP webhook server,
+//! public-key lookup, opening a session, and sending an E2E envelope the way the proxy does.
 
+use crate::client::{AgentIdentity, AgentSession};
 use axum::{routing::post, Json, Router};
-use cullis_e2e::client::{AgentIdentity, AgentSession};
 use cullis_shared::envelope;
 use cullis_shared::keys::PublicKey;
 use cullis_shared::signature::SignedFields;
@@ -36,6 +36,41 @@ pub async fn public_key(session: &AgentSession, agent_id: &str) -> PublicKey {
     PublicKey::from_spki_pem(body["public_key_pem"].as_str().unwrap()).unwrap()
 }
 
+/// The envelope body for `payload` sealed from `sender` to `recipient_key` (fresh nonce, now).
+pub fn seal(
+    sender: &AgentIdentity,
+    recipient_key: &PublicKey,
+    session_id: &str,
+    payload: &Value,
+    client_seq: u64,
+) -> Value {
+    let nonce = uuid::Uuid::new_v4().to_string();
+    let fields = SignedFields {
+        session_id,
+        sender_agent_id: &sender.agent_id,
+        nonce: &nonce,
+        timestamp: crate::stack::broker::unix_now(),
+        client_seq: Some(client_seq),
+    };
+    let sealed = envelope::seal(&sender.key, recipient_key, &fields, payload).expect("seal");
+    json!({
+        "session_id": session_id, "sender_agent_id": sender.agent_id, "payload": sealed.blob,
+        "nonce": nonce, "timestamp": fields.timestamp, "signature": sealed.signature, "client_seq": client_seq,
+    })
+}
+
+/// Posts a sealed envelope body; returns status and answer.
+pub async fn post_envelope(session: &AgentSession, envelope: &Value) -> (StatusCode, Value) {
+    let session_id = envelope["session_id"].as_str().expect("session_id");
+    session
+        .call(
+            Method::POST,
+            &format!("/v1/broker/sessions/{session_id}/messages"),
+            Some(envelope.clone()),
+        )
+        .await
+}
+
 /// Seals `payload` from `sender` to `recipient_key` and posts it; returns status, answer and
 /// the envelope sent.
 pub async fn send(
@@ -46,26 +81,8 @@ pub async fn send(
     payload: &Value,
     client_seq: u64,
 ) -> (StatusCode, Value, Value) {
-    let nonce = uuid::Uuid::new_v4().to_string();
-    let fields = SignedFields {
-        session_id,
-        sender_agent_id: &sender.agent_id,
-        nonce: &nonce,
-        timestamp: super::unix_now(),
-        client_seq: Some(client_seq),
-    };
-    let sealed = envelope::seal(&sender.key, recipient_key, &fields, payload).unwrap();
-    let body = json!({
-        "session_id": session_id, "sender_agent_id": sender.agent_id, "payload": sealed.blob,
-        "nonce": nonce, "timestamp": fields.timestamp, "signature": sealed.signature, "client_seq": client_seq,
-    });
-    let (status, answer) = session
-        .call(
-            Method::POST,
-            &format!("/v1/broker/sessions/{session_id}/messages"),
-            Some(body.clone()),
-        )
-        .await;
+    let body = seal(sender, recipient_key, session_id, payload, client_seq);
+    let (status, answer) = post_envelope(session, &body).await;
     (status, answer, body)
 }
 
