@@ -22,20 +22,23 @@ impl Uplink {
         capabilities: &[String],
         q: Option<&str>,
     ) -> Result<Vec<AgentInfo>, UplinkError> {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        for capability in capabilities {
-            query.append_pair("capability", capability);
-        }
-        match q.filter(|q| !q.is_empty()) {
-            Some(q) => {
-                query.append_pair("q", q);
+        // Built in its own scope: the serializer is not `Send` and must not live across an await.
+        let path = {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            for capability in capabilities {
+                query.append_pair("capability", capability);
             }
-            None if capabilities.is_empty() => {
-                query.append_pair("pattern", "*");
+            match q.filter(|q| !q.is_empty()) {
+                Some(q) => {
+                    query.append_pair("q", q);
+                }
+                None if capabilities.is_empty() => {
+                    query.append_pair("pattern", "*");
+                }
+                None => {}
             }
-            None => {}
-        }
-        let path = format!("/v1/registry/agents/search?{}", query.finish());
+            format!("/v1/registry/agents/search?{}", query.finish())
+        };
         let response = self
             .inner
             .auth
