@@ -29,3 +29,14 @@ impl Store {
         self.set_settings(&[(key, value)]).await
     }
 }
+
+impl Store {
+    /// Removes a setting (absent is fine).
+    pub async fn delete_setting(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM settings WHERE key = ?")
+            .bind(key)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}
