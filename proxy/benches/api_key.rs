@@ -16,7 +16,9 @@ fn api_key_check(c: &mut Criterion) {
         })
     });
     let wrong = api_key::generate("buyer");
-    c.bench_function("api_key_check_wrong_key", |b| b.iter(|| hasher.verify(black_box(&wrong), black_box(&stored))));
+    c.bench_function("api_key_check_wrong_key", |b| {
+        b.iter(|| hasher.verify(black_box(&wrong), black_box(&stored)))
+    });
 }
 
 criterion_group!(benches, api_key_check);

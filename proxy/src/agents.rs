@@ -32,28 +32,40 @@ struct Joined {
 }
 
 async fn joined(ctx: &Context) -> Result<Joined, OpError> {
-    let broker_url = ctx
-        .broker_url()
-        .await?
-        .ok_or_else(|| OpError::NotReady("organisation has not joined a broker yet: run `cullis-proxy org join`".into()))?;
+    let broker_url = ctx.broker_url().await?.ok_or_else(|| {
+        OpError::NotReady(
+            "organisation has not joined a broker yet: run `cullis-proxy org join`".into(),
+        )
+    })?;
     let org = ctx.org_credentials().await?;
     let ca = ctx
         .org_ca()
         .await?
         .ok_or_else(|| OpError::NotReady("no org CA: run `cullis-proxy org init`".into()))?;
-    Ok(Joined { org, ca, uplink: ctx.uplink_to(&broker_url)? })
+    Ok(Joined {
+        org,
+        ca,
+        uplink: ctx.uplink_to(&broker_url)?,
+    })
 }
 
 fn validate(name: &str, capabilities: &[String]) -> Result<(), OpError> {
     spiffe::validate_agent_name(name).map_err(|e| OpError::Invalid(e.to_string()))?;
     if capabilities.iter().any(|c| c.trim().is_empty()) {
-        return Err(OpError::Invalid("capabilities must be non-empty strings".into()));
+        return Err(OpError::Invalid(
+            "capabilities must be non-empty strings".into(),
+        ));
     }
     Ok(())
 }
 
 /// Mints a key and certificate, registers and pins the agent at the broker, stores it.
-pub async fn create(ctx: &Context, name: &str, capabilities: &[String], display_name: Option<&str>) -> Result<CreatedAgent, OpError> {
+pub async fn create(
+    ctx: &Context,
+    name: &str,
+    capabilities: &[String],
+    display_name: Option<&str>,
+) -> Result<CreatedAgent, OpError> {
     validate(name, capabilities)?;
     if ctx.store.agent_by_name(name).await?.is_some() {
         return Err(OpError::Conflict(format!("agent {name:?} already exists")));
@@ -62,13 +74,23 @@ pub async fn create(ctx: &Context, name: &str, capabilities: &[String], display_
     let agent_id = format!("{}::{name}", joined.org.org_id);
     let display_name = display_name.unwrap_or(name).to_owned();
     let (key, cert_pem) = issue(ctx, &joined.ca, &joined.org.org_id, name)?;
-    joined.uplink.register_agent(&joined.org, &agent_id, &display_name, capabilities).await?;
-    audit::record_quietly(&ctx.store, AuditEntry::new(ADMIN_ACTOR, "agent.broker_bind", Outcome::Success).detail(format!("agent={agent_id}"))).await;
+    joined
+        .uplink
+        .register_agent(&joined.org, &agent_id, &display_name, capabilities)
+        .await?;
+    audit::record_quietly(
+        &ctx.store,
+        AuditEntry::new(ADMIN_ACTOR, "agent.broker_bind", Outcome::Success)
+            .detail(format!("agent={agent_id}")),
+    )
+    .await;
     // The first login pins the certificate at the broker, so peers can encrypt to the agent.
     let creds = credentials(&agent_id, &cert_pem, key.clone())?;
     joined.uplink.login(&creds).await?;
     let api_key = api_key::generate(name);
-    ctx.custody.put(&keys::agent_key(&agent_id), key.to_pkcs8_pem().as_bytes()).await?;
+    ctx.custody
+        .put(&keys::agent_key(&agent_id), key.to_pkcs8_pem().as_bytes())
+        .await?;
     ctx.store
         .insert_agent(&AgentRow {
             agent_id: agent_id.clone(),
@@ -81,26 +103,62 @@ pub async fn create(ctx: &Context, name: &str, capabilities: &[String], display_
             is_active: true,
         })
         .await?;
-    audit::record_quietly(&ctx.store, AuditEntry::new(ADMIN_ACTOR, "agent.create", Outcome::Success).detail(format!("agent={agent_id} mode=x509+api_key"))).await;
-    Ok(CreatedAgent { org_id: joined.org.org_id, agent_id, api_key })
+    audit::record_quietly(
+        &ctx.store,
+        AuditEntry::new(ADMIN_ACTOR, "agent.create", Outcome::Success)
+            .detail(format!("agent={agent_id} mode=x509+api_key")),
+    )
+    .await;
+    Ok(CreatedAgent {
+        org_id: joined.org.org_id,
+        agent_id,
+        api_key,
+    })
 }
 
-fn issue(ctx: &Context, ca: &OrgCa, org_id: &str, name: &str) -> Result<(Arc<PrivateKey>, String), OpError> {
-    let key = PrivateKey::generate(AGENT_KEY_TYPE).map_err(|e| OpError::Internal(format!("key generation failed: {e}")))?;
+fn issue(
+    ctx: &Context,
+    ca: &OrgCa,
+    org_id: &str,
+    name: &str,
+) -> Result<(Arc<PrivateKey>, String), OpError> {
+    let key = PrivateKey::generate(AGENT_KEY_TYPE)
+        .map_err(|e| OpError::Internal(format!("key generation failed: {e}")))?;
     let cert = ca
-        .issue_agent_cert(org_id, name, &ctx.settings.trust_domain, key.public_key(), AGENT_CERT_DAYS)
+        .issue_agent_cert(
+            org_id,
+            name,
+            &ctx.settings.trust_domain,
+            key.public_key(),
+            AGENT_CERT_DAYS,
+        )
         .map_err(|e| OpError::Internal(format!("certificate issue failed: {e}")))?;
     Ok((Arc::new(key), cert.to_pem()))
 }
 
-fn credentials(agent_id: &str, cert_pem: &str, key: Arc<PrivateKey>) -> Result<AgentCredentials, OpError> {
-    let cert = cullis_shared::pki::Certificate::from_pem(cert_pem).map_err(|e| OpError::Internal(e.to_string()))?;
-    Ok(AgentCredentials { agent_id: agent_id.to_owned(), cert_der: cert.der().to_vec(), key })
+fn credentials(
+    agent_id: &str,
+    cert_pem: &str,
+    key: Arc<PrivateKey>,
+) -> Result<AgentCredentials, OpError> {
+    let cert = cullis_shared::pki::Certificate::from_pem(cert_pem)
+        .map_err(|e| OpError::Internal(e.to_string()))?;
+    Ok(AgentCredentials {
+        agent_id: agent_id.to_owned(),
+        cert_der: cert.der().to_vec(),
+        key,
+    })
 }
 
 /// The stored agents (no secrets).
 pub async fn list(ctx: &Context) -> Result<Vec<Value>, OpError> {
-    Ok(ctx.store.list_agents().await?.iter().map(describe).collect())
+    Ok(ctx
+        .store
+        .list_agents()
+        .await?
+        .iter()
+        .map(describe)
+        .collect())
 }
 
 /// The public view of an agent row.
@@ -116,7 +174,10 @@ pub fn describe(row: &AgentRow) -> Value {
 }
 
 async fn existing(ctx: &Context, name: &str) -> Result<AgentRow, OpError> {
-    ctx.store.agent_by_name(name).await?.ok_or_else(|| OpError::NotFound(format!("agent {name:?} not found")))
+    ctx.store
+        .agent_by_name(name)
+        .await?
+        .ok_or_else(|| OpError::NotFound(format!("agent {name:?} not found")))
 }
 
 /// A new API key; the old one stops working at once.
@@ -126,10 +187,25 @@ pub async fn rotate_api_key(ctx: &Context, name: &str) -> Result<CreatedAgent, O
         return Err(OpError::Conflict(format!("agent {name:?} is disabled")));
     }
     let api_key = api_key::generate(name);
-    ctx.store.set_agent_api_key_hash(name, &ctx.hasher.hash(&api_key)).await?;
-    audit::record_quietly(&ctx.store, AuditEntry::new(ADMIN_ACTOR, "agent.rotate_key", Outcome::Success).detail(format!("agent={}", row.agent_id))).await;
-    let org_id = row.agent_id.split_once("::").map(|(o, _)| o.to_owned()).unwrap_or_default();
-    Ok(CreatedAgent { org_id, agent_id: row.agent_id, api_key })
+    ctx.store
+        .set_agent_api_key_hash(name, &ctx.hasher.hash(&api_key))
+        .await?;
+    audit::record_quietly(
+        &ctx.store,
+        AuditEntry::new(ADMIN_ACTOR, "agent.rotate_key", Outcome::Success)
+            .detail(format!("agent={}", row.agent_id)),
+    )
+    .await;
+    let org_id = row
+        .agent_id
+        .split_once("::")
+        .map(|(o, _)| o.to_owned())
+        .unwrap_or_default();
+    Ok(CreatedAgent {
+        org_id,
+        agent_id: row.agent_id,
+        api_key,
+    })
 }
 
 /// A new key pair and certificate, registered through the broker's rotate-cert.
@@ -137,10 +213,23 @@ pub async fn rotate_cert(ctx: &Context, name: &str) -> Result<Value, OpError> {
     let row = existing(ctx, name).await?;
     let joined = joined(ctx).await?;
     let (key, cert_pem) = issue(ctx, &joined.ca, &joined.org.org_id, name)?;
-    joined.uplink.rotate_cert(&joined.org, &row.agent_id, &cert_pem).await?;
-    ctx.custody.put(&keys::agent_key(&row.agent_id), key.to_pkcs8_pem().as_bytes()).await?;
+    joined
+        .uplink
+        .rotate_cert(&joined.org, &row.agent_id, &cert_pem)
+        .await?;
+    ctx.custody
+        .put(
+            &keys::agent_key(&row.agent_id),
+            key.to_pkcs8_pem().as_bytes(),
+        )
+        .await?;
     ctx.store.set_agent_cert(name, &cert_pem).await?;
-    audit::record_quietly(&ctx.store, AuditEntry::new(ADMIN_ACTOR, "agent.rotate_cert", Outcome::Success).detail(format!("agent={}", row.agent_id))).await;
+    audit::record_quietly(
+        &ctx.store,
+        AuditEntry::new(ADMIN_ACTOR, "agent.rotate_cert", Outcome::Success)
+            .detail(format!("agent={}", row.agent_id)),
+    )
+    .await;
     Ok(json!({"agent_id": row.agent_id, "status": "rotated"}))
 }
 
@@ -149,7 +238,12 @@ pub async fn disable(ctx: &Context, name: &str) -> Result<Value, OpError> {
     let row = existing(ctx, name).await?;
     ctx.store.set_agent_active(name, false).await?;
     revoke_at_broker(ctx, &row.agent_id).await?;
-    audit::record_quietly(&ctx.store, AuditEntry::new(ADMIN_ACTOR, "agent.deactivate", Outcome::Success).detail(format!("agent={}", row.agent_id))).await;
+    audit::record_quietly(
+        &ctx.store,
+        AuditEntry::new(ADMIN_ACTOR, "agent.deactivate", Outcome::Success)
+            .detail(format!("agent={}", row.agent_id)),
+    )
+    .await;
     Ok(json!({"agent_id": row.agent_id, "status": "disabled"}))
 }
 
@@ -160,7 +254,12 @@ pub async fn delete(ctx: &Context, name: &str) -> Result<Value, OpError> {
     revoke_at_broker(ctx, &row.agent_id).await?;
     ctx.custody.delete(&keys::agent_key(&row.agent_id)).await?;
     ctx.store.delete_agent(name).await?;
-    audit::record_quietly(&ctx.store, AuditEntry::new(ADMIN_ACTOR, "agent.delete", Outcome::Success).detail(format!("agent={}", row.agent_id))).await;
+    audit::record_quietly(
+        &ctx.store,
+        AuditEntry::new(ADMIN_ACTOR, "agent.delete", Outcome::Success)
+            .detail(format!("agent={}", row.agent_id)),
+    )
+    .await;
     Ok(json!({"agent_id": row.agent_id, "status": "deleted"}))
 }
 
@@ -169,8 +268,11 @@ async fn revoke_at_broker(ctx: &Context, agent_id: &str) -> Result<(), OpError> 
         return Ok(());
     };
     let org = ctx.org_credentials().await?;
-    ctx.uplink_to(&broker_url)?.revoke_agent(&org, agent_id).await.map_err(|err| {
-        tracing::warn!(agent_id, "broker revocation failed: {err}");
-        OpError::from(err)
-    })
+    ctx.uplink_to(&broker_url)?
+        .revoke_agent(&org, agent_id)
+        .await
+        .map_err(|err| {
+            tracing::warn!(agent_id, "broker revocation failed: {err}");
+            OpError::from(err)
+        })
 }

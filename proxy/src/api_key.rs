@@ -48,7 +48,8 @@ impl ApiKeyHasher {
     }
 
     fn mac(&self, api_key: &str) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(api_key.as_bytes());
         mac.finalize().into_bytes().into()
     }
@@ -91,7 +92,14 @@ mod tests {
 
     #[test]
     fn malformed_keys_have_no_name() {
-        for bad in ["", "bogus", "sk_local_", "sk_local_buyer", "sk_local_buyer_xyz", "sk_local__0123456789abcdef0123456789abcdef"] {
+        for bad in [
+            "",
+            "bogus",
+            "sk_local_",
+            "sk_local_buyer",
+            "sk_local_buyer_xyz",
+            "sk_local__0123456789abcdef0123456789abcdef",
+        ] {
             assert_eq!(name_of(bad), None, "{bad}");
         }
     }

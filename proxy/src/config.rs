@@ -14,25 +14,45 @@ const DEFAULT_LIKE_TOKENS: &[&str] = &["change-me-in-production", "changeme", "a
 #[derive(Debug, Clone, Args)]
 pub struct CommonSettings {
     /// Directory for the SQLite store and the generated secret key.
-    #[arg(long, env = "MCP_PROXY_DATA_DIR", default_value = "./data", global = true)]
+    #[arg(
+        long,
+        env = "MCP_PROXY_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// SQLite database URL (default `sqlite://<data dir>/proxy.db`).
     #[arg(long, env = "MCP_PROXY_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
     /// Where secrets live: `local` (AES-256-GCM in the store) or `vault` (KV v2).
-    #[arg(long, env = "MCP_PROXY_SECRET_BACKEND", default_value = "local", global = true)]
+    #[arg(
+        long,
+        env = "MCP_PROXY_SECRET_BACKEND",
+        default_value = "local",
+        global = true
+    )]
     pub secret_backend: String,
     /// File with the 32-byte at-rest key (hex); generated with mode 0600 on first run.
     #[arg(long, env = "MCP_PROXY_SECRET_KEY_FILE", global = true)]
     pub secret_key_file: Option<PathBuf>,
     /// The at-rest key itself (64 hex characters); wins over the key file.
-    #[arg(long, env = "MCP_PROXY_SECRET_KEY", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "MCP_PROXY_SECRET_KEY",
+        hide_env_values = true,
+        global = true
+    )]
     pub secret_key: Option<String>,
     /// Vault/OpenBao address for `MCP_PROXY_SECRET_BACKEND=vault`.
     #[arg(long, env = "MCP_PROXY_VAULT_ADDR", global = true)]
     pub vault_addr: Option<String>,
     /// Vault token.
-    #[arg(long, env = "MCP_PROXY_VAULT_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "MCP_PROXY_VAULT_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     pub vault_token: Option<String>,
     /// KV v2 path prefix the secrets are written under.
     #[arg(
@@ -43,7 +63,12 @@ pub struct CommonSettings {
     )]
     pub vault_secret_prefix: String,
     /// SPIFFE trust domain of agent certificates (must equal the broker's TRUST_DOMAIN).
-    #[arg(long, env = "MCP_PROXY_TRUST_DOMAIN", default_value = "atn.local", global = true)]
+    #[arg(
+        long,
+        env = "MCP_PROXY_TRUST_DOMAIN",
+        default_value = "atn.local",
+        global = true
+    )]
     pub trust_domain: String,
     /// Extra PEM roots for the broker's TLS certificate.
     #[arg(long, env = "MCP_PROXY_BROKER_CA_BUNDLE", global = true)]
@@ -58,7 +83,12 @@ pub struct CommonSettings {
     #[arg(long, env = "MCP_PROXY_BROKER_CLIENT_KEY", global = true)]
     pub broker_client_key: Option<PathBuf>,
     /// Per-request timeout towards the broker, in seconds.
-    #[arg(long, env = "MCP_PROXY_BROKER_TIMEOUT_SECONDS", default_value_t = 10, global = true)]
+    #[arg(
+        long,
+        env = "MCP_PROXY_BROKER_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        global = true
+    )]
     pub broker_timeout_seconds: u64,
     /// This proxy's public URL; the PDP webhook URL sent at join is `<public url>/pdp/policy`.
     #[arg(long, env = "MCP_PROXY_PROXY_PUBLIC_URL", global = true)]
@@ -111,9 +141,9 @@ impl ConfigError {
 impl CommonSettings {
     /// The SQLite URL of the store.
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("proxy.db").display())
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("proxy.db").display()))
     }
 
     /// The at-rest key file.

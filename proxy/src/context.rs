@@ -78,7 +78,10 @@ impl Context {
         settings.validate()?;
         if settings.database_url.is_none() {
             std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
-                ConfigError::new("MCP_PROXY_DATA_DIR", format!("cannot create {}: {e}", settings.data_dir.display()))
+                ConfigError::new(
+                    "MCP_PROXY_DATA_DIR",
+                    format!("cannot create {}: {e}", settings.data_dir.display()),
+                )
             })?;
         }
         let store = Store::open(&settings.database_url()).await?;
@@ -104,24 +107,31 @@ impl Context {
             broker_url: broker_url.trim_end_matches('/').to_owned(),
             ca_bundle: s.broker_ca_bundle.clone(),
             insecure_tls: s.insecure_broker_tls,
-            client_cert: s.broker_client_cert.clone().zip(s.broker_client_key.clone()),
+            client_cert: s
+                .broker_client_cert
+                .clone()
+                .zip(s.broker_client_key.clone()),
             timeout: s.broker_timeout(),
         })
     }
 
     /// The org id and secret, once joined.
     pub async fn org_credentials(&self) -> Result<OrgCredentials, OpError> {
-        let org_id = self
-            .store
-            .setting(keys::ORG_ID)
-            .await?
-            .ok_or_else(|| OpError::NotReady("organisation not initialised: run `cullis-proxy org init` / `org join`".into()))?;
+        let org_id = self.store.setting(keys::ORG_ID).await?.ok_or_else(|| {
+            OpError::NotReady(
+                "organisation not initialised: run `cullis-proxy org init` / `org join`".into(),
+            )
+        })?;
         let secret = self
             .custody
             .get(keys::SECRET_ORG)
             .await?
             .and_then(|s| String::from_utf8(s.to_vec()).ok())
-            .ok_or_else(|| OpError::NotReady("organisation has not joined a broker yet: run `cullis-proxy org join`".into()))?;
+            .ok_or_else(|| {
+                OpError::NotReady(
+                    "organisation has not joined a broker yet: run `cullis-proxy org join`".into(),
+                )
+            })?;
         Ok(OrgCredentials { org_id, secret })
     }
 
@@ -135,7 +145,8 @@ impl Context {
             .get(keys::SECRET_CA_KEY)
             .await?
             .ok_or_else(|| OpError::Internal("org CA key missing from the secret store".into()))?;
-        let key_pem = std::str::from_utf8(&key).map_err(|_| OpError::Internal("org CA key is not PEM".into()))?;
+        let key_pem = std::str::from_utf8(&key)
+            .map_err(|_| OpError::Internal("org CA key is not PEM".into()))?;
         OrgCa::load(&cert_pem, key_pem)
             .map(Some)
             .map_err(|e| OpError::Internal(format!("stored org CA unusable: {e}")))
@@ -143,19 +154,22 @@ impl Context {
 
     /// The credentials the uplink acts with for a stored agent.
     pub async fn agent_credentials(&self, row: &AgentRow) -> Result<AgentCredentials, OpError> {
-        let cert_pem = row
-            .cert_pem
-            .as_deref()
-            .ok_or_else(|| OpError::NotFound(format!("No certificate found for agent {}", row.agent_id)))?;
+        let cert_pem = row.cert_pem.as_deref().ok_or_else(|| {
+            OpError::NotFound(format!("No certificate found for agent {}", row.agent_id))
+        })?;
         let cert = Certificate::from_pem(cert_pem)
             .map_err(|e| OpError::Internal(format!("stored certificate unreadable: {e}")))?;
         let key = self
             .custody
             .get(&keys::agent_key(&row.agent_id))
             .await?
-            .ok_or_else(|| OpError::NotFound(format!("Private key not found for agent {}", row.agent_id)))?;
-        let key_pem = std::str::from_utf8(&key).map_err(|_| OpError::Internal("agent key is not PEM".into()))?;
-        let key = PrivateKey::from_pem(key_pem).map_err(|e| OpError::Internal(format!("agent key unreadable: {e}")))?;
+            .ok_or_else(|| {
+                OpError::NotFound(format!("Private key not found for agent {}", row.agent_id))
+            })?;
+        let key_pem = std::str::from_utf8(&key)
+            .map_err(|_| OpError::Internal("agent key is not PEM".into()))?;
+        let key = PrivateKey::from_pem(key_pem)
+            .map_err(|e| OpError::Internal(format!("agent key unreadable: {e}")))?;
         Ok(AgentCredentials {
             agent_id: row.agent_id.clone(),
             cert_der: cert.der().to_vec(),

@@ -56,8 +56,9 @@ impl Custody {
             return Ok(Custody::Vault(Arc::new(vault)));
         }
         let raw = match &settings.secret_key {
-            Some(hex_key) => decode_key(hex_key)
-                .ok_or_else(|| ConfigError::new("MCP_PROXY_SECRET_KEY", "must be 64 hex characters"))?,
+            Some(hex_key) => decode_key(hex_key).ok_or_else(|| {
+                ConfigError::new("MCP_PROXY_SECRET_KEY", "must be 64 hex characters")
+            })?,
             None => load_or_create_key_file(&settings.secret_key_file())?,
         };
         let key = UnboundKey::new(&AES_256_GCM, &raw)
@@ -72,7 +73,8 @@ impl Custody {
     pub async fn put(&self, name: &str, value: &[u8]) -> Result<(), CustodyError> {
         match self {
             Custody::Local { key, store } => {
-                let sealed = seal(key, name, value).map_err(|_| CustodyError::Unseal(name.into()))?;
+                let sealed =
+                    seal(key, name, value).map_err(|_| CustodyError::Unseal(name.into()))?;
                 Ok(store.put_secret(name, &sealed).await?)
             }
             Custody::Vault(vault) => vault.put(name, value).await,
@@ -109,18 +111,25 @@ fn load_or_create_key_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
     const SETTING: &str = "MCP_PROXY_SECRET_KEY_FILE";
     match std::fs::read_to_string(path) {
         Ok(text) => decode_key(&text).ok_or_else(|| {
-            ConfigError::new(SETTING, format!("{} must hold 64 hex characters", path.display()))
+            ConfigError::new(
+                SETTING,
+                format!("{} must hold 64 hex characters", path.display()),
+            )
         }),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             let mut key = [0u8; 32];
             SystemRandom::new()
                 .fill(&mut key)
                 .map_err(|_| ConfigError::new(SETTING, "no system randomness"))?;
-            write_private_file(path, hex::encode(key).as_bytes())
-                .map_err(|e| ConfigError::new(SETTING, format!("cannot create {}: {e}", path.display())))?;
+            write_private_file(path, hex::encode(key).as_bytes()).map_err(|e| {
+                ConfigError::new(SETTING, format!("cannot create {}: {e}", path.display()))
+            })?;
             Ok(key.to_vec())
         }
-        Err(err) => Err(ConfigError::new(SETTING, format!("cannot read {}: {err}", path.display()))),
+        Err(err) => Err(ConfigError::new(
+            SETTING,
+            format!("cannot read {}: {err}", path.display()),
+        )),
     }
 }
 
@@ -136,7 +145,11 @@ fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     options.open(path)?.write_all(contents)
 }
 
-fn seal(key: &LessSafeKey, name: &str, value: &[u8]) -> Result<String, aws_lc_rs::error::Unspecified> {
+fn seal(
+    key: &LessSafeKey,
+    name: &str,
+    value: &[u8],
+) -> Result<String, aws_lc_rs::error::Unspecified> {
     let mut nonce = [0u8; NONCE_LEN];
     SystemRandom::new().fill(&mut nonce)?;
     let mut data = value.to_vec();
@@ -151,7 +164,9 @@ fn seal(key: &LessSafeKey, name: &str, value: &[u8]) -> Result<String, aws_lc_rs
 }
 
 fn open(key: &LessSafeKey, name: &str, sealed: &str) -> Option<Vec<u8>> {
-    let raw = base64::engine::general_purpose::STANDARD.decode(sealed).ok()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(sealed)
+        .ok()?;
     if raw.len() < NONCE_LEN {
         return None;
     }
@@ -207,7 +222,10 @@ impl VaultKv {
             .await
             .map_err(|e| CustodyError::Vault(format!("unreachable: {e}")))?;
         if !response.status().is_success() {
-            return Err(CustodyError::Vault(format!("write answered {}", response.status())));
+            return Err(CustodyError::Vault(format!(
+                "write answered {}",
+                response.status()
+            )));
         }
         Ok(())
     }
@@ -224,7 +242,10 @@ impl VaultKv {
             return Ok(None);
         }
         if !response.status().is_success() {
-            return Err(CustodyError::Vault(format!("read answered {}", response.status())));
+            return Err(CustodyError::Vault(format!(
+                "read answered {}",
+                response.status()
+            )));
         }
         let body: serde_json::Value = response
             .json()
@@ -249,7 +270,10 @@ impl VaultKv {
             .await
             .map_err(|e| CustodyError::Vault(format!("unreachable: {e}")))?;
         if !response.status().is_success() && response.status() != reqwest::StatusCode::NOT_FOUND {
-            return Err(CustodyError::Vault(format!("delete answered {}", response.status())));
+            return Err(CustodyError::Vault(format!(
+                "delete answered {}",
+                response.status()
+            )));
         }
         Ok(())
     }

@@ -36,8 +36,16 @@ pub async fn stream(state: &AppState, request: &Request) -> Reply {
 }
 
 /// Copies events to the client as SSE frames until either side goes away.
-async fn forward(mut events: broadcast::Receiver<crate::uplink::AgentEvent>, tx: mpsc::Sender<Bytes>, agent_id: String) {
-    if tx.send(Bytes::from_static(b": connected\n\n")).await.is_err() {
+async fn forward(
+    mut events: broadcast::Receiver<crate::uplink::AgentEvent>,
+    tx: mpsc::Sender<Bytes>,
+    agent_id: String,
+) {
+    if tx
+        .send(Bytes::from_static(b": connected\n\n"))
+        .await
+        .is_err()
+    {
         return;
     }
     loop {
@@ -59,7 +67,11 @@ async fn forward(mut events: broadcast::Receiver<crate::uplink::AgentEvent>, tx:
 /// `event: <type>\ndata: <json>\n\n` (the event's `type` field names it).
 fn sse_frame<T: serde::Serialize>(event: &T) -> Bytes {
     let value = serde_json::to_value(event).unwrap_or(Value::Null);
-    let name = value.get("type").and_then(Value::as_str).unwrap_or("message").to_owned();
+    let name = value
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("message")
+        .to_owned();
     // serde_json never emits raw newlines, so one data line always suffices.
     Bytes::from(format!("event: {name}\ndata: {value}\n\n"))
 }

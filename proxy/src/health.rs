@@ -1,6 +1,6 @@
 //! `/health`, `/healthz` (liveness) and `/readyz` (the store answers).
 
-use crate::http::{Response, ApiResult};
+use crate::http::{ApiResult, Response};
 use crate::state::AppState;
 use http::StatusCode;
 use serde_json::json;
@@ -16,7 +16,9 @@ pub fn healthz() -> Response {
 /// 200 `ready` when the database answers, else 503 `not_ready` with the failing check.
 pub async fn readyz(state: &AppState) -> ApiResult<Response> {
     Ok(match state.ctx.store.ping().await {
-        Ok(()) => Response::ok(&json!({"status": "ready", "checks": {"database": "ok", "jwks_cache": "not_configured"}})),
+        Ok(()) => Response::ok(
+            &json!({"status": "ready", "checks": {"database": "ok", "jwks_cache": "not_configured"}}),
+        ),
         Err(err) => {
             tracing::error!("readiness: database check failed: {err}");
             Response::json(

@@ -126,7 +126,11 @@ fn main() -> ExitCode {
     let _ = dotenvy::from_filename("proxy.env");
     let cli = Cli::parse();
     logging::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
     };
@@ -152,7 +156,10 @@ fn main() -> ExitCode {
     });
     match outcome {
         Ok(value) => {
-            println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
             ExitCode::SUCCESS
         }
         Err(err) => fail(&err),
@@ -172,16 +179,22 @@ async fn run(ctx: &Context, command: Command) -> Result<Value, OpError> {
         Command::Policy { command } => match command {
             PolicyCommand::Set { file } => {
                 let text = read(&file)?;
-                let rules: Value = serde_json::from_str(&text).map_err(|e| OpError::Invalid(format!("{}: not JSON: {e}", file.display())))?;
+                let rules: Value = serde_json::from_str(&text)
+                    .map_err(|e| OpError::Invalid(format!("{}: not JSON: {e}", file.display())))?;
                 pdp::set_rules(&ctx.store, &rules).await?;
                 Ok(rules)
             }
             PolicyCommand::Show => Ok(pdp::rules(&ctx.store).await?),
         },
-        Command::Audit { command: AuditCommand::Verify } => {
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
             let report = audit::verify(&ctx.store).await?;
             if !report.valid {
-                return Err(OpError::Conflict(format!("audit chain broken at row {:?}", report.broken_at_id)));
+                return Err(OpError::Conflict(format!(
+                    "audit chain broken at row {:?}",
+                    report.broken_at_id
+                )));
             }
             Ok(json!(report))
         }
@@ -190,16 +203,46 @@ async fn run(ctx: &Context, command: Command) -> Result<Value, OpError> {
 
 async fn run_org(ctx: &Context, command: OrgCommand) -> Result<Value, OpError> {
     match command {
-        OrgCommand::Init { org_id, key_type, import_cert, import_key } => {
+        OrgCommand::Init {
+            org_id,
+            key_type,
+            import_cert,
+            import_key,
+        } => {
             let source = match (import_cert, import_key, org_id) {
-                (Some(cert), Some(key), _) => CaSource::Import { cert_pem: read(&cert)?, key_pem: read(&key)? },
+                (Some(cert), Some(key), _) => CaSource::Import {
+                    cert_pem: read(&cert)?,
+                    key_pem: read(&key)?,
+                },
                 (None, None, Some(org_id)) => CaSource::Generate { org_id, key_type },
-                _ => return Err(OpError::Invalid("give --org-id (generate) or --import-cert and --import-key".into())),
+                _ => {
+                    return Err(OpError::Invalid(
+                        "give --org-id (generate) or --import-cert and --import-key".into(),
+                    ))
+                }
             };
             org::init(ctx, source).await
         }
-        OrgCommand::Join { broker, invite, org_id, display_name, contact_email, webhook_url } => {
-            org::join(ctx, JoinParams { broker_url: broker, invite_token: invite, org_id, display_name, contact_email, webhook_url }).await
+        OrgCommand::Join {
+            broker,
+            invite,
+            org_id,
+            display_name,
+            contact_email,
+            webhook_url,
+        } => {
+            org::join(
+                ctx,
+                JoinParams {
+                    broker_url: broker,
+                    invite_token: invite,
+                    org_id,
+                    display_name,
+                    contact_email,
+                    webhook_url,
+                },
+            )
+            .await
         }
         OrgCommand::Status => org::status(ctx).await,
     }
@@ -207,9 +250,13 @@ async fn run_org(ctx: &Context, command: OrgCommand) -> Result<Value, OpError> {
 
 async fn run_agent(ctx: &Context, command: AgentCommand) -> Result<Value, OpError> {
     match command {
-        AgentCommand::Create { name, capabilities, display_name } => {
-            Ok(json!(agents::create(ctx, &name, &capabilities, display_name.as_deref()).await?))
-        }
+        AgentCommand::Create {
+            name,
+            capabilities,
+            display_name,
+        } => Ok(json!(
+            agents::create(ctx, &name, &capabilities, display_name.as_deref()).await?
+        )),
         AgentCommand::List => Ok(json!({"agents": agents::list(ctx).await?})),
         AgentCommand::RotateKey { name } => Ok(json!(agents::rotate_api_key(ctx, &name).await?)),
         AgentCommand::RotateCert { name } => agents::rotate_cert(ctx, &name).await,
@@ -219,5 +266,6 @@ async fn run_agent(ctx: &Context, command: AgentCommand) -> Result<Value, OpErro
 }
 
 fn read(path: &PathBuf) -> Result<String, OpError> {
-    std::fs::read_to_string(path).map_err(|e| OpError::Invalid(format!("cannot read {}: {e}", path.display())))
+    std::fs::read_to_string(path)
+        .map_err(|e| OpError::Invalid(format!("cannot read {}: {e}", path.display())))
 }

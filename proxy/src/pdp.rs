@@ -36,7 +36,10 @@ pub fn evaluate(rules: &Value, request: &PdpRequest) -> PdpResponse {
                 .map(String::as_str)
                 .collect();
             if !denied.is_empty() {
-                reason = Some(format!("Capabilities not allowed: {}", python_list(&denied)));
+                reason = Some(format!(
+                    "Capabilities not allowed: {}",
+                    python_list(&denied)
+                ));
             }
         }
     }
@@ -83,19 +86,28 @@ pub fn validate_rules(rules: &Value) -> Result<(), String> {
 /// The stored rules (`{}` when none were set).
 pub async fn rules(store: &crate::store::Store) -> Result<Value, crate::store::StoreError> {
     Ok(match store.setting(RULES_KEY).await? {
-        Some(text) => serde_json::from_str(&text).unwrap_or_else(|_| Value::Object(Default::default())),
+        Some(text) => {
+            serde_json::from_str(&text).unwrap_or_else(|_| Value::Object(Default::default()))
+        }
         None => Value::Object(Default::default()),
     })
 }
 
 /// Validates and stores new rules; audited as `policy.update_rules`.
-pub async fn set_rules(store: &crate::store::Store, rules: &Value) -> Result<(), crate::context::OpError> {
+pub async fn set_rules(
+    store: &crate::store::Store,
+    rules: &Value,
+) -> Result<(), crate::context::OpError> {
     validate_rules(rules).map_err(crate::context::OpError::Invalid)?;
     store.set_setting(RULES_KEY, &rules.to_string()).await?;
     crate::audit::record_quietly(
         store,
-        crate::audit::AuditEntry::new(crate::audit::ADMIN_ACTOR, "policy.update_rules", crate::audit::Outcome::Success)
-            .detail(rules.to_string()),
+        crate::audit::AuditEntry::new(
+            crate::audit::ADMIN_ACTOR,
+            "policy.update_rules",
+            crate::audit::Outcome::Success,
+        )
+        .detail(rules.to_string()),
     )
     .await;
     Ok(())
@@ -119,7 +131,12 @@ mod tests {
 
     #[test]
     fn empty_or_malformed_rules_allow() {
-        for rules in [json!({}), json!(null), json!({"capabilities": {}}), json!({"blocked_agents": "x"})] {
+        for rules in [
+            json!({}),
+            json!(null),
+            json!({"capabilities": {}}),
+            json!({"blocked_agents": "x"}),
+        ] {
             let r = evaluate(&rules, &request(SessionContext::Initiator, &["a"]));
             assert_eq!(r.decision, PdpDecision::Allow, "{rules}");
             assert_eq!(r.reason, None);
@@ -129,7 +146,10 @@ mod tests {
     #[test]
     fn blocked_agents_deny_either_side() {
         for blocked in ["alpha::buyer", "beta::seller"] {
-            let r = evaluate(&json!({"blocked_agents": [blocked]}), &request(SessionContext::Target, &[]));
+            let r = evaluate(
+                &json!({"blocked_agents": [blocked]}),
+                &request(SessionContext::Target, &[]),
+            );
             assert_eq!(r.decision, PdpDecision::Deny);
             assert_eq!(r.reason.as_deref(), Some("Agent blocked by policy"));
         }
@@ -138,15 +158,31 @@ mod tests {
     #[test]
     fn allowed_orgs_use_the_peer_org() {
         let rules = json!({"allowed_orgs": ["alpha"]});
-        assert_eq!(evaluate(&rules, &request(SessionContext::Target, &[])).decision, PdpDecision::Allow);
+        assert_eq!(
+            evaluate(&rules, &request(SessionContext::Target, &[])).decision,
+            PdpDecision::Allow
+        );
         let r = evaluate(&rules, &request(SessionContext::Initiator, &[]));
-        assert_eq!(r.reason.as_deref(), Some("Organization 'beta' not in allowed list"));
-        assert_eq!(evaluate(&json!({"allowed_orgs": []}), &request(SessionContext::Initiator, &[])).decision, PdpDecision::Allow);
+        assert_eq!(
+            r.reason.as_deref(),
+            Some("Organization 'beta' not in allowed list")
+        );
+        assert_eq!(
+            evaluate(
+                &json!({"allowed_orgs": []}),
+                &request(SessionContext::Initiator, &[])
+            )
+            .decision,
+            PdpDecision::Allow
+        );
     }
 
     #[test]
     fn capabilities_list_restricts_and_last_reason_wins() {
-        let r = evaluate(&json!({"capabilities": ["a"]}), &request(SessionContext::Initiator, &["a", "b"]));
+        let r = evaluate(
+            &json!({"capabilities": ["a"]}),
+            &request(SessionContext::Initiator, &["a", "b"]),
+        );
         assert_eq!(r.reason.as_deref(), Some("Capabilities not allowed: ['b']"));
         let r = evaluate(
             &json!({"blocked_agents": ["alpha::buyer"], "capabilities": ["a"]}),

@@ -34,9 +34,17 @@ pub async fn policy(state: &AppState, request: &Request) -> ApiResult<Response> 
         body.initiator_agent_id,
         body.target_agent_id,
         body.capabilities,
-        decision.reason.as_deref().map(|r| format!(" reason={r}")).unwrap_or_default()
+        decision
+            .reason
+            .as_deref()
+            .map(|r| format!(" reason={r}"))
+            .unwrap_or_default()
     );
-    audit::record_quietly(&state.ctx.store, AuditEntry::new(actor, "pdp.decision", outcome).detail(detail)).await;
+    audit::record_quietly(
+        &state.ctx.store,
+        AuditEntry::new(actor, "pdp.decision", outcome).detail(detail),
+    )
+    .await;
     Ok(Response::ok(&decision))
 }
 

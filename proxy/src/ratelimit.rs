@@ -34,7 +34,10 @@ impl RateLimiter {
             windows.retain(|_, w| w.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
         }
         let window = windows.entry(agent_id.to_owned()).or_default();
-        while window.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+        while window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+        {
             window.pop_front();
         }
         if window.len() >= self.limit {

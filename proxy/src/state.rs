@@ -42,9 +42,16 @@ impl AppState {
 
     /// The uplink to the stored broker URL; 503 before `org join`.
     pub async fn uplink(&self) -> ApiResult<Uplink> {
-        let broker_url = self.ctx.broker_url().await?.ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, NOT_JOINED))?;
+        let broker_url = self
+            .ctx
+            .broker_url()
+            .await?
+            .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, NOT_JOINED))?;
         let mut slot = self.uplink.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(uplink) = slot.as_ref().filter(|u| u.broker_url() == broker_url.trim_end_matches('/')) {
+        if let Some(uplink) = slot
+            .as_ref()
+            .filter(|u| u.broker_url() == broker_url.trim_end_matches('/'))
+        {
             return Ok(uplink.clone());
         }
         let uplink = self.ctx.uplink_to(&broker_url)?;
@@ -53,9 +60,18 @@ impl AppState {
     }
 
     /// The uplink credentials of a stored agent (cached while its certificate is unchanged).
-    pub async fn credentials(&self, row: &AgentRow, uplink: &Uplink) -> ApiResult<AgentCredentials> {
+    pub async fn credentials(
+        &self,
+        row: &AgentRow,
+        uplink: &Uplink,
+    ) -> ApiResult<AgentCredentials> {
         let cert = row.cert_pem.clone().unwrap_or_default();
-        if let Some((cached_cert, creds)) = self.credentials.lock().unwrap_or_else(|e| e.into_inner()).get(&row.agent_id) {
+        if let Some((cached_cert, creds)) = self
+            .credentials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&row.agent_id)
+        {
             if *cached_cert == cert {
                 return Ok(creds.clone());
             }
@@ -75,19 +91,31 @@ impl AppState {
 
     /// The local agent an `X-API-Key` / bearer value belongs to, with the reference's 401
     /// texts, then the per-agent rate limit (429 + Retry-After).
-    pub async fn authenticate(&self, api_key: Option<&str>, missing_detail: &str) -> ApiResult<AgentRow> {
+    pub async fn authenticate(
+        &self,
+        api_key: Option<&str>,
+        missing_detail: &str,
+    ) -> ApiResult<AgentRow> {
         let key = api_key.ok_or_else(|| ApiError::unauthorized(missing_detail))?;
         if !key.starts_with(api_key::PREFIX) {
             return Err(ApiError::unauthorized("Invalid API key format"));
         }
         let invalid = || ApiError::unauthorized("Invalid API key");
         let name = api_key::name_of(key).ok_or_else(invalid)?;
-        let row = self.ctx.store.agent_by_name(name).await?.ok_or_else(invalid)?;
+        let row = self
+            .ctx
+            .store
+            .agent_by_name(name)
+            .await?
+            .ok_or_else(invalid)?;
         if !self.ctx.hasher.verify(key, &row.api_key_hash) || !row.is_active {
             return Err(invalid());
         }
         if let Err(retry_after) = self.limiter.check(&row.agent_id) {
-            return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded").with_header("Retry-After", retry_after.to_string()));
+            return Err(
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded")
+                    .with_header("Retry-After", retry_after.to_string()),
+            );
         }
         Ok(row)
     }

@@ -28,7 +28,11 @@ fn bao_binary() -> String {
     if let Ok(path) = std::env::var("BAO_BIN") {
         return path;
     }
-    if Command::new("bao").arg("version").output().is_ok_and(|o| o.status.success()) {
+    if Command::new("bao")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         return "bao".into();
     }
     panic!(
@@ -42,7 +46,12 @@ async fn start_bao() -> Bao {
     let home = std::env::temp_dir().join(format!("cullis-proxy-bao-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&home).unwrap();
     let mut child = Command::new(bao_binary())
-        .args(["server", "-dev", "-dev-root-token-id=root", &format!("-dev-listen-address=127.0.0.1:{port}")])
+        .args([
+            "server",
+            "-dev",
+            "-dev-root-token-id=root",
+            &format!("-dev-listen-address=127.0.0.1:{port}"),
+        ])
         .env("HOME", &home)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -50,7 +59,10 @@ async fn start_bao() -> Bao {
         .expect("bao starts");
     let addr = format!("http://127.0.0.1:{port}");
     for _ in 0..200 {
-        if reqwest::get(format!("{addr}/v1/sys/health")).await.is_ok_and(|r| r.status().is_success()) {
+        if reqwest::get(format!("{addr}/v1/sys/health"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return Bao { child, addr, home };
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -72,7 +84,10 @@ async fn secrets_live_in_openbao() {
     let orgs = two_orgs(&broker, &env).await;
     // The agent key is in Vault, readable with the token...
     let key: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/v1/secret/data/cullis-proxy/agent_key_alpha__buyer", bao.addr))
+        .get(format!(
+            "{}/v1/secret/data/cullis-proxy/agent_key_alpha__buyer",
+            bao.addr
+        ))
         .header("X-Vault-Token", "root")
         .send()
         .await
@@ -80,11 +95,23 @@ async fn secrets_live_in_openbao() {
         .json()
         .await
         .unwrap();
-    assert!(key["data"]["data"]["value_b64"].as_str().is_some_and(|v| !v.is_empty()), "{key}");
+    assert!(
+        key["data"]["data"]["value_b64"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty()),
+        "{key}"
+    );
     // ... and not in the SQLite store.
-    let url = format!("sqlite://{}", orgs.alpha.dir.join("data/proxy.db").display());
+    let url = format!(
+        "sqlite://{}",
+        orgs.alpha.dir.join("data/proxy.db").display()
+    );
     let store = cullis_proxy::store::Store::open(&url).await.unwrap();
-    assert!(store.get_secret("agent_key:alpha::buyer").await.unwrap().is_none());
+    assert!(store
+        .get_secret("agent_key:alpha::buyer")
+        .await
+        .unwrap()
+        .is_none());
     assert!(store.get_secret("org_secret").await.unwrap().is_none());
     store.close().await;
     // The proxy acts with keys from Vault (session open needs the agent key and the org's PDP).
@@ -96,7 +123,10 @@ async fn secrets_live_in_openbao() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let got = wait_message(&orgs.beta, &orgs.seller_key, &sid, -1, |m| m["payload"]["marker"] == "vault").await;
+    let got = wait_message(&orgs.beta, &orgs.seller_key, &sid, -1, |m| {
+        m["payload"]["marker"] == "vault"
+    })
+    .await;
     assert_eq!(got["verified"], true);
     // A wrong token: the CLI refuses with a clear message.
     let mut bad = TestProxy::prepare(&[
@@ -106,5 +136,9 @@ async fn secrets_live_in_openbao() {
     ]);
     bad.set_env("RUST_LOG", "error");
     let out = bad.cli(&["agent", "list"]).await;
-    assert!(!out.success && out.stderr.contains("vault"), "{}", out.stderr);
+    assert!(
+        !out.success && out.stderr.contains("vault"),
+        "{}",
+        out.stderr
+    );
 }

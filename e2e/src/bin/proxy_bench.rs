@@ -19,7 +19,11 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Parser)]
-#[command(name = "cullis-proxy-bench", version, about = "Proxy overhead: egress send + receive through two proxies vs direct")]
+#[command(
+    name = "cullis-proxy-bench",
+    version,
+    about = "Proxy overhead: egress send + receive through two proxies vs direct"
+)]
 struct Args {
     /// Messages per path.
     #[arg(long, default_value_t = 300)]
@@ -73,37 +77,82 @@ async fn main() {
     eprintln!("broker at {}", broker.base);
     let via_proxy = through_proxies(&broker, &args).await;
     let direct = direct(&broker.api, &args).await;
-    println!("\nmessages: {} per path, sequential (one in flight), send + receive", args.messages);
-    println!("{:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}", "path", "msgs/s", "send p50", "send p99", "recv p50", "recv p99", "round p50", "round p99");
+    println!(
+        "\nmessages: {} per path, sequential (one in flight), send + receive",
+        args.messages
+    );
+    println!(
+        "{:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "path", "msgs/s", "send p50", "send p99", "recv p50", "recv p99", "round p50", "round p99"
+    );
     report("direct", &direct);
     report("proxy", &via_proxy);
     let added = percentile(&via_proxy.round, 0.5).saturating_sub(percentile(&direct.round, 0.5));
-    println!("proxy overhead at p50 (round, both proxies together): {} ms", ms(added));
+    println!(
+        "proxy overhead at p50 (round, both proxies together): {} ms",
+        ms(added)
+    );
 }
 
 async fn through_proxies(broker: &TestBroker, args: &Args) -> Samples {
-    let env = [("MCP_PROXY_RATE_LIMIT_PER_MINUTE", "1000000"), ("RUST_LOG", "error")];
+    let env = [
+        ("MCP_PROXY_RATE_LIMIT_PER_MINUTE", "1000000"),
+        ("RUST_LOG", "error"),
+    ];
     let alpha = joined(broker, "alpha", &env).await;
     let beta = joined(broker, "beta", &env).await;
     let (_, buyer) = alpha.create_agent("buyer", &["bench.read"]).await;
     let (_, seller) = beta.create_agent("seller", &["bench.read"]).await;
     let open = json!({"target_agent_id": "beta::seller", "target_org_id": "beta", "capabilities": ["bench.read"]});
-    let opened: Value = alpha.egress(Method::POST, "/v1/egress/sessions", &buyer).json(&open).send().await.unwrap().json().await.unwrap();
-    let sid = opened["session_id"].as_str().expect("session opened").to_owned();
-    let accepted = beta.egress(Method::POST, &format!("/v1/egress/sessions/{sid}/accept"), &seller).send().await.unwrap();
+    let opened: Value = alpha
+        .egress(Method::POST, "/v1/egress/sessions", &buyer)
+        .json(&open)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sid = opened["session_id"]
+        .as_str()
+        .expect("session opened")
+        .to_owned();
+    let accepted = beta
+        .egress(
+            Method::POST,
+            &format!("/v1/egress/sessions/{sid}/accept"),
+            &seller,
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(accepted.status(), StatusCode::OK);
     let mut after = -1i64;
     let mut samples = Samples::default();
     for i in 0..args.warmup + args.messages {
         let started = Instant::now();
         let body = json!({"session_id": sid, "payload": {"i": i, "text": "benchmark message"}, "recipient_agent_id": "beta::seller"});
-        let response = alpha.egress(Method::POST, "/v1/egress/send", &buyer).json(&body).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap_or_default());
+        let response = alpha
+            .egress(Method::POST, "/v1/egress/send", &buyer)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "{}",
+            response.text().await.unwrap_or_default()
+        );
         let sent = started.elapsed();
         let (seq, last_poll) = loop {
             let poll_started = Instant::now();
             let got: Value = beta
-                .egress(Method::GET, &format!("/v1/egress/messages/{sid}?after={after}"), &seller)
+                .egress(
+                    Method::GET,
+                    &format!("/v1/egress/messages/{sid}?after={after}"),
+                    &seller,
+                )
                 .send()
                 .await
                 .unwrap()
@@ -128,11 +177,21 @@ async fn through_proxies(broker: &TestBroker, args: &Args) -> Samples {
 
 async fn joined(broker: &TestBroker, org: &str, env: &[(&str, &str)]) -> TestProxy {
     let proxy = TestProxy::start(env).await;
-    let (status, invite) = broker.admin(Method::POST, "/v1/admin/invites", Some(json!({"label": org}))).await;
+    let (status, invite) = broker
+        .admin(
+            Method::POST,
+            "/v1/admin/invites",
+            Some(json!({"label": org})),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{invite}");
-    let out = proxy.join(&broker.base, invite["token"].as_str().unwrap(), org).await;
+    let out = proxy
+        .join(&broker.base, invite["token"].as_str().unwrap(), org)
+        .await;
     assert!(out.success, "{}", out.stderr);
-    let (status, _) = broker.admin(Method::POST, &format!("/v1/admin/orgs/{org}/approve"), None).await;
+    let (status, _) = broker
+        .admin(Method::POST, &format!("/v1/admin/orgs/{org}/approve"), None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     proxy
 }
@@ -145,7 +204,14 @@ async fn direct(api: &BrokerApi, args: &Args) -> Samples {
     let seller = register(api, &beta, "seller").await;
     let buyer_session = buyer.login(&api.base, &api.http).await.expect("login");
     let seller_session = seller.login(&api.base, &api.http).await.expect("login");
-    let sid = messaging::open_active_session(&buyer_session, &seller_session, "direct-b::seller", "direct-b", &["bench.read"]).await;
+    let sid = messaging::open_active_session(
+        &buyer_session,
+        &seller_session,
+        "direct-b::seller",
+        "direct-b",
+        &["bench.read"],
+    )
+    .await;
     let seller_key = messaging::public_key(&buyer_session, "direct-b::seller").await;
     let buyer_key = messaging::public_key(&seller_session, "direct-a::buyer").await;
     let mut after = -1i64;
@@ -153,12 +219,26 @@ async fn direct(api: &BrokerApi, args: &Args) -> Samples {
     for i in 0..args.warmup + args.messages {
         let started = Instant::now();
         let payload = json!({"i": i, "text": "benchmark message"});
-        let (status, answer, _) = messaging::send(&buyer_session, &buyer, &seller_key, &sid, &payload, i as u64).await;
+        let (status, answer, _) = messaging::send(
+            &buyer_session,
+            &buyer,
+            &seller_key,
+            &sid,
+            &payload,
+            i as u64,
+        )
+        .await;
         assert!(status.is_success(), "{answer}");
         let sent = started.elapsed();
         let (seq, last_poll) = loop {
             let poll_started = Instant::now();
-            let (status, got) = seller_session.call(Method::GET, &format!("/v1/broker/sessions/{sid}/messages?after={after}"), None).await;
+            let (status, got) = seller_session
+                .call(
+                    Method::GET,
+                    &format!("/v1/broker/sessions/{sid}/messages?after={after}"),
+                    None,
+                )
+                .await;
             assert_eq!(status, StatusCode::OK, "{got}");
             if let Some(m) = got.as_array().and_then(|m| m.last()) {
                 open(&seller, &buyer_key, &sid, m);
@@ -181,9 +261,16 @@ async fn register(api: &BrokerApi, org: &OrgIdentity, name: &str) -> AgentIdenti
 }
 
 /// Decrypts and verifies like the proxy does for its agents.
-fn open(recipient: &AgentIdentity, sender_key: &cullis_shared::keys::PublicKey, sid: &str, message: &Value) {
+fn open(
+    recipient: &AgentIdentity,
+    sender_key: &cullis_shared::keys::PublicKey,
+    sid: &str,
+    message: &Value,
+) {
     let blob: CipherBlob = serde_json::from_value(message["payload"].clone()).expect("cipher blob");
-    let signed = message["signed_timestamp"].as_i64().map(|ts| (message["nonce"].as_str().unwrap_or(""), ts));
+    let signed = message["signed_timestamp"]
+        .as_i64()
+        .map(|ts| (message["nonce"].as_str().unwrap_or(""), ts));
     envelope::open(
         &recipient.key,
         sid,

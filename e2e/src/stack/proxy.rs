@@ -57,7 +57,10 @@ impl TestProxy {
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let mut vars: HashMap<String, String> = HashMap::from([
-            ("MCP_PROXY_DATA_DIR".into(), dir.join("data").display().to_string()),
+            (
+                "MCP_PROXY_DATA_DIR".into(),
+                dir.join("data").display().to_string(),
+            ),
             ("MCP_PROXY_HOST".into(), "127.0.0.1".into()),
             ("MCP_PROXY_PORT".into(), port.to_string()),
             ("MCP_PROXY_PROXY_PUBLIC_URL".into(), base.clone()),
@@ -116,17 +119,27 @@ impl TestProxy {
                 }
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("proxy exited ({status}) before /healthz answered:\n{}", self.stderr());
+                panic!(
+                    "proxy exited ({status}) before /healthz answered:\n{}",
+                    self.stderr()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("proxy /healthz did not answer within 30 s:\n{}", self.stderr());
+        panic!(
+            "proxy /healthz did not answer within 30 s:\n{}",
+            self.stderr()
+        );
     }
 
     /// Runs `cullis-proxy <args>` against this proxy's data directory and settings.
     pub async fn cli(&self, args: &[&str]) -> CliOutput {
         let mut command = Command::new(binary("cullis-proxy"));
-        command.args(args).current_dir(&self.dir).env_clear().envs(&self.env);
+        command
+            .args(args)
+            .current_dir(&self.dir)
+            .env_clear()
+            .envs(&self.env);
         let output = tokio::task::spawn_blocking(move || command.output())
             .await
             .expect("CLI task")
@@ -143,7 +156,11 @@ impl TestProxy {
     /// As [`TestProxy::cli`], panicking with the output when the command fails.
     pub async fn cli_ok(&self, args: &[&str]) -> Value {
         let out = self.cli(args).await;
-        assert!(out.success, "cullis-proxy {args:?} failed:\nstdout: {}\nstderr: {}", out.stdout, out.stderr);
+        assert!(
+            out.success,
+            "cullis-proxy {args:?} failed:\nstdout: {}\nstderr: {}",
+            out.stdout, out.stderr
+        );
         out.json
     }
 
@@ -152,8 +169,18 @@ impl TestProxy {
         let display = format!("{org_id} Org");
         let email = format!("ops@{org_id}.example");
         self.cli(&[
-            "org", "join", "--broker", broker_url, "--invite", invite, "--org-id", org_id,
-            "--display-name", &display, "--contact-email", &email,
+            "org",
+            "join",
+            "--broker",
+            broker_url,
+            "--invite",
+            invite,
+            "--org-id",
+            org_id,
+            "--display-name",
+            &display,
+            "--contact-email",
+            &email,
         ])
         .await
     }
@@ -161,7 +188,9 @@ impl TestProxy {
     /// `agent create NAME --capabilities ...`: `(agent_id, api_key)`.
     pub async fn create_agent(&self, name: &str, capabilities: &[&str]) -> (String, String) {
         let caps = capabilities.join(",");
-        let out = self.cli_ok(&["agent", "create", name, "--capabilities", &caps]).await;
+        let out = self
+            .cli_ok(&["agent", "create", name, "--capabilities", &caps])
+            .await;
         (
             out["agent_id"].as_str().expect("agent_id").to_owned(),
             out["api_key"].as_str().expect("api_key").to_owned(),
@@ -176,7 +205,9 @@ impl TestProxy {
     /// SIGTERM and wait (≤ 10 s, then SIGKILL).
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         for _ in 0..200 {
             if let Ok(Some(status)) = child.try_wait() {
                 return Some(status);
@@ -201,8 +232,15 @@ impl TestProxy {
     }
 
     /// A request with an agent's API key.
-    pub fn egress(&self, method: reqwest::Method, path: &str, api_key: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, self.url(path)).header("X-API-Key", api_key)
+    pub fn egress(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        api_key: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .header("X-API-Key", api_key)
     }
 }
 

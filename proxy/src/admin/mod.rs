@@ -18,22 +18,42 @@ pub async fn route(state: &AppState, request: &Request, rest: &[&str]) -> ApiRes
     let m = &request.method;
     let answer: Value = match (m, rest) {
         (&Method::GET, ["org"]) => org::config(ctx).await.map_err(op_error)?,
-        (&Method::POST, ["org", "init"]) => org::init(ctx, parse_init(request)?).await.map_err(op_error)?,
-        (&Method::POST, ["org", "join"]) => org::join(ctx, parse_json::<JoinParams>(&request.body)?).await.map_err(op_error)?,
+        (&Method::POST, ["org", "init"]) => org::init(ctx, parse_init(request)?)
+            .await
+            .map_err(op_error)?,
+        (&Method::POST, ["org", "join"]) => {
+            org::join(ctx, parse_json::<JoinParams>(&request.body)?)
+                .await
+                .map_err(op_error)?
+        }
         (&Method::GET, ["org", "status"]) => org::status(ctx).await.map_err(op_error)?,
         (&Method::GET, ["agents"]) => json!({"agents": agents::list(ctx).await.map_err(op_error)?}),
         (&Method::POST, ["agents"]) => {
             let body: CreateAgent = parse_json(&request.body)?;
-            let created = agents::create(ctx, &body.name, &body.capabilities, body.display_name.as_deref()).await.map_err(op_error)?;
+            let created = agents::create(
+                ctx,
+                &body.name,
+                &body.capabilities,
+                body.display_name.as_deref(),
+            )
+            .await
+            .map_err(op_error)?;
             return Ok(Response::json(StatusCode::CREATED, &created));
         }
-        (&Method::POST, ["agents", name, "rotate-key"]) => json!(agents::rotate_api_key(ctx, name).await.map_err(op_error)?),
-        (&Method::POST, ["agents", name, "rotate-cert"]) => agents::rotate_cert(ctx, name).await.map_err(op_error)?,
-        (&Method::POST, ["agents", name, "disable"]) => agents::disable(ctx, name).await.map_err(op_error)?,
+        (&Method::POST, ["agents", name, "rotate-key"]) => {
+            json!(agents::rotate_api_key(ctx, name).await.map_err(op_error)?)
+        }
+        (&Method::POST, ["agents", name, "rotate-cert"]) => {
+            agents::rotate_cert(ctx, name).await.map_err(op_error)?
+        }
+        (&Method::POST, ["agents", name, "disable"]) => {
+            agents::disable(ctx, name).await.map_err(op_error)?
+        }
         (&Method::DELETE, ["agents", name]) => agents::delete(ctx, name).await.map_err(op_error)?,
         (&Method::GET, ["policy"]) => pdp::rules(&ctx.store).await?,
         (&Method::PUT, ["policy"]) => {
-            let rules: Value = serde_json::from_slice(&request.body).map_err(|e| ApiError::bad_request(format!("rules must be JSON: {e}")))?;
+            let rules: Value = serde_json::from_slice(&request.body)
+                .map_err(|e| ApiError::bad_request(format!("rules must be JSON: {e}")))?;
             pdp::set_rules(&ctx.store, &rules).await.map_err(op_error)?;
             rules
         }
@@ -46,7 +66,10 @@ pub async fn route(state: &AppState, request: &Request, rest: &[&str]) -> ApiRes
 
 fn authorize(state: &AppState, request: &Request) -> ApiResult<()> {
     let Some(expected) = state.serve.admin_token.as_deref() else {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Admin API disabled: set MCP_PROXY_ADMIN_TOKEN"));
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Admin API disabled: set MCP_PROXY_ADMIN_TOKEN",
+        ));
     };
     let given = request
         .header("authorization")
@@ -85,18 +108,30 @@ fn parse_init(request: &Request) -> ApiResult<CaSource> {
     let body: InitBody = parse_json(&request.body)?;
     match (body.ca_cert_pem, body.ca_key_pem, body.org_id) {
         (Some(cert_pem), Some(key_pem), _) => Ok(CaSource::Import { cert_pem, key_pem }),
-        (None, None, Some(org_id)) => Ok(CaSource::Generate { org_id, key_type: body.key_type.unwrap_or(CaKeyType::P384) }),
-        _ => Err(ApiError::bad_request("give org_id (generate) or ca_cert_pem and ca_key_pem (import)")),
+        (None, None, Some(org_id)) => Ok(CaSource::Generate {
+            org_id,
+            key_type: body.key_type.unwrap_or(CaKeyType::P384),
+        }),
+        _ => Err(ApiError::bad_request(
+            "give org_id (generate) or ca_cert_pem and ca_key_pem (import)",
+        )),
     }
 }
 
 async fn audit_query(state: &AppState, request: &Request) -> ApiResult<Value> {
     let limit = match request.query_param("limit") {
-        Some(text) => text.parse::<i64>().map_err(|_| ApiError::bad_request("limit must be an integer"))?.clamp(1, 10_000),
+        Some(text) => text
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request("limit must be an integer"))?
+            .clamp(1, 10_000),
         None => 1000,
     };
     let agent = request.query_param("agent_id");
     let action = request.query_param("action");
-    let rows = state.ctx.store.audit_rows(agent.as_deref(), action.as_deref(), limit).await?;
+    let rows = state
+        .ctx
+        .store
+        .audit_rows(agent.as_deref(), action.as_deref(), limit)
+        .await?;
     Ok(json!({"count": rows.len(), "entries": rows}))
 }

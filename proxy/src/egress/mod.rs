@@ -17,7 +17,12 @@ pub async fn route(state: &AppState, request: &Request, rest: &[&str]) -> Reply 
     let m = &request.method;
     let known_path = matches!(
         rest,
-        ["sessions"] | ["sessions", _, "accept" | "close"] | ["send"] | ["messages", _] | ["discover"] | ["tools", "invoke"]
+        ["sessions"]
+            | ["sessions", _, "accept" | "close"]
+            | ["send"]
+            | ["messages", _]
+            | ["discover"]
+            | ["tools", "invoke"]
     );
     let result = match (m, rest) {
         (&Method::POST, ["sessions"]) => ops::open_session(state, request).await,
@@ -28,7 +33,10 @@ pub async fn route(state: &AppState, request: &Request, rest: &[&str]) -> Reply 
         (&Method::GET, ["messages", sid]) => ops::messages(state, request, sid).await,
         (&Method::POST, ["discover"]) => ops::discover(state, request).await,
         (&Method::POST, ["tools", "invoke"]) => ops::tools_invoke(state, request).await,
-        _ if known_path => Err(ApiError::new(http::StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")),
+        _ if known_path => Err(ApiError::new(
+            http::StatusCode::METHOD_NOT_ALLOWED,
+            "Method Not Allowed",
+        )),
         _ => Err(ApiError::not_found("Not Found")),
     };
     Reply::from(result)
@@ -36,7 +44,9 @@ pub async fn route(state: &AppState, request: &Request, rest: &[&str]) -> Reply 
 
 /// Authenticates the `X-API-Key` of `request` and binds the uplink for that agent.
 pub async fn egress_for(state: &AppState, request: &Request) -> ApiResult<Egress> {
-    let agent = state.authenticate(request.header("x-api-key"), MISSING_KEY).await?;
+    let agent = state
+        .authenticate(request.header("x-api-key"), MISSING_KEY)
+        .await?;
     Ok(Egress::new(agent))
 }
 

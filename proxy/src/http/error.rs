@@ -61,7 +61,12 @@ impl ApiError {
     }
 
     /// 422 with one validation item, like FastAPI/pydantic.
-    pub fn validation(kind: &str, loc: Vec<LocItem>, msg: impl Into<String>, input: Value) -> ApiError {
+    pub fn validation(
+        kind: &str,
+        loc: Vec<LocItem>,
+        msg: impl Into<String>,
+        input: Value,
+    ) -> ApiError {
         let item = ValidationErrorItem {
             kind: kind.to_owned(),
             loc,
@@ -99,9 +104,10 @@ impl From<UplinkError> for ApiError {
             UplinkError::Broker { detail, .. } => {
                 ApiError::new(StatusCode::BAD_GATEWAY, format!("Broker error: {detail}"))
             }
-            UplinkError::Unreachable(why) => {
-                ApiError::new(StatusCode::BAD_GATEWAY, format!("Broker unreachable: {why}"))
-            }
+            UplinkError::Unreachable(why) => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("Broker unreachable: {why}"),
+            ),
             UplinkError::Protocol(why) => ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 format!("Broker error: unexpected answer: {why}"),
@@ -131,7 +137,10 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     let value: Value = serde_json::from_slice(body).map_err(|err| {
         ApiError::validation(
             "json_invalid",
-            vec![LocItem::Key("body".into()), LocItem::Index(err.column() as u64)],
+            vec![
+                LocItem::Key("body".into()),
+                LocItem::Index(err.column() as u64),
+            ],
             "JSON decode error",
             json!({}),
         )
@@ -186,10 +195,24 @@ mod tests {
 
     #[test]
     fn uplink_errors_map_to_statuses() {
-        let e: ApiError = UplinkError::Broker { status: 403, detail: "Policy: denied".into() }.into();
-        assert_eq!((e.status.as_u16(), e.detail_text()), (403, Some("Policy: denied")));
-        let e: ApiError = UplinkError::Broker { status: 503, detail: "db".into() }.into();
-        assert_eq!((e.status.as_u16(), e.detail_text()), (502, Some("Broker error: db")));
+        let e: ApiError = UplinkError::Broker {
+            status: 403,
+            detail: "Policy: denied".into(),
+        }
+        .into();
+        assert_eq!(
+            (e.status.as_u16(), e.detail_text()),
+            (403, Some("Policy: denied"))
+        );
+        let e: ApiError = UplinkError::Broker {
+            status: 503,
+            detail: "db".into(),
+        }
+        .into();
+        assert_eq!(
+            (e.status.as_u16(), e.detail_text()),
+            (502, Some("Broker error: db"))
+        );
         let e: ApiError = UplinkError::Unreachable("refused".into()).into();
         assert_eq!(e.detail_text(), Some("Broker unreachable: refused"));
     }

@@ -82,7 +82,8 @@ impl Response {
 
 impl From<ApiError> for Response {
     fn from(error: ApiError) -> Response {
-        let mut response = Response::json(error.status, &serde_json::json!({"detail": error.detail}));
+        let mut response =
+            Response::json(error.status, &serde_json::json!({"detail": error.detail}));
         response.headers.extend(error.headers);
         response
     }
@@ -129,7 +130,13 @@ pub const SECURITY_HEADERS: &[(&str, &str)] = &[
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "strict-origin-when-cross-origin"),
-    ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
-    ("Strict-Transport-Security", "max-age=31536000; includeSubDomains"),
+    (
+        "Permissions-Policy",
+        "camera=(), microphone=(), geolocation=()",
+    ),
+    (
+        "Strict-Transport-Security",
+        "max-age=31536000; includeSubDomains",
+    ),
     ("Cache-Control", "no-store"),
 ];

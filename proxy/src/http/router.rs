@@ -17,7 +17,12 @@ pub async fn dispatch(state: &AppState, request: Request) -> Reply {
 }
 
 async fn route(state: &AppState, request: Request) -> Reply {
-    let segments: Vec<String> = request.path.trim_start_matches('/').split('/').map(str::to_owned).collect();
+    let segments: Vec<String> = request
+        .path
+        .trim_start_matches('/')
+        .split('/')
+        .map(str::to_owned)
+        .collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let m = &request.method;
     match segments.as_slice() {

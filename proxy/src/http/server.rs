@@ -17,6 +17,9 @@ use pingora_http::ResponseHeader;
 use std::sync::Arc;
 use tokio::sync::OnceCell;
 
+/// How much of an oversized body is read and dropped before the connection is closed.
+const DRAIN_CAP: usize = 16 * 1024 * 1024;
+
 /// Keep-alive of idle client connections, seconds.
 const KEEPALIVE_SECONDS: u64 = 60;
 
@@ -30,7 +33,11 @@ pub struct HttpApp {
 
 impl HttpApp {
     pub fn new(settings: CommonSettings, serve: ServeSettings) -> HttpApp {
-        HttpApp { settings, serve, state: OnceCell::new() }
+        HttpApp {
+            settings,
+            serve,
+            state: OnceCell::new(),
+        }
     }
 
     /// The state, opened on first use (the settings were already checked at start-up, so a
@@ -38,7 +45,9 @@ impl HttpApp {
     async fn state(&self) -> Result<Arc<AppState>, ApiError> {
         self.state
             .get_or_try_init(|| async {
-                let ctx = Context::open(self.settings.clone()).await.map_err(|e| ApiError::unavailable("proxy store", e))?;
+                let ctx = Context::open(self.settings.clone())
+                    .await
+                    .map_err(|e| ApiError::unavailable("proxy store", e))?;
                 Ok(Arc::new(AppState::new(ctx, self.serve.clone())))
             })
             .await
@@ -58,7 +67,10 @@ pub fn serve(settings: CommonSettings, serve: ServeSettings) -> ! {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let address = format!("{}:{}", serve.host, serve.port);
-    let mut service = Service::new("cullis-proxy http".to_owned(), HttpApp::new(settings, serve));
+    let mut service = Service::new(
+        "cullis-proxy http".to_owned(),
+        HttpApp::new(settings, serve),
+    );
     service.add_tcp(&address);
     server.add_service(service);
     tracing::info!(%address, version = env!("CARGO_PKG_VERSION"), "cullis-proxy listening");
@@ -67,7 +79,11 @@ pub fn serve(settings: CommonSettings, serve: ServeSettings) -> ! {
 
 #[async_trait]
 impl HttpServerApp for HttpApp {
-    async fn process_new_http(self: &Arc<Self>, mut session: ServerSession, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
         match session.read_request().await {
             Ok(true) => {}
             Ok(false) => return None,
@@ -112,34 +128,53 @@ async fn read_request(session: &mut ServerSession, limit: usize) -> Result<Reque
     let path = head.uri.path().to_owned();
     let query = head.uri.query().map(str::to_owned);
     let headers = head.headers.clone();
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large(limit));
-    }
     let mut body = BytesMut::new();
+    // An oversized body is read to its end (up to a cap) and dropped, so the client, still
+    // sending, reads a clean 413 instead of a reset connection.
+    let mut oversized = false;
+    let mut drained = 0usize;
     loop {
         match session.read_request_body().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > limit {
-                    return Err(too_large(limit));
+            Ok(Some(chunk)) if oversized || body.len() + chunk.len() > limit => {
+                oversized = true;
+                drained += chunk.len();
+                if drained > DRAIN_CAP {
+                    break;
                 }
-                body.extend_from_slice(&chunk);
             }
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
             Ok(None) => break,
-            Err(err) => return Err(ApiError::bad_request(format!("could not read the request body: {err}"))),
+            Err(err) => {
+                return Err(ApiError::bad_request(format!(
+                    "could not read the request body: {err}"
+                )))
+            }
         }
     }
-    Ok(Request { method, path, query, headers, body: body.freeze() })
+    if oversized {
+        return Err(too_large(limit));
+    }
+    Ok(Request {
+        method,
+        path,
+        query,
+        headers,
+        body: body.freeze(),
+    })
 }
 
 fn too_large(limit: usize) -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("Request body too large (limit {limit} bytes)"))
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("Request body too large (limit {limit} bytes)"),
+    )
 }
 
-fn head(status: StatusCode, content_type: &str, extra: &[(&'static str, String)]) -> pingora_core::Result<ResponseHeader> {
+fn head(
+    status: StatusCode,
+    content_type: &str,
+    extra: &[(&'static str, String)],
+) -> pingora_core::Result<ResponseHeader> {
     let mut header = ResponseHeader::build(status, Some(8 + extra.len()))?;
     for (name, value) in SECURITY_HEADERS {
         header.insert_header(*name, *value)?;
@@ -156,18 +191,31 @@ async fn write_whole(session: &mut ServerSession, response: Response) -> pingora
     header.insert_header("Content-Length", response.body.len().to_string())?;
     session.write_response_header(Box::new(header)).await?;
     if !response.body.is_empty() {
-        session.write_response_body(Bytes::from(response.body), true).await?;
+        session
+            .write_response_body(Bytes::from(response.body), true)
+            .await?;
     }
     Ok(())
 }
 
 /// Streams chunks until the producer ends, the client goes away, or the server shuts down.
-async fn write_stream(session: &mut ServerSession, mut stream: StreamResponse, mut shutdown: ShutdownWatch) {
+async fn write_stream(
+    session: &mut ServerSession,
+    mut stream: StreamResponse,
+    mut shutdown: ShutdownWatch,
+) {
     session.set_keepalive(None);
     let Ok(mut header) = head(StatusCode::OK, stream.content_type, &stream.headers) else {
         return;
     };
-    if header.insert_header("Transfer-Encoding", "chunked").is_err() || session.write_response_header(Box::new(header)).await.is_err() {
+    if header
+        .insert_header("Transfer-Encoding", "chunked")
+        .is_err()
+        || session
+            .write_response_header(Box::new(header))
+            .await
+            .is_err()
+    {
         return;
     }
     loop {

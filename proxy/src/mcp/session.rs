@@ -26,26 +26,41 @@ impl McpSessions {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if sessions.len() >= MAX_SESSIONS {
-            if let Some(oldest) = sessions.iter().min_by_key(|(_, s)| s.created).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.created)
+                .map(|(k, _)| k.clone())
+            {
                 sessions.remove(&oldest);
             }
         }
         sessions.insert(
             id.clone(),
-            McpSession { agent_id: agent_id.to_owned(), protocol_version: protocol_version.to_owned(), created: Instant::now() },
+            McpSession {
+                agent_id: agent_id.to_owned(),
+                protocol_version: protocol_version.to_owned(),
+                created: Instant::now(),
+            },
         );
         id
     }
 
     /// Whether `session_id` is a live session of `agent_id`.
     pub fn belongs_to(&self, session_id: &str, agent_id: &str) -> bool {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(session_id).is_some_and(|s| s.agent_id == agent_id)
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(session_id)
+            .is_some_and(|s| s.agent_id == agent_id)
     }
 
     /// Ends a session of `agent_id`; false when there is none.
     pub fn close(&self, session_id: &str, agent_id: &str) -> bool {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        if sessions.get(session_id).is_some_and(|s| s.agent_id == agent_id) {
+        if sessions
+            .get(session_id)
+            .is_some_and(|s| s.agent_id == agent_id)
+        {
             sessions.remove(session_id);
             return true;
         }

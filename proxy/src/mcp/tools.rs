@@ -72,46 +72,67 @@ struct ListArgs {
 }
 
 /// Runs tool `name`; `None` for an unknown tool (a protocol error, not a tool error).
-pub async fn call(state: &AppState, agent: &AgentRow, name: &str, arguments: &Value) -> Option<Value> {
+pub async fn call(
+    state: &AppState,
+    agent: &AgentRow,
+    name: &str,
+    arguments: &Value,
+) -> Option<Value> {
     let egress = Egress::new(agent.clone());
     let result = match name {
         "cullis_discover" => discover(state, &egress, arguments).await,
-        "cullis_open_session" => async {
-            let args: OpenSessionRequest = args(arguments)?;
-            let session_id = egress.open_session(state, &args).await?;
-            Ok(json!({"session_id": session_id, "status": "opened"}))
+        "cullis_open_session" => {
+            async {
+                let args: OpenSessionRequest = args(arguments)?;
+                let session_id = egress.open_session(state, &args).await?;
+                Ok(json!({"session_id": session_id, "status": "opened"}))
+            }
+            .await
         }
-        .await,
-        "cullis_accept_session" => async {
-            let args: SessionArg = args(arguments)?;
-            egress.accept(state, &args.session_id).await?;
-            Ok(json!({"status": "accepted", "session_id": args.session_id}))
+        "cullis_accept_session" => {
+            async {
+                let args: SessionArg = args(arguments)?;
+                egress.accept(state, &args.session_id).await?;
+                Ok(json!({"status": "accepted", "session_id": args.session_id}))
+            }
+            .await
         }
-        .await,
         "cullis_send" => send(state, &egress, arguments).await,
-        "cullis_receive" => async {
-            let args: ReceiveArgs = args(arguments)?;
-            let messages = egress.messages(state, &args.session_id, args.after).await?;
-            Ok(json!({"count": messages.len(), "messages": messages}))
+        "cullis_receive" => {
+            async {
+                let args: ReceiveArgs = args(arguments)?;
+                let messages = egress.messages(state, &args.session_id, args.after).await?;
+                Ok(json!({"count": messages.len(), "messages": messages}))
+            }
+            .await
         }
-        .await,
-        "cullis_list_sessions" => async {
-            let args: ListArgs = if arguments.is_null() { ListArgs::default() } else { self::args(arguments)? };
-            let sessions = egress.list_sessions(state, args.status.as_deref()).await?;
-            Ok(json!({"sessions": sessions}))
+        "cullis_list_sessions" => {
+            async {
+                let args: ListArgs = if arguments.is_null() {
+                    ListArgs::default()
+                } else {
+                    self::args(arguments)?
+                };
+                let sessions = egress.list_sessions(state, args.status.as_deref()).await?;
+                Ok(json!({"sessions": sessions}))
+            }
+            .await
         }
-        .await,
-        "cullis_close_session" => async {
-            let args: SessionArg = args(arguments)?;
-            egress.close(state, &args.session_id).await?;
-            Ok(json!({"status": "closed", "session_id": args.session_id}))
+        "cullis_close_session" => {
+            async {
+                let args: SessionArg = args(arguments)?;
+                egress.close(state, &args.session_id).await?;
+                Ok(json!({"status": "closed", "session_id": args.session_id}))
+            }
+            .await
         }
-        .await,
-        "cullis_invoke_tool" => async {
-            let args: ToolInvokeRequest = args(arguments)?;
-            egress.tools_invoke(state, &args).await
+        "cullis_invoke_tool" => {
+            async {
+                let args: ToolInvokeRequest = args(arguments)?;
+                egress.tools_invoke(state, &args).await
+            }
+            .await
         }
-        .await,
         _ => return None,
     };
     Some(match result {
@@ -121,7 +142,10 @@ pub async fn call(state: &AppState, agent: &AgentRow, name: &str, arguments: &Va
             "isError": false,
         }),
         Err(err) => {
-            let detail = err.detail_text().map(str::to_owned).unwrap_or_else(|| err.detail.to_string());
+            let detail = err
+                .detail_text()
+                .map(str::to_owned)
+                .unwrap_or_else(|| err.detail.to_string());
             json!({
                 "content": [{"type": "text", "text": format!("HTTP {}: {detail}", err.status.as_u16())}],
                 "isError": true,
@@ -131,11 +155,16 @@ pub async fn call(state: &AppState, agent: &AgentRow, name: &str, arguments: &Va
 }
 
 fn args<T: DeserializeOwned>(arguments: &Value) -> ApiResult<T> {
-    serde_json::from_value(arguments.clone()).map_err(|e| ApiError::bad_request(format!("invalid arguments: {e}")))
+    serde_json::from_value(arguments.clone())
+        .map_err(|e| ApiError::bad_request(format!("invalid arguments: {e}")))
 }
 
 async fn discover(state: &AppState, egress: &Egress, arguments: &Value) -> ApiResult<Value> {
-    let body: DiscoverRequest = if arguments.is_null() { DiscoverRequest::default() } else { args(arguments)? };
+    let body: DiscoverRequest = if arguments.is_null() {
+        DiscoverRequest::default()
+    } else {
+        args(arguments)?
+    };
     let agents = egress.discover(state, &body).await?;
     Ok(json!({"count": agents.len(), "agents": agents}))
 }
@@ -146,8 +175,14 @@ async fn send(state: &AppState, egress: &Egress, arguments: &Value) -> ApiResult
     let payload = match args.payload {
         Value::Object(_) => args.payload,
         Value::String(text) => json!({"text": text}),
-        other => return Err(ApiError::bad_request(format!("payload must be a JSON object, got {other}"))),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "payload must be a JSON object, got {other}"
+            )))
+        }
     };
-    let client_seq = egress.send(state, &args.session_id, &args.recipient_agent_id, &payload).await?;
+    let client_seq = egress
+        .send(state, &args.session_id, &args.recipient_agent_id, &payload)
+        .await?;
     Ok(json!({"status": "sent", "session_id": args.session_id, "client_seq": client_seq}))
 }

@@ -24,7 +24,11 @@ const COLUMNS: &str = "id, timestamp, agent_id, action, tool_name, status, detai
 impl Store {
     /// Appends a row whose hash `make_hash(prev_hash)` computes, under a write lock so two
     /// writers (the server and a CLI command) can never chain onto the same predecessor.
-    pub async fn append_audit<F>(&self, mut row: AuditRow, make_hash: F) -> Result<AuditRow, StoreError>
+    pub async fn append_audit<F>(
+        &self,
+        mut row: AuditRow,
+        make_hash: F,
+    ) -> Result<AuditRow, StoreError>
     where
         F: Fn(&AuditRow) -> String,
     {
@@ -92,8 +96,10 @@ impl Store {
 
     /// Every audit row in id order (for chain verification).
     pub async fn all_audit_rows(&self) -> Result<Vec<AuditRow>, StoreError> {
-        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM audit_log ORDER BY id"))
-            .fetch_all(self.pool())
-            .await?)
+        Ok(
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM audit_log ORDER BY id"))
+                .fetch_all(self.pool())
+                .await?,
+        )
     }
 }

@@ -70,10 +70,12 @@ impl Store {
 
     /// A sealed secret, if stored.
     pub async fn get_secret(&self, name: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT sealed FROM secrets WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT sealed FROM secrets WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn delete_secret(&self, name: &str) -> Result<(), StoreError> {

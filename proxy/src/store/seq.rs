@@ -4,7 +4,11 @@ use super::{Store, StoreError};
 
 impl Store {
     /// Allocates the next `client_seq` for `agent_id` in `session_id` (0 for the first message).
-    pub async fn next_client_seq(&self, agent_id: &str, session_id: &str) -> Result<u64, StoreError> {
+    pub async fn next_client_seq(
+        &self,
+        agent_id: &str,
+        session_id: &str,
+    ) -> Result<u64, StoreError> {
         // One statement, so concurrent senders of one agent never get the same value.
         let next: i64 = sqlx::query_scalar(
             "INSERT INTO client_seq(agent_id, session_id, next_seq) VALUES (?, ?, 1) \

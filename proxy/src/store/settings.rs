@@ -5,10 +5,12 @@ use super::{Store, StoreError};
 impl Store {
     /// A setting, if present.
     pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
-            .bind(key)
-            .fetch_optional(self.pool())
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+                .bind(key)
+                .fetch_optional(self.pool())
+                .await?,
+        )
     }
 
     /// Writes several settings in one transaction, so a multi-field change is all or nothing.

@@ -25,7 +25,11 @@ pub fn broker_options() -> Options {
 /// A fresh invite token.
 pub async fn invite(broker: &TestBroker, label: &str) -> String {
     let (status, body) = broker
-        .admin(Method::POST, "/v1/admin/invites", Some(json!({"label": label, "ttl_hours": 1})))
+        .admin(
+            Method::POST,
+            "/v1/admin/invites",
+            Some(json!({"label": label, "ttl_hours": 1})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     body["token"].as_str().expect("invite token").to_owned()
@@ -39,7 +43,11 @@ pub async fn joined_proxy(broker: &TestBroker, org_id: &str, env: &[(&str, &str)
     assert!(out.success, "join failed: {}\n{}", out.stdout, out.stderr);
     assert_eq!(out.json["org_status"], "pending", "{}", out.stdout);
     let (status, body) = broker
-        .admin(Method::POST, &format!("/v1/admin/orgs/{org_id}/approve"), None)
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/orgs/{org_id}/approve"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     proxy
@@ -60,10 +68,17 @@ pub async fn two_orgs(broker: &TestBroker, env: &[(&str, &str)]) -> TwoOrgs {
     let beta = joined_proxy(broker, "beta", env).await;
     let (buyer, buyer_key) = alpha.create_agent("buyer", CAPS).await;
     assert_eq!(buyer, "alpha::buyer");
-    assert!(buyer_key.starts_with("sk_local_buyer_") && buyer_key.len() == "sk_local_buyer_".len() + 32);
+    assert!(
+        buyer_key.starts_with("sk_local_buyer_") && buyer_key.len() == "sk_local_buyer_".len() + 32
+    );
     let (seller, seller_key) = beta.create_agent("seller", CAPS).await;
     assert_eq!(seller, "beta::seller");
-    TwoOrgs { alpha, beta, buyer_key, seller_key }
+    TwoOrgs {
+        alpha,
+        beta,
+        buyer_key,
+        seller_key,
+    }
 }
 
 /// Sends a request and reads status + JSON.
@@ -81,19 +96,36 @@ pub async fn active_session(orgs: &TwoOrgs) -> String {
     .await;
     assert_eq!(status, StatusCode::OK, "{opened}");
     let sid = opened["session_id"].as_str().unwrap().to_owned();
-    let (status, accepted) =
-        call(orgs.beta.egress(Method::POST, &format!("/v1/egress/sessions/{sid}/accept"), &orgs.seller_key)).await;
+    let (status, accepted) = call(orgs.beta.egress(
+        Method::POST,
+        &format!("/v1/egress/sessions/{sid}/accept"),
+        &orgs.seller_key,
+    ))
+    .await;
     assert_eq!(status, StatusCode::OK, "{accepted}");
     sid
 }
 
 /// Polls `proxy`'s messages of `sid` until one satisfies `found` (≤ 20 s).
-pub async fn wait_message(proxy: &TestProxy, key: &str, sid: &str, after: i64, found: impl Fn(&Value) -> bool) -> Value {
+pub async fn wait_message(
+    proxy: &TestProxy,
+    key: &str,
+    sid: &str,
+    after: i64,
+    found: impl Fn(&Value) -> bool,
+) -> Value {
     for _ in 0..80 {
-        let (status, body) =
-            call(proxy.egress(Method::GET, &format!("/v1/egress/messages/{sid}?after={after}"), key)).await;
+        let (status, body) = call(proxy.egress(
+            Method::GET,
+            &format!("/v1/egress/messages/{sid}?after={after}"),
+            key,
+        ))
+        .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        if let Some(message) = body["messages"].as_array().and_then(|m| m.iter().find(|m| found(m))) {
+        if let Some(message) = body["messages"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| found(m)))
+        {
             return message.clone();
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -109,5 +141,6 @@ pub async fn audit(proxy: &TestProxy) -> Vec<Value> {
 }
 
 pub fn has_action(rows: &[Value], agent: &str, action: &str, status: &str) -> bool {
-    rows.iter().any(|r| r["agent_id"] == agent && r["action"] == action && r["status"] == status)
+    rows.iter()
+        .any(|r| r["agent_id"] == agent && r["action"] == action && r["status"] == status)
 }
