@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 pub use cullis_e2e::setup::json_of;
-pub use cullis_e2e::stack::proxy::{TestProxy, PROXY_ADMIN_TOKEN};
+pub use cullis_e2e::stack::proxy::TestProxy;
 pub use cullis_e2e::stack::{Options, Store, TestBroker};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
