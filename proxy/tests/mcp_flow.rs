@@ -47,10 +47,10 @@ async fn tool(
 async fn mcp_story_with_rmcp() {
     let broker = broker(Store::Sqlite).await;
     let orgs = two_orgs(&broker, &[]).await;
-    let mut buyer = connect(&orgs.alpha, &orgs.buyer_key).await;
-    let mut seller = connect(&orgs.beta, &orgs.seller_key).await;
+    let buyer = connect(&orgs.alpha, &orgs.buyer_key).await;
+    let seller = connect(&orgs.beta, &orgs.seller_key).await;
     let info = buyer.peer_info().expect("server info");
-    assert_eq!(info.server_info.name, "cullis-proxy");
+    assert_eq!(info.server_info.as_ref().map(|s| s.name.as_str()), Some("cullis-proxy"));
     let tools = buyer.list_tools(Default::default()).await.unwrap().tools;
     let names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
     for expected in [
