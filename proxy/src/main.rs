@@ -68,7 +68,8 @@ enum OrgCommand {
     Join {
         #[arg(long)]
         broker: String,
-        #[arg(long)]
+        /// The invite token (tokens may start with `-`).
+        #[arg(long, allow_hyphen_values = true)]
         invite: String,
         #[arg(long)]
         org_id: String,

@@ -75,13 +75,36 @@ async fn start_bao() -> Bao {
 async fn secrets_live_in_openbao() {
     let bao = start_bao().await;
     let broker = broker(Store::Sqlite).await;
-    let env = [
-        ("MCP_PROXY_SECRET_BACKEND", "vault"),
-        ("MCP_PROXY_VAULT_ADDR", bao.addr.as_str()),
-        ("MCP_PROXY_VAULT_TOKEN", "root"),
-        ("MCP_PROXY_VAULT_SECRET_PREFIX", "secret/data/cullis-proxy"),
-    ];
-    let orgs = two_orgs(&broker, &env).await;
+    // One KV prefix per proxy: two proxies must never share secret paths.
+    let env = |prefix: &'static str| {
+        [
+            ("MCP_PROXY_SECRET_BACKEND", "vault".to_owned()),
+            ("MCP_PROXY_VAULT_ADDR", bao.addr.clone()),
+            ("MCP_PROXY_VAULT_TOKEN", "root".to_owned()),
+            (
+                "MCP_PROXY_VAULT_SECRET_PREFIX",
+                format!("secret/data/{prefix}"),
+            ),
+        ]
+    };
+    let (alpha_env, beta_env) = (env("cullis-proxy"), env("cullis-proxy-beta"));
+    let as_refs = |e: &[(&'static str, String); 4]| {
+        e.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>()
+    };
+    let alpha_vars = as_refs(&alpha_env);
+    let beta_vars = as_refs(&beta_env);
+    let alpha_ref: Vec<(&str, &str)> = alpha_vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let beta_ref: Vec<(&str, &str)> = beta_vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let alpha = joined_proxy(&broker, "alpha", &alpha_ref).await;
+    let beta = joined_proxy(&broker, "beta", &beta_ref).await;
+    let (_, buyer_key) = alpha.create_agent("buyer", CAPS).await;
+    let (_, seller_key) = beta.create_agent("seller", CAPS).await;
+    let orgs = TwoOrgs {
+        alpha,
+        beta,
+        buyer_key,
+        seller_key,
+    };
     // The agent key is in Vault, readable with the token...
     let key: serde_json::Value = reqwest::Client::new()
         .get(format!(

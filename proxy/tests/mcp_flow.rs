@@ -50,7 +50,10 @@ async fn mcp_story_with_rmcp() {
     let buyer = connect(&orgs.alpha, &orgs.buyer_key).await;
     let seller = connect(&orgs.beta, &orgs.seller_key).await;
     let info = buyer.peer_info().expect("server info");
-    assert_eq!(info.server_info.as_ref().map(|s| s.name.as_str()), Some("cullis-proxy"));
+    assert_eq!(
+        info.server_info.as_ref().map(|s| s.name.as_str()),
+        Some("cullis-proxy")
+    );
     let tools = buyer.list_tools(Default::default()).await.unwrap().tools;
     let names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
     for expected in [

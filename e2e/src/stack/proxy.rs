@@ -168,21 +168,17 @@ impl TestProxy {
     pub async fn join(&self, broker_url: &str, invite: &str, org_id: &str) -> CliOutput {
         let display = format!("{org_id} Org");
         let email = format!("ops@{org_id}.example");
-        self.cli(&[
-            "org",
-            "join",
-            "--broker",
-            broker_url,
-            "--invite",
-            invite,
-            "--org-id",
-            org_id,
-            "--display-name",
-            &display,
-            "--contact-email",
-            &email,
-        ])
-        .await
+        // `--flag=value`: an invite token may start with `-`.
+        let args = [
+            format!("--broker={broker_url}"),
+            format!("--invite={invite}"),
+            format!("--org-id={org_id}"),
+            format!("--display-name={display}"),
+            format!("--contact-email={email}"),
+        ];
+        let mut argv = vec!["org", "join"];
+        argv.extend(args.iter().map(String::as_str));
+        self.cli(&argv).await
     }
 
     /// `agent create NAME --capabilities ...`: `(agent_id, api_key)`.
