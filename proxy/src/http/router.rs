@@ -26,8 +26,8 @@ async fn route(state: &AppState, request: Request) -> Reply {
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let m = &request.method;
     match segments.as_slice() {
-        ["health"] => only(m, &Method::GET, || health::health()),
-        ["healthz"] => only(m, &Method::GET, || health::healthz()),
+        ["health"] => only(m, &Method::GET, health::health),
+        ["healthz"] => only(m, &Method::GET, health::healthz),
         ["readyz"] => match *m {
             Method::GET => health::readyz(state).await.into(),
             _ => not_allowed(),
