@@ -68,6 +68,7 @@ async fn start_bao() -> Bao {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("OpenBao did not become healthy at {addr}");
 }
 
