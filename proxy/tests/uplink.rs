@@ -21,7 +21,8 @@ async fn login_once_then_token_reused_and_single_flight() {
     // Calls reuse the cached token; concurrent callers of a fresh agent share one login.
     let fresh = provision_without_login(&uplink, &orgs.alpha, "fresh").await;
     let logins = uplink.login_count();
-    let calls = (0..5).map(|_| uplink.discover(&fresh, &caps(), None));
+    let wanted = caps();
+    let calls = (0..5).map(|_| uplink.discover(&fresh, &wanted, None));
     for found in futures_util::future::join_all(calls).await {
         let agents = found.expect("discover");
         assert!(
