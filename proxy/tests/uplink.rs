@@ -285,6 +285,8 @@ async fn rotated_sender_key_makes_old_messages_unverified() {
         .await
         .unwrap();
     let renewed = credentials(renewed);
+    // Rotation revokes the tokens issued up to this second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     uplink.login(&renewed).await.unwrap();
     let received = uplink.poll(&orgs.seller, &sid, -1).await.unwrap();
     assert_eq!(received[0].payload, json!({"v": 1}));
