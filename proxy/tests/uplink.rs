@@ -21,14 +21,22 @@ async fn login_once_then_token_reused_and_single_flight() {
     // Calls reuse the cached token; concurrent callers of a fresh agent share one login.
     let fresh = provision_without_login(&uplink, &orgs.alpha, "fresh").await;
     let logins = uplink.login_count();
-    let calls = (0..5).map(|_| uplink.discover(&fresh, &caps(), None));
+    let wanted = caps();
+    let calls = (0..5).map(|_| uplink.discover(&fresh, &wanted, None));
     for found in futures_util::future::join_all(calls).await {
         let agents = found.expect("discover");
-        assert!(agents.iter().any(|a| a.agent_id == "beta::seller"), "{agents:?}");
+        assert!(
+            agents.iter().any(|a| a.agent_id == "beta::seller"),
+            "{agents:?}"
+        );
     }
     assert_eq!(uplink.login_count(), logins + 1, "single-flight login");
     uplink.discover(&orgs.buyer, &caps(), None).await.unwrap();
-    assert_eq!(uplink.login_count(), logins + 1, "the buyer's token is reused");
+    assert_eq!(
+        uplink.login_count(),
+        logins + 1,
+        "the buyer's token is reused"
+    );
 
     // With the broker nonce known (shared across agents), a login is a single request.
     let before = uplink.request_count();
@@ -60,7 +68,10 @@ async fn exchange_both_ways(store: Store) {
     let orgs = two_orgs(&broker, &uplink, "allow").await;
     let (buyer, seller) = (&orgs.buyer, &orgs.seller);
 
-    let found = uplink.discover(buyer, &caps(), Some("seller")).await.unwrap();
+    let found = uplink
+        .discover(buyer, &caps(), Some("seller"))
+        .await
+        .unwrap();
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].org_id, "beta");
     let sid = uplink
@@ -73,8 +84,12 @@ async fn exchange_both_ways(store: Store) {
     let active = uplink.list_sessions(buyer, Some("active")).await.unwrap();
     assert_eq!(active[0].session_id, sid);
 
-    let order = json!({"kind": "purchase_order_request", "items": [{"sku": "WIDGET-42", "qty": 100}]});
-    uplink.send(buyer, &sid, "beta::seller", &order, 0).await.unwrap();
+    let order =
+        json!({"kind": "purchase_order_request", "items": [{"sku": "WIDGET-42", "qty": 100}]});
+    uplink
+        .send(buyer, &sid, "beta::seller", &order, 0)
+        .await
+        .unwrap();
     let received = uplink.poll(seller, &sid, -1).await.unwrap();
     assert_eq!(received.len(), 1);
     let first = &received[0];
@@ -86,7 +101,10 @@ async fn exchange_both_ways(store: Store) {
 
     // Non-ASCII, nested, unsorted keys: exact round trip the other way.
     let reply = json!({"z": 1, "a": {"y": "Zürich €", "b": [1, 2]}, "emoji": "🚀"});
-    uplink.send(seller, &sid, "alpha::buyer", &reply, 0).await.unwrap();
+    uplink
+        .send(seller, &sid, "alpha::buyer", &reply, 0)
+        .await
+        .unwrap();
     uplink
         .send(seller, &sid, "alpha::buyer", &json!({"n": 2}), 1)
         .await
@@ -107,7 +125,10 @@ async fn exchange_both_ways(store: Store) {
 
     uplink.close_session(buyer, &sid).await.unwrap();
     match uplink.poll(seller, &sid, -1).await {
-        Err(UplinkError::Broker { status: 409, detail }) => assert!(!detail.is_empty()),
+        Err(UplinkError::Broker {
+            status: 409,
+            detail,
+        }) => assert!(!detail.is_empty()),
         other => panic!("poll of a closed session: {other:?}"),
     }
 }
@@ -139,7 +160,13 @@ async fn broker_errors_keep_status_and_detail() {
     }
     // Sending to an agent that has no key at the broker: the key lookup's 404.
     match uplink
-        .send(&orgs.buyer, "00000000-0000-0000-0000-000000000000", "beta::nobody", &json!({}), 0)
+        .send(
+            &orgs.buyer,
+            "00000000-0000-0000-0000-000000000000",
+            "beta::nobody",
+            &json!({}),
+            0,
+        )
         .await
     {
         Err(UplinkError::Broker { status: 404, .. }) => {}
@@ -152,9 +179,15 @@ async fn broker_errors_keep_status_and_detail() {
     };
     assert!(matches!(
         uplink.org_status(&wrong).await,
-        Err(UplinkError::Broker { status: 401 | 403, .. })
+        Err(UplinkError::Broker {
+            status: 401 | 403,
+            ..
+        })
     ));
-    let status = uplink.org_status(&org_credentials(&orgs.alpha)).await.unwrap();
+    let status = uplink
+        .org_status(&org_credentials(&orgs.alpha))
+        .await
+        .unwrap();
     assert_eq!(status["org_id"], "alpha");
     assert_eq!(status["status"], "active");
 }
@@ -169,7 +202,10 @@ async fn policy_denial_is_not_retried_with_a_new_login() {
         .open_session(&orgs.buyer, "beta::seller", "beta", &caps())
         .await
     {
-        Err(UplinkError::Broker { status: 403, detail }) => assert!(!detail.is_empty()),
+        Err(UplinkError::Broker {
+            status: 403,
+            detail,
+        }) => assert!(!detail.is_empty()),
         other => panic!("denied session: {other:?}"),
     }
     assert_eq!(uplink.login_count(), logins, "no re-login on 403");
@@ -194,7 +230,11 @@ async fn revoked_token_is_replaced_by_one_new_login() {
     assert!(status.is_success(), "{body}");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     uplink.discover(&orgs.buyer, &caps(), None).await.unwrap();
-    assert_eq!(uplink.login_count(), logins + 1, "401 → one re-login → retry");
+    assert_eq!(
+        uplink.login_count(),
+        logins + 1,
+        "401 → one re-login → retry"
+    );
 }
 
 #[tokio::test]
@@ -237,20 +277,32 @@ async fn rotated_sender_key_makes_old_messages_unverified() {
     // key the broker now publishes, and the recipient is told so.
     let renewed = orgs.alpha.agent_identity("buyer");
     uplink
-        .rotate_cert(&org_credentials(&orgs.alpha), "alpha::buyer", &renewed.cert_pem)
+        .rotate_cert(
+            &org_credentials(&orgs.alpha),
+            "alpha::buyer",
+            &renewed.cert_pem,
+        )
         .await
         .unwrap();
     let renewed = credentials(renewed);
+    // Rotation revokes the tokens issued up to this second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     uplink.login(&renewed).await.unwrap();
     let received = uplink.poll(&orgs.seller, &sid, -1).await.unwrap();
     assert_eq!(received[0].payload, json!({"v": 1}));
-    assert!(!received[0].verified, "signed by a key that is no longer the sender's");
+    assert!(
+        !received[0].verified,
+        "signed by a key that is no longer the sender's"
+    );
     // New messages under the new key verify.
     uplink
         .send(&renewed, &sid, "beta::seller", &json!({"v": 2}), 1)
         .await
         .unwrap();
-    let received = uplink.poll(&orgs.seller, &sid, received[0].seq).await.unwrap();
+    let received = uplink
+        .poll(&orgs.seller, &sid, received[0].seq)
+        .await
+        .unwrap();
     assert_eq!(received[0].payload, json!({"v": 2}));
     assert!(received[0].verified);
 }
@@ -269,7 +321,10 @@ async fn broker_unreachable_then_recovered() {
         Err(UplinkError::Unreachable(detail)) => assert!(!detail.is_empty()),
         other => panic!("broker down: {other:?}"),
     }
-    assert!(matches!(uplink.healthz().await, Err(UplinkError::Unreachable(_))));
+    assert!(matches!(
+        uplink.healthz().await,
+        Err(UplinkError::Unreachable(_))
+    ));
 
     relay.up();
     uplink.healthz().await.unwrap();
@@ -283,10 +338,12 @@ async fn nothing_listening_is_unreachable() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
     let uplink = uplink(&base);
-    assert!(matches!(uplink.healthz().await, Err(UplinkError::Unreachable(_))));
-    let bad = cullis_proxy::uplink::Uplink::new(cullis_proxy::uplink::UplinkConfig::new(
-        "ftp://example",
+    assert!(matches!(
+        uplink.healthz().await,
+        Err(UplinkError::Unreachable(_))
     ));
+    let bad =
+        cullis_proxy::uplink::Uplink::new(cullis_proxy::uplink::UplinkConfig::new("ftp://example"));
     assert!(matches!(bad, Err(UplinkError::Protocol(_))));
 }
 
@@ -306,7 +363,10 @@ async fn rate_limits_short_retry_after_is_waited_long_one_surfaces() {
         .open_session(&orgs.buyer, "beta::seller", "beta", &caps())
         .await
     {
-        Err(UplinkError::Broker { status: 429, detail }) => assert!(!detail.is_empty()),
+        Err(UplinkError::Broker {
+            status: 429,
+            detail,
+        }) => assert!(!detail.is_empty()),
         other => panic!("second session within the limit window: {other:?}"),
     }
     uplink.accept_session(&orgs.seller, &sid).await.unwrap();

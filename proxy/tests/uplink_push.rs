@@ -79,7 +79,13 @@ async fn session_pending_and_decrypted_new_message_are_pushed() {
     })
     .await;
     uplink
-        .send(&orgs.buyer, &sid, "beta::seller", &json!({"after": "reconnect"}), 1)
+        .send(
+            &orgs.buyer,
+            &sid,
+            "beta::seller",
+            &json!({"after": "reconnect"}),
+            1,
+        )
         .await
         .unwrap();
     let again = next_event(&mut events, |e| match e {

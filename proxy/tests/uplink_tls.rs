@@ -53,7 +53,10 @@ async fn self_signed_broker_refused_unless_trusted() {
     let buyer = provision(&trusted, &alpha, "buyer").await;
     let found = trusted.discover(&buyer, &caps(), None).await.unwrap();
     assert!(found.is_empty(), "no other org yet: {found:?}");
-    let _events = trusted.subscribe(&buyer).await.expect("wss with the CA bundle");
+    let _events = trusted
+        .subscribe(&buyer)
+        .await
+        .expect("wss with the CA bundle");
 
     // Insecure (dev only): accepted without verification.
     let mut config = UplinkConfig::new(&broker.base);

@@ -124,7 +124,9 @@ impl Uplink {
         let mut retried = false;
         loop {
             match self.ws_attempt(agent).await {
-                Err(UplinkError::Broker { detail, .. }) if !retried && detail == "use_dpop_nonce" => {
+                Err(UplinkError::Broker { detail, .. })
+                    if !retried && detail == "use_dpop_nonce" =>
+                {
                     retried = true;
                     self.refresh_nonce(agent).await?;
                 }
@@ -143,7 +145,10 @@ impl Uplink {
     /// registry entry is the cheapest.
     async fn refresh_nonce(&self, agent: &AgentCredentials) -> Result<(), UplinkError> {
         let path = format!("/v1/registry/agents/{}", path_segment(&agent.agent_id));
-        self.inner.auth.call(agent, Method::GET, &path, None).await?;
+        self.inner
+            .auth
+            .call(agent, Method::GET, &path, None)
+            .await?;
         Ok(())
     }
 
@@ -392,7 +397,10 @@ impl Uplink {
         let (message, error) = match fetched {
             Ok(messages) => match messages.into_iter().find(|m| m.seq == seq) {
                 Some(message) => (Some(message), None),
-                None => (None, Some(format!("message {seq} not found in the session"))),
+                None => (
+                    None,
+                    Some(format!("message {seq} not found in the session")),
+                ),
             },
             Err(e) => (None, Some(e.to_string())),
         };

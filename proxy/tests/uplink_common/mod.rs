@@ -62,7 +62,11 @@ pub struct TwoOrgs {
     pub seller: AgentCredentials,
 }
 
-pub async fn two_orgs(broker: &TestBroker, uplink: &Uplink, beta_decision: &'static str) -> TwoOrgs {
+pub async fn two_orgs(
+    broker: &TestBroker,
+    uplink: &Uplink,
+    beta_decision: &'static str,
+) -> TwoOrgs {
     let alpha = broker
         .onboard_with_webhook("alpha", Some(&pdp("allow").await))
         .await;
