@@ -1,0 +1,278 @@
+//! Agent lifecycle: create (key, SPIFFE certificate, broker registration + binding + approval,
+//! pin login, API key printed once), list, rotate the API key, rotate the certificate, disable,
+//! delete. Disable and delete also revoke the agent at the broker.
+
+use crate::api_key;
+use crate::audit::{self, AuditEntry, Outcome, ADMIN_ACTOR};
+use crate::context::{keys, Context, OpError};
+use crate::store::AgentRow;
+use crate::uplink::{AgentCredentials, Uplink};
+use cullis_shared::keys::{KeyType, PrivateKey};
+use cullis_shared::pki::{spiffe, OrgCa};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Agent keys are P-256: every message is signed with them and ES256 is the fast path.
+const AGENT_KEY_TYPE: KeyType = KeyType::EcP256;
+const AGENT_CERT_DAYS: u32 = cullis_shared::pki::ca::DEFAULT_AGENT_CERT_DAYS;
+
+/// What `agent create` answers (printed once: the API key is not stored in clear).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CreatedAgent {
+    pub org_id: String,
+    pub agent_id: String,
+    pub api_key: String,
+}
+
+/// A joined org with its CA and a live uplink: what agent operations need.
+struct Joined {
+    org: crate::uplink::OrgCredentials,
+    ca: OrgCa,
+    uplink: Uplink,
+}
+
+async fn joined(ctx: &Context) -> Result<Joined, OpError> {
+    let broker_url = ctx.broker_url().await?.ok_or_else(|| {
+        OpError::NotReady(
+            "organisation has not joined a broker yet: run `cullis-proxy org join`".into(),
+        )
+    })?;
+    let org = ctx.org_credentials().await?;
+    let ca = ctx
+        .org_ca()
+        .await?
+        .ok_or_else(|| OpError::NotReady("no org CA: run `cullis-proxy org init`".into()))?;
+    Ok(Joined {
+        org,
+        ca,
+        uplink: ctx.uplink_to(&broker_url)?,
+    })
+}
+
+fn validate(name: &str, capabilities: &[String]) -> Result<(), OpError> {
+    spiffe::validate_agent_name(name).map_err(|e| OpError::Invalid(e.to_string()))?;
+    if capabilities.iter().any(|c| c.trim().is_empty()) {
+        return Err(OpError::Invalid(
+            "capabilities must be non-empty strings".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Mints a key and certificate, registers and pins the agent at the broker, stores it.
+pub async fn create(
+    ctx: &Context,
+    name: &str,
+    capabilities: &[String],
+    display_name: Option<&str>,
+) -> Result<CreatedAgent, OpError> {
+    validate(name, capabilities)?;
+    if ctx.store.agent_by_name(name).await?.is_some() {
+        return Err(OpError::Conflict(format!("agent {name:?} already exists")));
+    }
+    let joined = joined(ctx).await?;
+    let agent_id = format!("{}::{name}", joined.org.org_id);
+    let display_name = display_name.unwrap_or(name).to_owned();
+    let (key, cert_pem) = issue(ctx, &joined.ca, &joined.org.org_id, name)?;
+    joined
+        .uplink
+        .register_agent(&joined.org, &agent_id, &display_name, capabilities)
+        .await?;
+    audit::record_quietly(
+        &ctx.store,
+        AuditEntry::new(ADMIN_ACTOR, "agent.broker_bind", Outcome::Success)
+            .detail(format!("agent={agent_id}")),
+    )
+    .await;
+    // The first login pins the certificate at the broker, so peers can encrypt to the agent.
+    let creds = credentials(&agent_id, &cert_pem, key.clone())?;
+    joined.uplink.login(&creds).await?;
+    let api_key = api_key::generate(name);
+    ctx.custody
+        .put(&keys::agent_key(&agent_id), key.to_pkcs8_pem().as_bytes())
+        .await?;
+    ctx.store
+        .insert_agent(&AgentRow {
+            agent_id: agent_id.clone(),
+            name: name.to_owned(),
+            display_name,
+            capabilities: serde_json::to_string(capabilities).unwrap_or_else(|_| "[]".into()),
+            api_key_hash: ctx.hasher.hash(&api_key),
+            cert_pem: Some(cert_pem),
+            created_at: audit::now_iso(),
+            is_active: true,
+        })
+        .await?;
+    audit::record_quietly(
+        &ctx.store,
+        AuditEntry::new(ADMIN_ACTOR, "agent.create", Outcome::Success)
+            .detail(format!("agent={agent_id} mode=x509+api_key")),
+    )
+    .await;
+    Ok(CreatedAgent {
+        org_id: joined.org.org_id,
+        agent_id,
+        api_key,
+    })
+}
+
+fn issue(
+    ctx: &Context,
+    ca: &OrgCa,
+    org_id: &str,
+    name: &str,
+) -> Result<(Arc<PrivateKey>, String), OpError> {
+    let key = PrivateKey::generate(AGENT_KEY_TYPE)
+        .map_err(|e| OpError::Internal(format!("key generation failed: {e}")))?;
+    let cert = ca
+        .issue_agent_cert(
+            org_id,
+            name,
+            &ctx.settings.trust_domain,
+            key.public_key(),
+            AGENT_CERT_DAYS,
+        )
+        .map_err(|e| OpError::Internal(format!("certificate issue failed: {e}")))?;
+    Ok((Arc::new(key), cert.to_pem()))
+}
+
+fn credentials(
+    agent_id: &str,
+    cert_pem: &str,
+    key: Arc<PrivateKey>,
+) -> Result<AgentCredentials, OpError> {
+    let cert = cullis_shared::pki::Certificate::from_pem(cert_pem)
+        .map_err(|e| OpError::Internal(e.to_string()))?;
+    Ok(AgentCredentials {
+        agent_id: agent_id.to_owned(),
+        cert_der: cert.der().to_vec(),
+        key,
+    })
+}
+
+/// The stored agents (no secrets).
+pub async fn list(ctx: &Context) -> Result<Vec<Value>, OpError> {
+    Ok(ctx
+        .store
+        .list_agents()
+        .await?
+        .iter()
+        .map(describe)
+        .collect())
+}
+
+/// The public view of an agent row.
+pub fn describe(row: &AgentRow) -> Value {
+    json!({
+        "agent_id": row.agent_id,
+        "name": row.name,
+        "display_name": row.display_name,
+        "capabilities": row.capability_list(),
+        "created_at": row.created_at,
+        "is_active": row.is_active,
+    })
+}
+
+async fn existing(ctx: &Context, name: &str) -> Result<AgentRow, OpError> {
+    ctx.store
+        .agent_by_name(name)
+        .await?
+        .ok_or_else(|| OpError::NotFound(format!("agent {name:?} not found")))
+}
+
+/// A new API key; the old one stops working at once.
+pub async fn rotate_api_key(ctx: &Context, name: &str) -> Result<CreatedAgent, OpError> {
+    let row = existing(ctx, name).await?;
+    if !row.is_active {
+        return Err(OpError::Conflict(format!("agent {name:?} is disabled")));
+    }
+    let api_key = api_key::generate(name);
+    ctx.store
+        .set_agent_api_key_hash(name, &ctx.hasher.hash(&api_key))
+        .await?;
+    audit::record_quietly(
+        &ctx.store,
+        AuditEntry::new(ADMIN_ACTOR, "agent.rotate_key", Outcome::Success)
+            .detail(format!("agent={}", row.agent_id)),
+    )
+    .await;
+    let org_id = row
+        .agent_id
+        .split_once("::")
+        .map(|(o, _)| o.to_owned())
+        .unwrap_or_default();
+    Ok(CreatedAgent {
+        org_id,
+        agent_id: row.agent_id,
+        api_key,
+    })
+}
+
+/// A new key pair and certificate, registered through the broker's rotate-cert.
+pub async fn rotate_cert(ctx: &Context, name: &str) -> Result<Value, OpError> {
+    let row = existing(ctx, name).await?;
+    let joined = joined(ctx).await?;
+    let (key, cert_pem) = issue(ctx, &joined.ca, &joined.org.org_id, name)?;
+    joined
+        .uplink
+        .rotate_cert(&joined.org, &row.agent_id, &cert_pem)
+        .await?;
+    ctx.custody
+        .put(
+            &keys::agent_key(&row.agent_id),
+            key.to_pkcs8_pem().as_bytes(),
+        )
+        .await?;
+    ctx.store.set_agent_cert(name, &cert_pem).await?;
+    audit::record_quietly(
+        &ctx.store,
+        AuditEntry::new(ADMIN_ACTOR, "agent.rotate_cert", Outcome::Success)
+            .detail(format!("agent={}", row.agent_id)),
+    )
+    .await;
+    Ok(json!({"agent_id": row.agent_id, "status": "rotated"}))
+}
+
+/// Disables locally first (the local cut-off cannot fail on the network), then at the broker.
+pub async fn disable(ctx: &Context, name: &str) -> Result<Value, OpError> {
+    let row = existing(ctx, name).await?;
+    ctx.store.set_agent_active(name, false).await?;
+    revoke_at_broker(ctx, &row.agent_id).await?;
+    audit::record_quietly(
+        &ctx.store,
+        AuditEntry::new(ADMIN_ACTOR, "agent.deactivate", Outcome::Success)
+            .detail(format!("agent={}", row.agent_id)),
+    )
+    .await;
+    Ok(json!({"agent_id": row.agent_id, "status": "disabled"}))
+}
+
+/// Disables, revokes at the broker, then forgets the agent and its key.
+pub async fn delete(ctx: &Context, name: &str) -> Result<Value, OpError> {
+    let row = existing(ctx, name).await?;
+    ctx.store.set_agent_active(name, false).await?;
+    revoke_at_broker(ctx, &row.agent_id).await?;
+    ctx.custody.delete(&keys::agent_key(&row.agent_id)).await?;
+    ctx.store.delete_agent(name).await?;
+    audit::record_quietly(
+        &ctx.store,
+        AuditEntry::new(ADMIN_ACTOR, "agent.delete", Outcome::Success)
+            .detail(format!("agent={}", row.agent_id)),
+    )
+    .await;
+    Ok(json!({"agent_id": row.agent_id, "status": "deleted"}))
+}
+
+async fn revoke_at_broker(ctx: &Context, agent_id: &str) -> Result<(), OpError> {
+    let Some(broker_url) = ctx.broker_url().await? else {
+        return Ok(());
+    };
+    let org = ctx.org_credentials().await?;
+    ctx.uplink_to(&broker_url)?
+        .revoke_agent(&org, agent_id)
+        .await
+        .map_err(|err| {
+            tracing::warn!(agent_id, "broker revocation failed: {err}");
+            OpError::from(err)
+        })
+}

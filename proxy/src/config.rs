@@ -1,0 +1,260 @@
+//! Settings: `MCP_PROXY_*` environment variables (also read from `./proxy.env`), each with a clap
+//! flag of the same meaning. Every refusal at start-up is one line naming the setting.
+
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Admin tokens shorter than this are refused: the admin API can mint agent identities.
+const MIN_ADMIN_TOKEN_LEN: usize = 32;
+/// Values an operator might leave in place from an example file.
+const DEFAULT_LIKE_TOKENS: &[&str] = &["change-me-in-production", "changeme", "admin", "secret"];
+
+/// Settings every subcommand needs: where the store and secrets live, how to reach the broker.
+#[derive(Debug, Clone, Args)]
+pub struct CommonSettings {
+    /// Directory for the SQLite store and the generated secret key.
+    #[arg(
+        long,
+        env = "MCP_PROXY_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+    /// SQLite database URL (default `sqlite://<data dir>/proxy.db`).
+    #[arg(long, env = "MCP_PROXY_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Where secrets live: `local` (AES-256-GCM in the store) or `vault` (KV v2).
+    #[arg(
+        long,
+        env = "MCP_PROXY_SECRET_BACKEND",
+        default_value = "local",
+        global = true
+    )]
+    pub secret_backend: String,
+    /// File with the 32-byte at-rest key (hex); generated with mode 0600 on first run.
+    #[arg(long, env = "MCP_PROXY_SECRET_KEY_FILE", global = true)]
+    pub secret_key_file: Option<PathBuf>,
+    /// The at-rest key itself (64 hex characters); wins over the key file.
+    #[arg(
+        long,
+        env = "MCP_PROXY_SECRET_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub secret_key: Option<String>,
+    /// Vault/OpenBao address for `MCP_PROXY_SECRET_BACKEND=vault`.
+    #[arg(long, env = "MCP_PROXY_VAULT_ADDR", global = true)]
+    pub vault_addr: Option<String>,
+    /// Vault token.
+    #[arg(
+        long,
+        env = "MCP_PROXY_VAULT_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub vault_token: Option<String>,
+    /// KV v2 path prefix the secrets are written under.
+    #[arg(
+        long,
+        env = "MCP_PROXY_VAULT_SECRET_PREFIX",
+        default_value = "secret/data/mcp-proxy",
+        global = true
+    )]
+    pub vault_secret_prefix: String,
+    /// SPIFFE trust domain of agent certificates (must equal the broker's TRUST_DOMAIN).
+    #[arg(
+        long,
+        env = "MCP_PROXY_TRUST_DOMAIN",
+        default_value = "atn.local",
+        global = true
+    )]
+    pub trust_domain: String,
+    /// Extra PEM roots for the broker's TLS certificate.
+    #[arg(long, env = "MCP_PROXY_BROKER_CA_BUNDLE", global = true)]
+    pub broker_ca_bundle: Option<PathBuf>,
+    /// Do not verify the broker's TLS certificate (development only).
+    #[arg(long, env = "MCP_PROXY_INSECURE_BROKER_TLS", global = true)]
+    pub insecure_broker_tls: bool,
+    /// Client certificate (PEM) presented to the broker (mTLS).
+    #[arg(long, env = "MCP_PROXY_BROKER_CLIENT_CERT", global = true)]
+    pub broker_client_cert: Option<PathBuf>,
+    /// Private key (PEM) of the client certificate.
+    #[arg(long, env = "MCP_PROXY_BROKER_CLIENT_KEY", global = true)]
+    pub broker_client_key: Option<PathBuf>,
+    /// Per-request timeout towards the broker, in seconds.
+    #[arg(
+        long,
+        env = "MCP_PROXY_BROKER_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub broker_timeout_seconds: u64,
+    /// This proxy's public URL; the PDP webhook URL sent at join is `<public url>/pdp/policy`.
+    #[arg(long, env = "MCP_PROXY_PROXY_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Explicit PDP webhook URL sent at join (wins over the public URL).
+    #[arg(long, env = "MCP_PROXY_PDP_URL", global = true)]
+    pub pdp_url: Option<String>,
+}
+
+/// Settings of `serve` only.
+#[derive(Debug, Clone, Args)]
+pub struct ServeSettings {
+    /// Address to listen on.
+    #[arg(long, env = "MCP_PROXY_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Port to listen on.
+    #[arg(long, env = "MCP_PROXY_PORT", default_value_t = 9100)]
+    pub port: u16,
+    /// Egress requests per agent per sliding minute.
+    #[arg(long, env = "MCP_PROXY_RATE_LIMIT_PER_MINUTE", default_value_t = 60)]
+    pub rate_limit_per_minute: u32,
+    /// Token for `/v1/admin/*` (at least 32 characters); the admin API is off when unset.
+    #[arg(long, env = "MCP_PROXY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "MCP_PROXY_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Worker threads of the HTTP service.
+    #[arg(long, env = "MCP_PROXY_THREADS", default_value_t = 2)]
+    pub threads: usize,
+}
+
+/// A setting the proxy refuses to start with: one line that names it.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {reason}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            setting,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl CommonSettings {
+    /// The SQLite URL of the store.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("proxy.db").display()))
+    }
+
+    /// The at-rest key file.
+    pub fn secret_key_file(&self) -> PathBuf {
+        self.secret_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("secret.key"))
+    }
+
+    pub fn broker_timeout(&self) -> Duration {
+        Duration::from_secs(self.broker_timeout_seconds.max(1))
+    }
+
+    /// The webhook URL to register at join when the operator gave none on the command line.
+    pub fn default_webhook_url(&self) -> Option<String> {
+        if let Some(url) = self.pdp_url.as_deref().filter(|u| !u.is_empty()) {
+            return Some(url.to_owned());
+        }
+        self.public_url
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .map(|u| format!("{}/pdp/policy", u.trim_end_matches('/')))
+    }
+
+    /// Checks everything that can be checked without I/O.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        cullis_shared::pki::spiffe::validate_trust_domain(&self.trust_domain)
+            .map_err(|e| ConfigError::new("MCP_PROXY_TRUST_DOMAIN", e.to_string()))?;
+        match self.secret_backend.as_str() {
+            "local" | "env" => {}
+            "vault" => {
+                if self.vault_addr.as_deref().unwrap_or("").is_empty() {
+                    return Err(ConfigError::new(
+                        "MCP_PROXY_VAULT_ADDR",
+                        "required when MCP_PROXY_SECRET_BACKEND=vault",
+                    ));
+                }
+                if self.vault_token.as_deref().unwrap_or("").is_empty() {
+                    return Err(ConfigError::new(
+                        "MCP_PROXY_VAULT_TOKEN",
+                        "required when MCP_PROXY_SECRET_BACKEND=vault",
+                    ));
+                }
+            }
+            other => {
+                return Err(ConfigError::new(
+                    "MCP_PROXY_SECRET_BACKEND",
+                    format!("unknown backend {other:?} (use local or vault)"),
+                ))
+            }
+        }
+        if self.broker_client_cert.is_some() != self.broker_client_key.is_some() {
+            return Err(ConfigError::new(
+                "MCP_PROXY_BROKER_CLIENT_CERT",
+                "the client certificate and MCP_PROXY_BROKER_CLIENT_KEY go together",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ServeSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(token) = &self.admin_token {
+            if token.len() < MIN_ADMIN_TOKEN_LEN
+                || DEFAULT_LIKE_TOKENS.contains(&token.to_ascii_lowercase().as_str())
+            {
+                return Err(ConfigError::new(
+                    "MCP_PROXY_ADMIN_TOKEN",
+                    format!(
+                        "too weak: use at least {MIN_ADMIN_TOKEN_LEN} random characters \
+                         (e.g. `openssl rand -hex 32`)"
+                    ),
+                ));
+            }
+        }
+        if self.rate_limit_per_minute == 0 {
+            return Err(ConfigError::new(
+                "MCP_PROXY_RATE_LIMIT_PER_MINUTE",
+                "must be at least 1",
+            ));
+        }
+        if self.threads == 0 {
+            return Err(ConfigError::new("MCP_PROXY_THREADS", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(token: Option<&str>) -> ServeSettings {
+        ServeSettings {
+            host: "127.0.0.1".into(),
+            port: 0,
+            rate_limit_per_minute: 60,
+            admin_token: token.map(str::to_owned),
+            max_body_bytes: 1024,
+            threads: 1,
+        }
+    }
+
+    #[test]
+    fn weak_admin_tokens_are_refused() {
+        assert!(serve(Some("short")).validate().is_err());
+        assert!(serve(Some("change-me-in-production")).validate().is_err());
+        assert!(serve(Some(&"a".repeat(40))).validate().is_ok());
+        assert!(serve(None).validate().is_ok());
+        let err = serve(Some("x")).validate().unwrap_err().to_string();
+        assert!(err.starts_with("MCP_PROXY_ADMIN_TOKEN:"), "{err}");
+    }
+}

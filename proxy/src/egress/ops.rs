@@ -1,0 +1,364 @@
+//! The egress operations, shared by the REST routes and the MCP tools: each one binds the
+//! agent's uplink lazily (503 before join), calls the broker, and writes the audit row.
+
+use super::{egress_for, ok};
+use crate::audit::{self, AuditEntry, Outcome};
+use crate::http::{parse_json, ApiError, ApiResult, Request, Response};
+use crate::state::AppState;
+use crate::store::AgentRow;
+use crate::uplink::{AgentCredentials, ReceivedMessage, Uplink};
+use cullis_shared::wire::egress::{
+    AgentInfo, DiscoverRequest, OpenSessionRequest, SendRequest, SessionInfo, ToolInvokeRequest,
+};
+use cullis_shared::wire::error::LocItem;
+use http::StatusCode;
+use serde_json::{json, Value};
+use std::time::Instant;
+
+/// An authenticated local agent about to act at the broker.
+pub struct Egress {
+    pub agent: AgentRow,
+}
+
+/// A received message as the egress API shows it (the reference fields + `verified`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MessageView {
+    pub seq: i64,
+    pub sender_agent_id: String,
+    pub payload: Value,
+    pub nonce: String,
+    pub timestamp: String,
+    pub signature: String,
+    pub client_seq: Option<u64>,
+    pub verified: bool,
+}
+
+impl From<ReceivedMessage> for MessageView {
+    fn from(m: ReceivedMessage) -> MessageView {
+        MessageView {
+            seq: m.seq,
+            sender_agent_id: m.sender_agent_id,
+            payload: m.payload,
+            nonce: m.nonce,
+            timestamp: m.timestamp,
+            signature: m.signature,
+            client_seq: m.client_seq,
+            verified: m.verified,
+        }
+    }
+}
+
+impl Egress {
+    pub fn new(agent: AgentRow) -> Egress {
+        Egress { agent }
+    }
+
+    pub fn agent_id(&self) -> &str {
+        &self.agent.agent_id
+    }
+
+    async fn bind(&self, state: &AppState) -> ApiResult<(Uplink, AgentCredentials)> {
+        let uplink = state.uplink().await?;
+        let creds = state.credentials(&self.agent, &uplink).await?;
+        Ok((uplink, creds))
+    }
+
+    /// Runs `op` and audits it as `action` (success detail from `describe`, error detail =
+    /// the error text), with a request id and the duration.
+    async fn audited<T, F, D>(
+        &self,
+        state: &AppState,
+        action: &str,
+        tool: Option<&str>,
+        op: F,
+        describe: D,
+    ) -> ApiResult<T>
+    where
+        F: std::future::Future<Output = ApiResult<T>>,
+        D: FnOnce(&T) -> String,
+    {
+        let started = Instant::now();
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let result = op.await;
+        let (outcome, detail) = match &result {
+            Ok(value) => (Outcome::Success, describe(value)),
+            Err(err) if err.status == StatusCode::FORBIDDEN => (Outcome::Denied, error_text(err)),
+            Err(err) => (Outcome::Error, error_text(err)),
+        };
+        let mut entry = AuditEntry::new(self.agent_id(), action, outcome).detail(detail);
+        entry.tool_name = tool;
+        entry.request_id = Some(&request_id);
+        entry.duration_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+        audit::record_quietly(&state.ctx.store, entry).await;
+        result
+    }
+
+    pub async fn open_session(
+        &self,
+        state: &AppState,
+        body: &OpenSessionRequest,
+    ) -> ApiResult<String> {
+        let op = async {
+            let (uplink, creds) = self.bind(state).await?;
+            Ok(uplink
+                .open_session(
+                    &creds,
+                    &body.target_agent_id,
+                    &body.target_org_id,
+                    &body.capabilities,
+                )
+                .await?)
+        };
+        let target = body.target_agent_id.clone();
+        self.audited(state, "egress_session_open", None, op, |sid| {
+            format!("target={target} session={sid}")
+        })
+        .await
+    }
+
+    pub async fn list_sessions(
+        &self,
+        state: &AppState,
+        status: Option<&str>,
+    ) -> ApiResult<Vec<SessionInfo>> {
+        let (uplink, creds) = self.bind(state).await?;
+        Ok(uplink.list_sessions(&creds, status).await?)
+    }
+
+    pub async fn accept(&self, state: &AppState, session_id: &str) -> ApiResult<()> {
+        let op = async {
+            let (uplink, creds) = self.bind(state).await?;
+            Ok(uplink.accept_session(&creds, session_id).await?)
+        };
+        self.audited(state, "egress_session_accept", None, op, |_| {
+            format!("session={session_id}")
+        })
+        .await
+    }
+
+    pub async fn close(&self, state: &AppState, session_id: &str) -> ApiResult<()> {
+        let op = async {
+            let (uplink, creds) = self.bind(state).await?;
+            Ok(uplink.close_session(&creds, session_id).await?)
+        };
+        self.audited(state, "egress_session_close", None, op, |_| {
+            format!("session={session_id}")
+        })
+        .await
+    }
+
+    /// Seals and sends with the next persisted `client_seq` of (agent, session).
+    pub async fn send(
+        &self,
+        state: &AppState,
+        session_id: &str,
+        recipient: &str,
+        payload: &Value,
+    ) -> ApiResult<u64> {
+        let op = async {
+            let (uplink, creds) = self.bind(state).await?;
+            let client_seq = state
+                .ctx
+                .store
+                .next_client_seq(self.agent_id(), session_id)
+                .await?;
+            uplink
+                .send(&creds, session_id, recipient, payload, client_seq)
+                .await?;
+            Ok(client_seq)
+        };
+        self.audited(state, "egress_send", None, op, |seq| {
+            format!("session={session_id} recipient={recipient} client_seq={seq}")
+        })
+        .await
+    }
+
+    pub async fn messages(
+        &self,
+        state: &AppState,
+        session_id: &str,
+        after: i64,
+    ) -> ApiResult<Vec<MessageView>> {
+        let (uplink, creds) = self.bind(state).await?;
+        let messages = uplink.poll(&creds, session_id, after).await?;
+        Ok(messages.into_iter().map(MessageView::from).collect())
+    }
+
+    pub async fn discover(
+        &self,
+        state: &AppState,
+        body: &DiscoverRequest,
+    ) -> ApiResult<Vec<AgentInfo>> {
+        let started = Instant::now();
+        let (uplink, creds) = self.bind(state).await?;
+        let capabilities = body.capabilities.clone().unwrap_or_default();
+        let agents = uplink
+            .discover(&creds, &capabilities, body.q.as_deref())
+            .await?;
+        // The reference audits discovery on success only.
+        let mut entry = AuditEntry::new(self.agent_id(), "egress_discover", Outcome::Success)
+            .detail(format!(
+                "capabilities={capabilities:?} q={} results={}",
+                body.q.as_deref().unwrap_or("None"),
+                agents.len()
+            ));
+        entry.duration_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+        audit::record_quietly(&state.ctx.store, entry).await;
+        Ok(agents)
+    }
+
+    /// Sends a `tool_call` message to the other participant of `session_id`.
+    pub async fn tools_invoke(
+        &self,
+        state: &AppState,
+        body: &ToolInvokeRequest,
+    ) -> ApiResult<Value> {
+        let op = async {
+            let (uplink, creds) = self.bind(state).await?;
+            let sessions = uplink.list_sessions(&creds, None).await?;
+            let session = sessions
+                .iter()
+                .find(|s| s.session_id == body.session_id)
+                .ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "Session {} not found for agent {}",
+                        body.session_id,
+                        self.agent_id()
+                    ))
+                })?;
+            let recipient = if session.initiator_agent_id == self.agent_id() {
+                session.target_agent_id.clone()
+            } else if session.target_agent_id == self.agent_id() {
+                session.initiator_agent_id.clone()
+            } else {
+                String::new()
+            };
+            if recipient.is_empty() {
+                return Err(ApiError::bad_request(
+                    "Cannot determine recipient from session metadata",
+                ));
+            }
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let payload = json!({"type": "tool_call", "tool": body.tool_name, "parameters": body.parameters, "request_id": request_id});
+            let client_seq = state
+                .ctx
+                .store
+                .next_client_seq(self.agent_id(), &body.session_id)
+                .await?;
+            uplink
+                .send(&creds, &body.session_id, &recipient, &payload, client_seq)
+                .await?;
+            Ok(
+                json!({"status": "sent", "request_id": request_id, "session_id": body.session_id, "tool": body.tool_name, "recipient": recipient}),
+            )
+        };
+        let sid = body.session_id.clone();
+        self.audited(
+            state,
+            "egress_tool_invoke",
+            Some(&body.tool_name),
+            op,
+            |v| {
+                format!(
+                    "session={sid} recipient={} request_id={}",
+                    v["recipient"].as_str().unwrap_or(""),
+                    v["request_id"].as_str().unwrap_or("")
+                )
+            },
+        )
+        .await
+    }
+}
+
+fn error_text(err: &ApiError) -> String {
+    match err.detail_text() {
+        Some(text) => format!("{} {text}", err.status.as_u16()),
+        None => format!("{} {}", err.status.as_u16(), err.detail),
+    }
+}
+
+// ---- REST handlers ----
+
+pub async fn open_session(state: &AppState, request: &Request) -> ApiResult<Response> {
+    let egress = egress_for(state, request).await?;
+    let body: OpenSessionRequest = parse_json(&request.body)?;
+    let session_id = egress.open_session(state, &body).await?;
+    ok(json!({"session_id": session_id, "status": "opened"}))
+}
+
+pub async fn list_sessions(state: &AppState, request: &Request) -> ApiResult<Response> {
+    let egress = egress_for(state, request).await?;
+    let status = request.query_param("status");
+    let sessions = egress.list_sessions(state, status.as_deref()).await?;
+    ok(json!({"sessions": sessions}))
+}
+
+pub async fn accept(state: &AppState, request: &Request, session_id: &str) -> ApiResult<Response> {
+    let egress = egress_for(state, request).await?;
+    egress.accept(state, session_id).await?;
+    ok(json!({"status": "accepted", "session_id": session_id}))
+}
+
+pub async fn close(state: &AppState, request: &Request, session_id: &str) -> ApiResult<Response> {
+    let egress = egress_for(state, request).await?;
+    egress.close(state, session_id).await?;
+    ok(json!({"status": "closed", "session_id": session_id}))
+}
+
+pub async fn send(state: &AppState, request: &Request) -> ApiResult<Response> {
+    let egress = egress_for(state, request).await?;
+    let body: SendRequest = parse_json(&request.body)?;
+    egress
+        .send(
+            state,
+            &body.session_id,
+            &body.recipient_agent_id,
+            &Value::Object(body.payload),
+        )
+        .await?;
+    ok(json!({"status": "sent", "session_id": body.session_id}))
+}
+
+pub async fn messages(
+    state: &AppState,
+    request: &Request,
+    session_id: &str,
+) -> ApiResult<Response> {
+    let egress = egress_for(state, request).await?;
+    let after = after_param(request)?;
+    let messages = egress.messages(state, session_id, after).await?;
+    ok(json!({"count": messages.len(), "messages": messages}))
+}
+
+/// `after` (default -1) as FastAPI validates an int query parameter.
+fn after_param(request: &Request) -> ApiResult<i64> {
+    match request.query_param("after") {
+        None => Ok(-1),
+        Some(text) => text.trim().parse().map_err(|_| {
+            ApiError::validation(
+                "int_parsing",
+                vec![LocItem::Key("query".into()), LocItem::Key("after".into())],
+                "Input should be a valid integer, unable to parse string as an integer",
+                Value::String(text),
+            )
+        }),
+    }
+}
+
+pub async fn discover(state: &AppState, request: &Request) -> ApiResult<Response> {
+    let egress = egress_for(state, request).await?;
+    let body: DiscoverRequest = if request.body.is_empty() {
+        DiscoverRequest::default()
+    } else {
+        parse_json(&request.body)?
+    };
+    let agents = egress.discover(state, &body).await?;
+    ok(json!({"count": agents.len(), "agents": agents}))
+}
+
+pub async fn tools_invoke(state: &AppState, request: &Request) -> ApiResult<Response> {
+    let egress = egress_for(state, request).await?;
+    let body: ToolInvokeRequest = parse_json(&request.body)?;
+    let answer = egress.tools_invoke(state, &body).await?;
+    Ok(Response::ok(&answer))
+}

@@ -1,0 +1,30 @@
+//! `/health`, `/healthz` (liveness) and `/readyz` (the store answers).
+
+use crate::http::{ApiResult, Response};
+use crate::state::AppState;
+use http::StatusCode;
+use serde_json::json;
+
+pub fn health() -> Response {
+    Response::ok(&json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+pub fn healthz() -> Response {
+    Response::ok(&json!({"status": "ok"}))
+}
+
+/// 200 `ready` when the database answers, else 503 `not_ready` with the failing check.
+pub async fn readyz(state: &AppState) -> ApiResult<Response> {
+    Ok(match state.ctx.store.ping().await {
+        Ok(()) => Response::ok(
+            &json!({"status": "ready", "checks": {"database": "ok", "jwks_cache": "not_configured"}}),
+        ),
+        Err(err) => {
+            tracing::error!("readiness: database check failed: {err}");
+            Response::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "not_ready", "checks": {"database": "error: database unavailable"}}),
+            )
+        }
+    })
+}

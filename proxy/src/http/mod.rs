@@ -1,0 +1,142 @@
+//! The HTTP surface: one pingora listener, requests read whole (up to the body limit), routed
+//! by method and path, answered as a whole JSON body or as a stream (SSE).
+
+pub mod error;
+mod router;
+mod server;
+
+pub use error::{parse_json, ApiError, ApiResult};
+pub use server::{serve, HttpApp};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+/// A request as the handlers see it.
+#[derive(Debug)]
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Request {
+    /// A header as text (absent or non-UTF-8 → `None`).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// A query parameter, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        let query = self.query.as_deref()?;
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+}
+
+/// A whole response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+}
+
+impl Response {
+    pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+        match serde_json::to_vec(body) {
+            Ok(body) => Response {
+                status,
+                headers: Vec::new(),
+                body,
+                content_type: "application/json",
+            },
+            Err(err) => Response::from(ApiError::internal(err)),
+        }
+    }
+
+    pub fn ok<T: Serialize>(body: &T) -> Response {
+        Response::json(StatusCode::OK, body)
+    }
+
+    /// A response without a body.
+    pub fn empty(status: StatusCode) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+            content_type: "application/json",
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+impl From<ApiError> for Response {
+    fn from(error: ApiError) -> Response {
+        let mut response =
+            Response::json(error.status, &serde_json::json!({"detail": error.detail}));
+        response.headers.extend(error.headers);
+        response
+    }
+}
+
+/// A streamed response: headers now, then each chunk as it arrives, until the sender is dropped.
+#[derive(Debug)]
+pub struct StreamResponse {
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    pub chunks: mpsc::Receiver<Bytes>,
+}
+
+/// What a handler answers.
+#[derive(Debug)]
+pub enum Reply {
+    Whole(Response),
+    Stream(StreamResponse),
+}
+
+impl From<Response> for Reply {
+    fn from(response: Response) -> Reply {
+        Reply::Whole(response)
+    }
+}
+
+impl From<ApiError> for Reply {
+    fn from(error: ApiError) -> Reply {
+        Reply::Whole(error.into())
+    }
+}
+
+impl<T: Into<Reply>> From<ApiResult<T>> for Reply {
+    fn from(result: ApiResult<T>) -> Reply {
+        match result {
+            Ok(reply) => reply.into(),
+            Err(error) => error.into(),
+        }
+    }
+}
+
+/// The reference's security headers, on every response.
+pub const SECURITY_HEADERS: &[(&str, &str)] = &[
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "strict-origin-when-cross-origin"),
+    (
+        "Permissions-Policy",
+        "camera=(), microphone=(), geolocation=()",
+    ),
+    (
+        "Strict-Transport-Security",
+        "max-age=31536000; includeSubDomains",
+    ),
+    ("Cache-Control", "no-store"),
+];

@@ -1,0 +1,44 @@
+//! Key/value settings (organisation config, policy rules).
+
+use super::{Store, StoreError};
+
+impl Store {
+    /// A setting, if present.
+    pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+                .bind(key)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    /// Writes several settings in one transaction, so a multi-field change is all or nothing.
+    pub async fn set_settings(&self, pairs: &[(&str, &str)]) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        for (key, value) in pairs {
+            sqlx::query("INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.set_settings(&[(key, value)]).await
+    }
+}
+
+impl Store {
+    /// Removes a setting (absent is fine).
+    pub async fn delete_setting(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM settings WHERE key = ?")
+            .bind(key)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

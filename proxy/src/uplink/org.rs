@@ -1,0 +1,191 @@
+//! Unauthenticated and org-credential calls (`X-Org-Id` / `X-Org-Secret`): health, join, org
+//! status, agent provisioning (idempotent on 409), certificate rotation and broker-side
+//! revocation.
+
+use cullis_shared::wire::registry::BindingResponse;
+use http::Method;
+use serde_json::{json, Value};
+
+use super::http::{Request, Response};
+use super::{path_segment, OrgCredentials, Uplink, UplinkError};
+
+impl Uplink {
+    pub async fn healthz(&self) -> Result<(), UplinkError> {
+        self.inner
+            .auth
+            .transport
+            .send(&Request::new(Method::GET, "/healthz"))
+            .await?
+            .ok()?;
+        Ok(())
+    }
+
+    /// `POST /v1/onboarding/join` with the §2.2 join body; the broker's answer as is.
+    pub async fn join(&self, body: &Value) -> Result<Value, UplinkError> {
+        let response = self
+            .inner
+            .auth
+            .send_with_nonce(|_| Request::new(Method::POST, "/v1/onboarding/join").json(body))
+            .await?
+            .ok()?;
+        response.json("join")
+    }
+
+    /// `GET /v1/registry/orgs/me`: `{org_id, display_name, status, registered_at}`.
+    pub async fn org_status(&self, org: &OrgCredentials) -> Result<Value, UplinkError> {
+        let response = self
+            .org_call(org, Method::GET, "/v1/registry/orgs/me", None)
+            .await?
+            .ok()?;
+        response.json("org")
+    }
+
+    /// Register agent (409 = already there is fine), create binding (409 fine), approve it (409
+    /// fine). The binding's scope is the agent's capabilities.
+    pub async fn register_agent(
+        &self,
+        org: &OrgCredentials,
+        agent_id: &str,
+        display_name: &str,
+        capabilities: &[String],
+    ) -> Result<(), UplinkError> {
+        let agent = json!({
+            "agent_id": agent_id,
+            "org_id": org.org_id,
+            "display_name": display_name,
+            "capabilities": capabilities,
+        });
+        self.org_call(org, Method::POST, "/v1/registry/agents", Some(&agent))
+            .await?
+            .ok_or_conflict()?;
+        let binding = self.ensure_binding(org, agent_id, capabilities).await?;
+        if binding.status.as_str() != "approved" {
+            let path = format!("/v1/registry/bindings/{}/approve", binding.id);
+            self.org_call(org, Method::POST, &path, None)
+                .await?
+                .ok_or_conflict()?;
+        }
+        Ok(())
+    }
+
+    /// The agent's binding: created now, or the existing one on 409.
+    async fn ensure_binding(
+        &self,
+        org: &OrgCredentials,
+        agent_id: &str,
+        capabilities: &[String],
+    ) -> Result<BindingResponse, UplinkError> {
+        let body = json!({"org_id": org.org_id, "agent_id": agent_id, "scope": capabilities});
+        let response = self
+            .org_call(org, Method::POST, "/v1/registry/bindings", Some(&body))
+            .await?;
+        if response.status != 409 {
+            return response.ok()?.json("binding");
+        }
+        self.bindings_of(org, agent_id)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                UplinkError::Protocol(format!(
+                    "broker reported a binding for {agent_id} but does not list it"
+                ))
+            })
+    }
+
+    /// The org's bindings of `agent_id`.
+    async fn bindings_of(
+        &self,
+        org: &OrgCredentials,
+        agent_id: &str,
+    ) -> Result<Vec<BindingResponse>, UplinkError> {
+        let path = format!(
+            "/v1/registry/bindings?{}",
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("org_id", &org.org_id)
+                .finish()
+        );
+        let all: Vec<BindingResponse> = self
+            .org_call(org, Method::GET, &path, None)
+            .await?
+            .ok()?
+            .json("binding list")?;
+        Ok(all.into_iter().filter(|b| b.agent_id == agent_id).collect())
+    }
+
+    /// `POST /v1/registry/agents/{id}/rotate-cert` with the new leaf certificate (PEM).
+    pub async fn rotate_cert(
+        &self,
+        org: &OrgCredentials,
+        agent_id: &str,
+        new_cert_pem: &str,
+    ) -> Result<(), UplinkError> {
+        let path = format!("/v1/registry/agents/{}/rotate-cert", path_segment(agent_id));
+        let body = json!({ "new_certificate": new_cert_pem });
+        self.org_call(org, Method::POST, &path, Some(&body))
+            .await?
+            .ok()?;
+        // The pinned certificate changed: the next call logs in with the new one.
+        self.inner.auth.tokens.forget(agent_id);
+        self.inner.keys.invalidate(agent_id);
+        Ok(())
+    }
+
+    /// Broker-side cut-off: revoke the agent's tokens (`POST /v1/auth/revoke-agent/{id}`) and
+    /// its binding(s). An agent the broker does not know is already cut off. Also forgets the
+    /// agent locally.
+    pub async fn revoke_agent(
+        &self,
+        org: &OrgCredentials,
+        agent_id: &str,
+    ) -> Result<(), UplinkError> {
+        let path = format!("/v1/auth/revoke-agent/{}", path_segment(agent_id));
+        let response = self.org_call(org, Method::POST, &path, None).await?;
+        if response.status == 404 {
+            self.forget_agent(agent_id);
+            return Ok(());
+        }
+        response.ok()?;
+        for binding in self.bindings_of(org, agent_id).await? {
+            if binding.status.as_str() != "revoked" {
+                let path = format!("/v1/registry/bindings/{}/revoke", binding.id);
+                self.org_call(org, Method::POST, &path, None).await?.ok()?;
+            }
+        }
+        self.forget_agent(agent_id);
+        Ok(())
+    }
+
+    /// A request with the org's credentials (retried once after a short `Retry-After`).
+    async fn org_call(
+        &self,
+        org: &OrgCredentials,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Response, UplinkError> {
+        self.inner
+            .auth
+            .send_with_nonce(|_| {
+                let request = Request::new(method.clone(), path)
+                    .header("X-Org-Id", org.org_id.clone())
+                    .header("X-Org-Secret", org.secret.clone());
+                match body {
+                    Some(body) => request.json(body),
+                    None => request,
+                }
+            })
+            .await
+    }
+}
+
+impl Response {
+    /// Ok for 2xx and 409 (the thing already exists / is already in that state).
+    fn ok_or_conflict(self) -> Result<Response, UplinkError> {
+        if self.status == 409 {
+            Ok(self)
+        } else {
+            self.ok()
+        }
+    }
+}
