@@ -407,15 +407,16 @@ async fn bench_send(
     let world = world.clone();
     let send = Arc::new(move |worker: usize| {
         let (world, pools) = (world.clone(), pools.clone());
-        async move {
-            let Some(envelope) = pools[worker].lock().await.pop() else {
-                return false;
-            };
-            let session = &world.buyer_sessions[worker];
-            messaging::post_envelope(session, &envelope).await.0 == StatusCode::ACCEPTED
-        }
+        async move { send_next(&world, &pools, worker).await.is_some() }
     });
     measure(sessions.len(), duration, None, send).await
+}
+
+/// Buyer `worker` posts its next presealed envelope; the envelope when the broker accepted it.
+async fn send_next(world: &World, pools: &[Mutex<Vec<Value>>], worker: usize) -> Option<Value> {
+    let envelope = pools[worker].lock().await.pop()?;
+    let (status, _) = messaging::post_envelope(&world.buyer_sessions[worker], &envelope).await;
+    (status == StatusCode::ACCEPTED).then_some(envelope)
 }
 
 /// One relay = the buyer sends, then the seller polls until that message is there.
@@ -440,16 +441,9 @@ async fn bench_relay_poll(
             last_seen.clone(),
         );
         async move {
-            let Some(envelope) = pools[worker].lock().await.pop() else {
+            let Some(envelope) = send_next(&world, &pools, worker).await else {
                 return false;
             };
-            if messaging::post_envelope(&world.buyer_sessions[worker], &envelope)
-                .await
-                .0
-                != StatusCode::ACCEPTED
-            {
-                return false;
-            }
             let mut last = last_seen[worker].lock().await;
             let after = if *last == i64::MAX { -1 } else { *last };
             let path = format!(
@@ -496,16 +490,9 @@ async fn bench_relay_ws(
     let relay = Arc::new(move |worker: usize| {
         let (world, pools, sockets) = (world.clone(), pools.clone(), sockets.clone());
         async move {
-            let Some(envelope) = pools[worker].lock().await.pop() else {
+            let Some(envelope) = send_next(&world, &pools, worker).await else {
                 return false;
             };
-            if messaging::post_envelope(&world.buyer_sessions[worker], &envelope)
-                .await
-                .0
-                != StatusCode::ACCEPTED
-            {
-                return false;
-            }
             let mut socket = sockets[worker].lock().await;
             loop {
                 match ws::next(&mut socket).await {

@@ -3,6 +3,7 @@
 
 pub mod broker;
 pub mod proxy;
+pub mod two_orgs;
 
 pub use broker::{Options, Store, TestBroker};
 use std::path::PathBuf;
