@@ -8,7 +8,7 @@
 //! Build the binaries first: `cargo build --release -p cullis-broker -p cullis-proxy -p cullis-e2e`.
 
 use clap::Parser;
-use cullis_e2e::client::{AgentIdentity, AgentSession};
+use cullis_e2e::client::AgentIdentity;
 use cullis_e2e::messaging;
 use cullis_e2e::setup::{BrokerApi, OrgIdentity};
 use cullis_e2e::stack::proxy::TestProxy;

@@ -1,0 +1,105 @@
+//! The whole system as an operator and two organisation admins bring it up: one broker, one
+//! proxy per organisation, each org onboarded by invite through its own proxy (the proxy's PDP
+//! webhook registered at join), approved by the operator, and agents created by the proxies.
+//! Used by the demo and the full-stack scenario.
+
+use super::proxy::TestProxy;
+use super::{Options, Store, TestBroker};
+use crate::egress::EgressClient;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// A broker and the proxies of `alpha` and `beta`.
+pub struct TwoOrgs {
+    pub broker: TestBroker,
+    pub alpha: TestProxy,
+    pub beta: TestProxy,
+}
+
+impl TwoOrgs {
+    /// Starts the broker on `store` (webhook PDPs on loopback allowed) and two proxies.
+    pub async fn start(store: Store, options: Options) -> TwoOrgs {
+        let broker = TestBroker::start_with(
+            store,
+            options.env("POLICY_WEBHOOK_ALLOW_PRIVATE_IPS", "true"),
+        )
+        .await;
+        TwoOrgs {
+            broker,
+            alpha: TestProxy::start(&[]).await,
+            beta: TestProxy::start(&[]).await,
+        }
+    }
+
+    /// A fresh invite token from the operator.
+    pub async fn invite(&self, label: &str) -> String {
+        let (status, invite) = self
+            .broker
+            .admin(
+                Method::POST,
+                "/v1/admin/invites",
+                Some(json!({"label": label, "ttl_hours": 1})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{invite}");
+        invite["token"].as_str().expect("invite token").to_owned()
+    }
+
+    /// Invite → `org join` on the org's proxy → operator approval.
+    pub async fn onboard(&self, proxy: &TestProxy, org_id: &str) {
+        let invite = self.invite(org_id).await;
+        let joined = proxy.join(&self.broker.base, &invite, org_id).await;
+        assert!(
+            joined.success,
+            "org join {org_id}: {}\n{}",
+            joined.stdout, joined.stderr
+        );
+        self.approve(org_id).await;
+    }
+
+    pub async fn approve(&self, org_id: &str) {
+        let (status, body) = self
+            .broker
+            .admin(
+                Method::POST,
+                &format!("/v1/admin/orgs/{org_id}/approve"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    /// Creates an agent on `proxy` and returns its egress client (API key).
+    pub async fn agent(
+        &self,
+        proxy: &TestProxy,
+        name: &str,
+        capabilities: &[&str],
+    ) -> (String, EgressClient) {
+        let (agent_id, api_key) = proxy.create_agent(name, capabilities).await;
+        (agent_id, EgressClient::new(&proxy.base, &api_key))
+    }
+
+    /// The ciphertext rows the broker stores for `session_id` (read straight from its
+    /// database: what an operator with full access to the broker can see).
+    pub async fn stored_payloads(&self, session_id: &str) -> Vec<Value> {
+        use sqlx::Row;
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.broker.database_url)
+            .await
+            .expect("broker database");
+        let rows =
+            sqlx::query("SELECT payload FROM session_messages WHERE session_id = $1 ORDER BY seq")
+                .bind(session_id)
+                .fetch_all(&pool)
+                .await
+                .expect("session_messages");
+        pool.close().await;
+        rows.iter()
+            .map(|row| {
+                let text: String = row.try_get("payload").expect("payload column");
+                serde_json::from_str(&text).unwrap_or(Value::String(text))
+            })
+            .collect()
+    }
+}
