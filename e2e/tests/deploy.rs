@@ -32,7 +32,10 @@ case " $* " in
     ( set -a; . "$dir/.env"; set +a
       export DATABASE_URL='@DATABASE_URL@' REDIS_URL='@REDIS_URL@' \
         BROKER_CA_KEY_PATH="$dir/certs/broker-ca-key.pem" BROKER_CA_CERT_PATH="$dir/certs/broker-ca.pem" \
-        FORWARDED_ALLOW_IPS=127.0.0.1 BCRYPT_COST=4 RUST_LOG=info
+        FORWARDED_ALLOW_IPS=127.0.0.1 BCRYPT_COST=4 RUST_LOG=info \
+        RATE_LIMIT_ONBOARDING_JOIN=10000/60s RATE_LIMIT_AUTH_TOKEN=10000/60s
+      # (Every test broker shares the one Redis and so its per-IP buckets: joins and logins
+      # of concurrent tests from 127.0.0.1 must not use up this broker's allowance.)
       cd "$shim"
       setsid '@BROKER_BIN@' serve --host 127.0.0.1 --port @BROKER_PORT@ > "$shim/broker.log" 2>&1 < /dev/null &
       echo $! > "$shim/broker.pid" )
