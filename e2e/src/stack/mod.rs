@@ -2,6 +2,7 @@
 //! on free loopback ports with their own data, stopped (and their data removed) on drop.
 
 pub mod broker;
+pub mod openbao;
 pub mod proxy;
 pub mod two_orgs;
 
