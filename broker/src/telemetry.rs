@@ -4,13 +4,7 @@
 //! module only shapes the output.
 
 use crate::config::LogFormat;
-use serde_json::{Map, Value};
-use std::fmt;
-use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
-use tracing_subscriber::registry::LookupSpan;
+use cullis_shared::logging::JsonLines;
 
 /// Installs the global subscriber. `RUST_LOG` overrides the default filter.
 pub fn init(format: LogFormat) {
@@ -25,92 +19,4 @@ pub fn init(format: LogFormat) {
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;
-}
-
-/// One JSON object per event.
-pub struct JsonLines;
-
-impl<S, N> FormatEvent<S, N> for JsonLines
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        let mut fields = FieldCollector(Map::new());
-        event.record(&mut fields);
-        let mut line = Map::new();
-        line.insert("timestamp".into(), crate::db::now_text().into());
-        line.insert("level".into(), event.metadata().level().as_str().into());
-        line.insert("logger".into(), event.metadata().target().into());
-        line.insert(
-            "message".into(),
-            fields
-                .0
-                .remove("message")
-                .unwrap_or(Value::String(String::new())),
-        );
-        if let Some(request_id) = request_id(ctx) {
-            line.insert("request_id".into(), request_id.into());
-        }
-        for (name, value) in fields.0 {
-            line.entry(name).or_insert(value);
-        }
-        writeln!(writer, "{}", Value::Object(line))
-    }
-}
-
-/// The innermost `request_id` recorded on an enclosing span.
-fn request_id<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<String>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    let scope = ctx.event_scope()?;
-    for span in scope {
-        let extensions = span.extensions();
-        let Some(formatted) = extensions.get::<FormattedFields<N>>() else {
-            continue;
-        };
-        if let Some(rest) = formatted.fields.split("request_id=").nth(1) {
-            let value = rest
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .trim_matches('"');
-            if !value.is_empty() {
-                return Some(value.to_owned());
-            }
-        }
-    }
-    None
-}
-
-struct FieldCollector(Map<String, Value>);
-
-impl Visit for FieldCollector {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), value.into());
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), value.into());
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), value.into());
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .insert(field.name().into(), format!("{value:?}").into());
-    }
 }

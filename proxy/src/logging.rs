@@ -1,6 +1,7 @@
-//! JSON line logs on stderr: `timestamp, level, logger, message` (+ fields), as the reference.
+//! JSON line logs on stderr: `timestamp, level, logger, message, request_id` (+ fields), the
+//! same shape as the broker's (`cullis_shared::logging`).
 
-use tracing_subscriber::fmt::format::{FmtSpan, JsonFields};
+use cullis_shared::logging::JsonLines;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber (`RUST_LOG` filters; default `info`). pingora's `log` records
@@ -8,13 +9,8 @@ use tracing_subscriber::EnvFilter;
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_target(true)
-        .fmt_fields(JsonFields::new())
-        .with_span_events(FmtSpan::NONE)
+        .with_ansi(false)
+        .event_format(JsonLines)
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();

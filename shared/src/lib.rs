@@ -13,12 +13,14 @@
 //! | [`envelope`] | E2E envelopes: seal and open |
 //! | [`pki`] | org and broker CAs, agent certificates, CA and leaf checks, SPIFFE ids |
 //! | [`replay`] | single-use identifier stores (DPoP `jti`, nonces) |
+//! | [`logging`] | the JSON log line format of both binaries |
 //! | [`wire`] | serde types of every API body |
 
 pub mod encoding;
 pub mod envelope;
 pub mod jose;
 pub mod keys;
+pub mod logging;
 pub mod pki;
 mod pss;
 pub mod replay;
