@@ -4,34 +4,22 @@
 mod common;
 
 use common::{BrokerApi, Options, Store, TestBroker, ADMIN_SECRET};
+use cullis_e2e::stack::tls::ServerCert;
 use reqwest::{Method, StatusCode};
 
 #[tokio::test]
 async fn login_and_calls_work_over_verified_https() {
     let dir = std::env::temp_dir().join(format!("cullis-tls-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params =
-        rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    let (cert_path, key_path) = (dir.join("server.pem"), dir.join("server-key.pem"));
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-
-    let options = Options::default()
-        .env("BROKER_TLS_CERT", &cert_path.display().to_string())
-        .env("BROKER_TLS_KEY", &key_path.display().to_string());
+    let cert = ServerCert::localhost(&dir);
+    let options = cert.broker_options(Options::default());
     let broker = TestBroker::start_with(Store::Sqlite, options).await;
     assert!(broker.base.starts_with("https://"), "{}", broker.base);
 
     // A client that does not trust the certificate is refused.
     assert!(reqwest::get(broker.url("/health")).await.is_err());
 
-    let trusting = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).unwrap())
-        .build()
-        .unwrap();
-    let api = BrokerApi::with_client(&broker.base, ADMIN_SECRET, trusting);
+    let api = BrokerApi::with_client(&broker.base, ADMIN_SECRET, cert.trusting_client());
     let (status, _) = api.admin(Method::GET, "/v1/admin/invites", None).await;
     assert_eq!(status, StatusCode::OK);
     let org = api.onboard("acme").await;

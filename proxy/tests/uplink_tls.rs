@@ -4,6 +4,7 @@
 
 mod uplink_common;
 
+use cullis_e2e::stack::tls::ServerCert;
 use cullis_e2e::stack::{Options, Store};
 use cullis_proxy::uplink::{Uplink, UplinkConfig, UplinkError};
 use uplink_common::*;
@@ -12,27 +13,14 @@ use uplink_common::*;
 async fn self_signed_broker_refused_unless_trusted() {
     let dir = std::env::temp_dir().join(format!("cullis-uplink-tls-{}", uuid_like()));
     std::fs::create_dir_all(&dir).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params =
-        rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    let (cert_path, key_path) = (dir.join("server.pem"), dir.join("server-key.pem"));
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    let options = Options::default()
-        .env("BROKER_TLS_CERT", &cert_path.display().to_string())
-        .env("BROKER_TLS_KEY", &key_path.display().to_string());
-    let broker = broker_with(Store::Sqlite, options).await;
+    let cert = ServerCert::localhost(&dir);
+    let broker = broker_with(Store::Sqlite, cert.broker_options(Options::default())).await;
     assert!(broker.base.starts_with("https://"), "{}", broker.base);
     // The harness's own client must trust the certificate too.
-    let trusting = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).unwrap())
-        .build()
-        .unwrap();
     let api = cullis_e2e::setup::BrokerApi::with_client(
         &broker.base,
         cullis_e2e::stack::broker::ADMIN_SECRET,
-        trusting,
+        cert.trusting_client(),
     );
 
     // Default: verification against the system roots refuses the self-signed certificate.
@@ -44,7 +32,7 @@ async fn self_signed_broker_refused_unless_trusted() {
 
     // Trusted through the CA bundle: the whole agent flow, REST and push.
     let mut config = UplinkConfig::new(&broker.base);
-    config.ca_bundle = Some(cert_path.clone());
+    config.ca_bundle = Some(cert.cert_path.clone());
     let trusted = Uplink::new(config).unwrap();
     trusted.healthz().await.unwrap();
     let alpha = api

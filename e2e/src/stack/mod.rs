@@ -4,6 +4,7 @@
 pub mod broker;
 pub mod openbao;
 pub mod proxy;
+pub mod tls;
 pub mod two_orgs;
 
 pub use broker::{Options, Store, TestBroker};
