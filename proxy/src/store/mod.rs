@@ -9,7 +9,9 @@ mod settings;
 pub use agents::AgentRow;
 pub use audit::AuditRow;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::ConnectOptions;
 use std::str::FromStr;
 use std::time::Duration;
@@ -29,6 +31,7 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    seq_blocks: seq::SeqBlocks,
 }
 
 impl Store {
@@ -37,6 +40,9 @@ impl Store {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL: a commit survives a crash of the process (not of the machine)
+            // without an fsync per write — every send writes a client_seq and an audit row.
+            .synchronous(SqliteSynchronous::Normal)
             // The CLI and `serve` share the file; wait for each other's writes instead of failing.
             .busy_timeout(Duration::from_secs(10))
             .disable_statement_logging();
@@ -45,7 +51,10 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            seq_blocks: Default::default(),
+        })
     }
 
     /// `SELECT 1`, for `/readyz`.
