@@ -15,7 +15,8 @@
 //! triggers *detectable*; note that a plain SHA-256 chain cannot stop an attacker who rewrites
 //! every row after the one they changed — anchoring the head hash elsewhere does.
 
-use crate::db::audit::{AuditRow, StoredAuditEntry};
+use crate::db::audit::{AuditRow, ChainTx, StoredAuditEntry};
+use crate::db::sessions::{NewMessage, Stored};
 use crate::db::Db;
 use cullis_shared::encoding::canonical_json::{write_python_float, write_string};
 use serde_json::Value;
@@ -76,6 +77,19 @@ impl AuditEvent {
         self
     }
 
+    /// The row to store: details rendered the way the reference's `json.dumps` did.
+    fn into_row(self) -> AuditRow {
+        let details = (!self.details.is_empty()).then(|| python_json_object(&self.details));
+        AuditRow {
+            event_type: self.event_type,
+            result: self.outcome.as_str(),
+            agent_id: self.agent_id,
+            session_id: self.session_id,
+            org_id: self.org_id,
+            details,
+        }
+    }
+
     /// Adds a detail member. Setting a key again replaces its value in place (a Python dict).
     pub fn detail(mut self, key: &str, value: impl Into<Value>) -> AuditEvent {
         let value = value.into();
@@ -87,24 +101,70 @@ impl AuditEvent {
     }
 }
 
-/// Writes audit events.
+/// Writes audit events, and the rows that must commit together with one (stored messages).
 ///
 /// Appends go through one writer task per process that takes everything queued while the
 /// previous write ran and appends it as one batch (one chain lock, one commit): concurrent
 /// requests share the cost of serialising the chain instead of queueing on it one by one
-/// (group commit). `record` still returns only once its row is committed.
+/// (group commit). `record` and `store_message` return only once their rows are committed.
 #[derive(Debug, Clone)]
 pub struct Audit {
-    queue: mpsc::UnboundedSender<Pending>,
+    queue: mpsc::UnboundedSender<Job>,
+}
+
+/// A message to store in the same transaction as its audit rows (see [`Audit::store_message`]).
+#[derive(Debug)]
+pub struct MessageWrite {
+    pub message: NewMessage,
+    /// Recorded first, whatever the outcome (the `policy.evaluated` row of the send).
+    pub evaluated: AuditEvent,
+    /// Recorded when the message is stored; its `seq` detail is set to the assigned number.
+    pub forwarded: AuditEvent,
+    /// Recorded when the nonce turns out to be used already.
+    pub replayed: AuditEvent,
 }
 
 #[derive(Debug)]
-struct Pending {
-    row: AuditRow,
-    done: oneshot::Sender<Result<(), String>>,
+enum Job {
+    Event {
+        row: AuditRow,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    Message {
+        write: Box<MessageWrite>,
+        done: oneshot::Sender<Result<Stored, String>>,
+    },
 }
 
-/// The most rows one transaction appends.
+impl Job {
+    /// Hands the outcome of its write to the waiting request.
+    fn finish(self, outcome: Result<Option<Stored>, sqlx::Error>) {
+        let outcome = outcome.map_err(|error| {
+            tracing::error!(event = self.event_type(), %error, "audit write failed");
+            error.to_string()
+        });
+        match self {
+            Job::Event { done, .. } => {
+                let _ = done.send(outcome.map(|_| ()));
+            }
+            Job::Message { done, .. } => {
+                let stored = outcome.and_then(|stored| {
+                    stored.ok_or_else(|| "the message write had no outcome".to_owned())
+                });
+                let _ = done.send(stored);
+            }
+        }
+    }
+
+    fn event_type(&self) -> &'static str {
+        match self {
+            Job::Event { row, .. } => row.event_type,
+            Job::Message { write, .. } => write.forwarded.event_type,
+        }
+    }
+}
+
+/// The most jobs one transaction writes.
 const MAX_BATCH: usize = 256;
 
 impl Audit {
@@ -118,60 +178,96 @@ impl Audit {
     /// Appends `event` to the hash chain. A failure is logged and returned: callers treat an
     /// unrecordable decision as a failed request (503), never as silently unaudited.
     pub async fn record(&self, event: AuditEvent) -> Result<(), sqlx::Error> {
-        let details = (!event.details.is_empty()).then(|| python_json_object(&event.details));
-        let row = AuditRow {
-            event_type: event.event_type,
-            result: event.outcome.as_str(),
-            agent_id: event.agent_id,
-            session_id: event.session_id,
-            org_id: event.org_id,
-            details,
-        };
         let (done, committed) = oneshot::channel();
-        let stopped = || sqlx::Error::Protocol("the audit writer has stopped".into());
+        let row = event.into_row();
         self.queue
-            .send(Pending { row, done })
-            .map_err(|_| stopped())?;
-        match committed.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(sqlx::Error::Protocol(message)),
-            Err(_) => Err(stopped()),
-        }
+            .send(Job::Event { row, done })
+            .map_err(|_| writer_stopped())?;
+        committed_outcome(committed).await
+    }
+
+    /// Stores a message with the next sequence number of its session and its audit rows in one
+    /// transaction: a message is never stored unaudited, nor audited as forwarded unstored.
+    pub async fn store_message(&self, write: MessageWrite) -> Result<Stored, sqlx::Error> {
+        let (done, committed) = oneshot::channel();
+        let write = Box::new(write);
+        self.queue
+            .send(Job::Message { write, done })
+            .map_err(|_| writer_stopped())?;
+        committed_outcome(committed).await
     }
 }
 
-async fn write_batches(db: Db, mut inbox: mpsc::UnboundedReceiver<Pending>) {
+fn writer_stopped() -> sqlx::Error {
+    sqlx::Error::Protocol("the audit writer has stopped".into())
+}
+
+async fn committed_outcome<T>(
+    committed: oneshot::Receiver<Result<T, String>>,
+) -> Result<T, sqlx::Error> {
+    match committed.await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(message)) => Err(sqlx::Error::Protocol(message)),
+        Err(_) => Err(writer_stopped()),
+    }
+}
+
+async fn write_batches(db: Db, mut inbox: mpsc::UnboundedReceiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while inbox.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let rows: Vec<AuditRow> = batch.iter().map(|pending| pending.row.clone()).collect();
-        match db.append_audit_batch(&rows).await {
-            Ok(_) => {
-                for pending in batch.drain(..) {
-                    let _ = pending.done.send(Ok(()));
+        match write_batch(&db, &batch).await {
+            Ok(outcomes) => {
+                for (job, outcome) in batch.drain(..).zip(outcomes) {
+                    job.finish(Ok(outcome));
                 }
             }
-            // One bad row must not fail its neighbours: retry them one by one.
+            // One bad job must not fail its neighbours: retry them one by one.
             Err(_) if batch.len() > 1 => {
-                for pending in batch.drain(..) {
-                    let result = db.append_audit(&pending.row).await.map(|_| ());
-                    let _ = pending.done.send(report(&pending.row, result));
+                for job in batch.drain(..) {
+                    let outcome = write_batch(&db, std::slice::from_ref(&job)).await;
+                    job.finish(outcome.map(|mut outcomes| outcomes.pop().flatten()));
                 }
             }
             Err(error) => {
-                for pending in batch.drain(..) {
-                    let failed = Err(sqlx::Error::Protocol(error.to_string()));
-                    let _ = pending.done.send(report(&pending.row, failed));
+                for job in batch.drain(..) {
+                    job.finish(Err(sqlx::Error::Protocol(error.to_string())));
                 }
             }
         }
     }
 }
 
-fn report(row: &AuditRow, result: Result<(), sqlx::Error>) -> Result<(), String> {
-    result.map_err(|error| {
-        tracing::error!(event = row.event_type, %error, "audit write failed");
-        error.to_string()
-    })
+/// Writes `jobs` in one chain transaction; per job, the stored message (for message jobs).
+async fn write_batch(db: &Db, jobs: &[Job]) -> Result<Vec<Option<Stored>>, sqlx::Error> {
+    let mut chain = db.begin_chain().await?;
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        outcomes.push(match job {
+            Job::Event { row, .. } => {
+                chain.append(row).await?;
+                None
+            }
+            Job::Message { write, .. } => Some(write_message(&mut chain, write).await?),
+        });
+    }
+    chain.commit().await?;
+    Ok(outcomes)
+}
+
+async fn write_message(chain: &mut ChainTx, write: &MessageWrite) -> Result<Stored, sqlx::Error> {
+    chain.append(&write.evaluated.clone().into_row()).await?;
+    let stored = chain.insert_message(&write.message).await?;
+    match &stored {
+        Stored::Ok { seq, .. } => {
+            let forwarded = write.forwarded.clone().detail("seq", *seq);
+            chain.append(&forwarded.into_row()).await?;
+        }
+        Stored::NonceReused => {
+            chain.append(&write.replayed.clone().into_row()).await?;
+        }
+        Stored::NotActive => {}
+    }
+    Ok(stored)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,12 +1,13 @@
 //! The one typed state every handler shares.
 
 use crate::audit::Audit;
+use crate::auth::token_cache::CachedTokenVerifier;
 use crate::config::Config;
 use crate::db::Db;
 use crate::kms::Kms;
 use crate::limits::RateLimiter;
 use crate::nonce::NonceManager;
-use cullis_shared::jose::access_token::{TokenSigner, TokenVerifier};
+use cullis_shared::jose::access_token::TokenSigner;
 use cullis_shared::replay::ReplayStore;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +24,8 @@ pub struct Inner {
     pub audit: Audit,
     pub kms: Kms,
     pub tokens: TokenSigner,
-    pub token_verifier: TokenVerifier,
+    /// Checks agents' access tokens (remembering ones already verified).
+    pub token_verifier: CachedTokenVerifier,
     pub nonces: NonceManager,
     pub dpop_replay: Arc<dyn ReplayStore>,
     pub limiter: RateLimiter,
@@ -55,7 +57,7 @@ impl AppState {
         let hub = crate::ws::Hub::new(redis.clone(), config.ws_max_connections_per_org);
         let dummy_secret_hash = bcrypt::hash("cullis-dummy-secret", config.bcrypt_cost)
             .expect("bcrypt with a valid cost");
-        let token_verifier = tokens.verifier();
+        let token_verifier = CachedTokenVerifier::new(tokens.verifier(), 100_000);
         AppState(Arc::new(Inner {
             audit: Audit::new(db.clone()),
             config,

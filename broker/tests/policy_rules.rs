@@ -313,7 +313,7 @@ async fn the_local_engine_reads_rules_stored_through_the_api_on_postgres() {
 /// What the API stores is what the local engine decides on.
 async fn local_engine_reads_api_rules(store: Store) {
     use cullis_broker::policy::{
-        MessagePolicyRequest, PolicyEngine, PolicySettings, SessionRulesRequest,
+        MessagePolicyRequest, PolicyEngine, PolicySettings, SessionRulesRequest, LOCAL_RULES_TTL,
     };
     let broker = TestBroker::start(store).await;
     let acme = broker.onboard("acme").await;
@@ -361,14 +361,15 @@ async fn local_engine_reads_api_rules(store: Store) {
         denied.reason,
         "Target organisation 'gamma' not permitted by policy"
     );
-    let message = engine
+    let payload = json!({"iv": "x"});
+    let (message, evaluated) = engine
         .evaluate_message_rules(
             &db,
-            &audit,
             &MessagePolicyRequest {
-                sender_org_id: "acme".into(),
-                payload: json!({"iv": "x"}),
-                ..Default::default()
+                sender_org_id: "acme",
+                payload: &payload,
+                sender_agent_id: None,
+                session_id: None,
             },
         )
         .await
@@ -377,6 +378,7 @@ async fn local_engine_reads_api_rules(store: Store) {
         message.reason,
         "Required fields missing from payload: ['ciphertext']"
     );
+    audit.record(evaluated).await.unwrap();
     assert_eq!(audit_rows(&broker, "policy.evaluated").await.len(), 3);
 
     // Deactivated through the API ⇒ gone from the engine's view ⇒ default deny.
@@ -384,6 +386,9 @@ async fn local_engine_reads_api_rules(store: Store) {
         .org(&acme, Method::DELETE, "/v1/policy/rules/acme::s", None)
         .await;
     assert_eq!(status, StatusCode::OK);
+    // This engine stands for another replica: it sees the change once its memo of the org's
+    // rules has expired (the broker process that served the DELETE sees it at once).
+    tokio::time::sleep(LOCAL_RULES_TTL).await;
     let after = engine
         .evaluate_session_rules(&db, &audit, &session("beta"))
         .await

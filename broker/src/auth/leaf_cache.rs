@@ -6,23 +6,19 @@
 //! revocation still run on every login. A CA replacement changes the CA hash, so nothing
 //! verified under the old CA is reused.
 
+use crate::memo::Memo;
 use cullis_shared::keys::PublicKey;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::Mutex;
 
-/// Bounded map; cleared when full (entries are cheap to recompute).
 #[derive(Debug)]
 pub struct LeafCache {
-    entries: Mutex<HashMap<(String, [u8; 32]), PublicKey>>,
-    capacity: usize,
+    verified: Memo<(String, [u8; 32]), PublicKey>,
 }
 
 impl LeafCache {
     pub fn new(capacity: usize) -> LeafCache {
         LeafCache {
-            entries: Mutex::new(HashMap::new()),
-            capacity,
+            verified: Memo::new(capacity),
         }
     }
 
@@ -32,18 +28,13 @@ impl LeafCache {
 
     /// The leaf's public key if this exact leaf was verified under this exact CA before.
     pub fn get(&self, leaf_thumbprint: &str, ca_pem: &str) -> Option<PublicKey> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries
+        self.verified
             .get(&(leaf_thumbprint.to_owned(), Self::ca_id(ca_pem)))
-            .cloned()
     }
 
     pub fn insert(&self, leaf_thumbprint: &str, ca_pem: &str, key: PublicKey) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= self.capacity {
-            entries.clear();
-        }
-        entries.insert((leaf_thumbprint.to_owned(), Self::ca_id(ca_pem)), key);
+        self.verified
+            .insert((leaf_thumbprint.to_owned(), Self::ca_id(ca_pem)), key);
     }
 }
 

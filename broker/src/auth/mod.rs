@@ -9,6 +9,7 @@ pub mod dpop;
 pub mod leaf_cache;
 pub mod login;
 pub mod org;
+pub mod token_cache;
 
 use axum::http::HeaderMap;
 

@@ -93,20 +93,100 @@ pub struct AuditFilter {
 const COLUMNS: &str =
     "id, timestamp, event_type, agent_id, session_id, org_id, details, result, entry_hash, previous_hash";
 
-impl Db {
-    /// Appends one row to the hash chain (see the module comment for how appends are
-    /// serialised). Returns the stored row.
-    pub async fn append_audit(&self, row: &AuditRow) -> Result<StoredAuditEntry, sqlx::Error> {
-        let mut stored = self.append_audit_batch(std::slice::from_ref(row)).await?;
-        Ok(stored.pop().expect("one row appended"))
+/// A transaction holding the chain lock: rows appended through it are chained after the head
+/// read when it began, and other writes that must be serialised with the chain (message rows,
+/// see [`ChainTx::insert_message`]) can share its single commit.
+pub struct ChainTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    engine: Engine,
+    previous_hash: Option<String>,
+    /// SQLite: the id the next row gets (the counter is read once under the lock).
+    next_id: Option<i64>,
+    timestamp: String,
+}
+
+impl ChainTx {
+    /// Appends `row` after the rows appended so far.
+    pub async fn append(&mut self, row: &AuditRow) -> Result<StoredAuditEntry, sqlx::Error> {
+        let mut entry = StoredAuditEntry {
+            id: self.next_id().await?,
+            timestamp: self.timestamp.clone(),
+            event_type: row.event_type.to_owned(),
+            agent_id: row.agent_id.clone(),
+            session_id: row.session_id.clone(),
+            org_id: row.org_id.clone(),
+            details: row.details.clone(),
+            result: row.result.to_owned(),
+            entry_hash: None,
+            previous_hash: self.previous_hash.take(),
+        };
+        entry.entry_hash = Some(entry_hash(&entry.chain_fields()));
+        self.insert(&entry).await?;
+        self.previous_hash = entry.entry_hash.clone();
+        Ok(entry)
     }
 
-    /// Appends `rows`, in order, to the hash chain in one transaction under the chain lock:
-    /// the lock and the commit are paid once for the whole batch.
-    pub async fn append_audit_batch(
-        &self,
-        rows: &[AuditRow],
-    ) -> Result<Vec<StoredAuditEntry>, sqlx::Error> {
+    /// Makes everything appended visible at once and releases the chain lock.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    /// The transaction itself, for writes that ride along with the chain's commit.
+    pub(crate) fn connection(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
+
+    /// Reserves the next row id: the identity sequence on PostgreSQL, the AUTOINCREMENT
+    /// counter on SQLite (read once; an explicit id advances it, and the lock keeps every
+    /// other writer out until commit).
+    async fn next_id(&mut self) -> Result<i64, sqlx::Error> {
+        if let Some(id) = self.next_id.as_mut() {
+            *id += 1;
+            return Ok(*id - 1);
+        }
+        let sql = match self.engine {
+            Engine::Sqlite => "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'), 0), \
+                 COALESCE((SELECT MAX(id) FROM audit_log), 0)) + 1 AS id",
+            Engine::Postgres => "SELECT nextval(pg_get_serial_sequence('audit_log', 'id')) AS id",
+        };
+        let id: i64 = sqlx::query(sql)
+            .fetch_one(&mut *self.tx)
+            .await?
+            .try_get("id")?;
+        if self.engine == Engine::Sqlite {
+            self.next_id = Some(id + 1);
+        }
+        Ok(id)
+    }
+
+    async fn insert(&mut self, entry: &StoredAuditEntry) -> Result<(), sqlx::Error> {
+        let overriding = match self.engine {
+            Engine::Sqlite => "",
+            Engine::Postgres => "OVERRIDING SYSTEM VALUE ",
+        };
+        sqlx::query(&format!(
+            "INSERT INTO audit_log ({COLUMNS}) {overriding}VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(entry.id)
+        .bind(&entry.timestamp)
+        .bind(&entry.event_type)
+        .bind(&entry.agent_id)
+        .bind(&entry.session_id)
+        .bind(&entry.org_id)
+        .bind(&entry.details)
+        .bind(&entry.result)
+        .bind(&entry.entry_hash)
+        .bind(&entry.previous_hash)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+}
+
+impl Db {
+    /// Begins a transaction under the chain lock (see the module comment) and reads the chain
+    /// head. Dropping it without [`ChainTx::commit`] rolls everything back.
+    pub async fn begin_chain(&self) -> Result<ChainTx, sqlx::Error> {
         let mut tx = match self.engine() {
             Engine::Sqlite => self.pool().begin_with("BEGIN IMMEDIATE").await?,
             Engine::Postgres => {
@@ -125,73 +205,38 @@ impl Db {
         )
         .fetch_optional(&mut *tx)
         .await?;
-        let mut previous_hash: Option<String> = match head {
+        let previous_hash = match head {
             Some(row) => row.try_get("entry_hash")?,
             None => None,
         };
-        let timestamp = now_text();
+        Ok(ChainTx {
+            tx,
+            engine: self.engine(),
+            previous_hash,
+            next_id: None,
+            timestamp: now_text(),
+        })
+    }
+
+    /// Appends one row to the hash chain. Returns the stored row.
+    pub async fn append_audit(&self, row: &AuditRow) -> Result<StoredAuditEntry, sqlx::Error> {
+        let mut stored = self.append_audit_batch(std::slice::from_ref(row)).await?;
+        Ok(stored.pop().expect("one row appended"))
+    }
+
+    /// Appends `rows`, in order, to the hash chain in one transaction under the chain lock:
+    /// the lock and the commit are paid once for the whole batch.
+    pub async fn append_audit_batch(
+        &self,
+        rows: &[AuditRow],
+    ) -> Result<Vec<StoredAuditEntry>, sqlx::Error> {
+        let mut chain = self.begin_chain().await?;
         let mut stored = Vec::with_capacity(rows.len());
         for row in rows {
-            let mut entry = StoredAuditEntry {
-                id: self.next_audit_id(&mut tx).await?,
-                timestamp: timestamp.clone(),
-                event_type: row.event_type.to_owned(),
-                agent_id: row.agent_id.clone(),
-                session_id: row.session_id.clone(),
-                org_id: row.org_id.clone(),
-                details: row.details.clone(),
-                result: row.result.to_owned(),
-                entry_hash: None,
-                previous_hash: previous_hash.take(),
-            };
-            entry.entry_hash = Some(entry_hash(&entry.chain_fields()));
-            self.insert_audit_entry(&mut tx, &entry).await?;
-            previous_hash = entry.entry_hash.clone();
-            stored.push(entry);
+            stored.push(chain.append(row).await?);
         }
-        tx.commit().await?;
+        chain.commit().await?;
         Ok(stored)
-    }
-
-    /// Reserves the next row id (under the chain lock): the identity sequence on PostgreSQL,
-    /// the AUTOINCREMENT counter on SQLite (which an explicit id advances).
-    async fn next_audit_id(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    ) -> Result<i64, sqlx::Error> {
-        let sql = match self.engine() {
-            Engine::Sqlite => "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'), 0), \
-                 COALESCE((SELECT MAX(id) FROM audit_log), 0)) + 1 AS id",
-            Engine::Postgres => "SELECT nextval(pg_get_serial_sequence('audit_log', 'id')) AS id",
-        };
-        sqlx::query(sql).fetch_one(&mut **tx).await?.try_get("id")
-    }
-
-    async fn insert_audit_entry(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        entry: &StoredAuditEntry,
-    ) -> Result<(), sqlx::Error> {
-        let overriding = match self.engine() {
-            Engine::Sqlite => "",
-            Engine::Postgres => "OVERRIDING SYSTEM VALUE ",
-        };
-        sqlx::query(&format!(
-            "INSERT INTO audit_log ({COLUMNS}) {overriding}VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .bind(entry.id)
-        .bind(&entry.timestamp)
-        .bind(&entry.event_type)
-        .bind(&entry.agent_id)
-        .bind(&entry.session_id)
-        .bind(&entry.org_id)
-        .bind(&entry.details)
-        .bind(&entry.result)
-        .bind(&entry.entry_hash)
-        .bind(&entry.previous_hash)
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
     }
 
     /// Up to `limit` rows with id > `after`, by id ascending (chain verification pages).

@@ -1,6 +1,7 @@
 //! `sessions`, `session_messages` and `notifications`: everything between two agents, durable,
 //! so a broker restart loses no session and no message.
 
+use super::audit::ChainTx;
 use super::{json_list, now_text, Db};
 use sqlx::Row;
 
@@ -64,15 +65,16 @@ pub struct StoredMessage {
     pub client_seq: Option<i64>,
 }
 
-/// A message about to be stored.
+/// A message about to be stored (owned: it travels to the writer task, see `crate::audit`).
 #[derive(Debug, Clone)]
-pub struct NewMessage<'a> {
-    pub session_id: &'a str,
-    pub sender_agent_id: &'a str,
-    pub payload: &'a str,
-    pub nonce: &'a str,
+pub struct NewMessage {
+    pub session_id: String,
+    pub sender_agent_id: String,
+    /// The envelope payload as JSON text.
+    pub payload: String,
+    pub nonce: String,
     pub signed_timestamp: i64,
-    pub signature: &'a str,
+    pub signature: String,
     pub client_seq: Option<i64>,
 }
 
@@ -87,7 +89,89 @@ pub enum Stored {
     NotActive,
 }
 
+impl ChainTx {
+    /// Stores a message with the next sequence number of its session, inside the chain
+    /// transaction. Every message write holds the chain lock (it always comes with an audit
+    /// row), so across any number of senders and broker replicas they are serialised: the
+    /// nonce check cannot race, and the counter bump and the insert commit together —
+    /// sequences have no gaps or duplicates. Nothing is written unless the result is `Ok`.
+    pub async fn insert_message(&mut self, message: &NewMessage) -> Result<Stored, sqlx::Error> {
+        let db = self.connection();
+        let used = sqlx::query("SELECT 1 AS hit FROM session_messages WHERE nonce = $1")
+            .bind(&message.nonce)
+            .fetch_optional(&mut *db)
+            .await?;
+        if used.is_some() {
+            return Ok(Stored::NonceReused);
+        }
+        let row = sqlx::query("UPDATE sessions SET next_seq = next_seq + 1 WHERE session_id = $1 AND status = 'active' RETURNING next_seq")
+            .bind(&message.session_id)
+            .fetch_optional(&mut *db)
+            .await?;
+        let Some(row) = row else {
+            return Ok(Stored::NotActive);
+        };
+        let seq = row.try_get::<i64, _>("next_seq")? - 1;
+        let timestamp = now_text();
+        sqlx::query(
+            "INSERT INTO session_messages (session_id, seq, sender_agent_id, payload, nonce, timestamp, signed_timestamp, signature, client_seq) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&message.session_id)
+        .bind(seq)
+        .bind(&message.sender_agent_id)
+        .bind(&message.payload)
+        .bind(&message.nonce)
+        .bind(&timestamp)
+        .bind(message.signed_timestamp)
+        .bind(&message.signature)
+        .bind(message.client_seq)
+        .execute(&mut *db)
+        .await?;
+        Ok(Stored::Ok { seq, timestamp })
+    }
+}
+
+/// What the send path needs to know before it verifies a message, read in one query.
+#[derive(Debug)]
+pub struct SendContext {
+    pub session: Session,
+    /// The sender's pinned certificate, if it has one.
+    pub sender_cert_pem: Option<String>,
+    /// Whether a stored message already carries the envelope's nonce.
+    pub nonce_used: bool,
+}
+
 impl Db {
+    /// The session, the sender's certificate and whether the nonce is taken — one round trip
+    /// for the three reads every send makes. `None` when the session does not exist.
+    pub async fn send_context(
+        &self,
+        session_id: &str,
+        sender_agent_id: &str,
+        nonce: &str,
+    ) -> Result<Option<SendContext>, sqlx::Error> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS}, \
+             (SELECT cert_pem FROM agents WHERE agent_id = $2) AS sender_cert_pem, \
+             (SELECT COUNT(*) FROM session_messages WHERE nonce = $3) AS nonce_uses \
+             FROM sessions WHERE session_id = $1"
+        ))
+        .bind(session_id)
+        .bind(sender_agent_id)
+        .bind(nonce)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|row| {
+            Ok(SendContext {
+                session: Session::from_row(&row)?,
+                sender_cert_pem: row.try_get("sender_cert_pem")?,
+                nonce_used: row.try_get::<i64, _>("nonce_uses")? > 0,
+            })
+        })
+        .transpose()
+    }
+
     pub async fn insert_session(&self, session: &Session) -> Result<(), sqlx::Error> {
         sqlx::query(&format!(
             "INSERT INTO sessions ({COLUMNS}, next_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0)"
@@ -163,52 +247,6 @@ impl Db {
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(Session::from_row).collect()
-    }
-
-    /// Stores a message with the next sequence number of its session, in one transaction:
-    /// the counter bump and the insert succeed or fail together, so sequences have no gaps
-    /// or duplicates, whichever broker replica and however many senders.
-    pub async fn insert_message(&self, message: &NewMessage<'_>) -> Result<Stored, sqlx::Error> {
-        let timestamp = now_text();
-        let mut tx = self.pool().begin().await?;
-        let row = sqlx::query("UPDATE sessions SET next_seq = next_seq + 1 WHERE session_id = $1 AND status = 'active' RETURNING next_seq")
-            .bind(message.session_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return Ok(Stored::NotActive);
-        };
-        let seq = row.try_get::<i64, _>("next_seq")? - 1;
-        let inserted = sqlx::query(
-            "INSERT INTO session_messages (session_id, seq, sender_agent_id, payload, nonce, timestamp, signed_timestamp, signature, client_seq) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (nonce) DO NOTHING",
-        )
-        .bind(message.session_id)
-        .bind(seq)
-        .bind(message.sender_agent_id)
-        .bind(message.payload)
-        .bind(message.nonce)
-        .bind(&timestamp)
-        .bind(message.signed_timestamp)
-        .bind(message.signature)
-        .bind(message.client_seq)
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() != 1 {
-            tx.rollback().await?;
-            return Ok(Stored::NonceReused);
-        }
-        tx.commit().await?;
-        Ok(Stored::Ok { seq, timestamp })
-    }
-
-    pub async fn nonce_used(&self, nonce: &str) -> Result<bool, sqlx::Error> {
-        let row = sqlx::query("SELECT 1 AS hit FROM session_messages WHERE nonce = $1")
-            .bind(nonce)
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(row.is_some())
     }
 
     /// Messages of a session after `after` not sent by `reader`, ascending.

@@ -15,6 +15,8 @@ use crate::db::policies::StoredPolicy;
 use crate::db::Db;
 use cullis_shared::wire::policy::{MessagePolicyRules, PolicyType, SessionPolicyRules};
 use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// A local-engine decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,15 +60,15 @@ pub struct SessionRulesRequest {
 }
 
 /// A message to check against the sender org's `message` policies.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MessagePolicyRequest {
-    pub sender_org_id: String,
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MessagePolicyRequest<'a> {
+    pub sender_org_id: &'a str,
     /// The envelope payload; its top-level keys are what `required_fields` and
     /// `blocked_fields` look at.
-    pub payload: Value,
+    pub payload: &'a Value,
     /// For the audit row.
-    pub sender_agent_id: Option<String>,
-    pub session_id: Option<String>,
+    pub sender_agent_id: Option<&'a str>,
+    pub session_id: Option<&'a str>,
 }
 
 fn effect_denies(policy: &StoredPolicy, effect: &str) -> Result<bool, LocalDecision> {
@@ -264,7 +266,43 @@ pub fn decide_message(payload: &Value, policies: &[StoredPolicy]) -> LocalDecisi
     LocalDecision::allow("Payload compliant with policies", None)
 }
 
+/// How long an org's local rules, once read, are used without reading them again. A change
+/// made through this broker process applies at once (it clears the memo); one made through
+/// another replica applies within this time.
+pub const LOCAL_RULES_TTL: Duration = Duration::from_secs(2);
+
+/// An org's active rules of one type, as read at `read_at`.
+pub(super) type CachedRules = (Instant, Arc<Vec<StoredPolicy>>);
+
 impl PolicyEngine {
+    /// The active rules of `org_id` of one type, from memory when read within
+    /// [`LOCAL_RULES_TTL`] (every message send consults them).
+    async fn active_rules(
+        &self,
+        db: &Db,
+        org_id: &str,
+        policy_type: PolicyType,
+    ) -> Result<Arc<Vec<StoredPolicy>>, sqlx::Error> {
+        let key = (org_id.to_owned(), policy_type.as_str());
+        if let Some((read_at, rules)) = self.0.local_rules.get(&key) {
+            if read_at.elapsed() < LOCAL_RULES_TTL {
+                return Ok(rules);
+            }
+        }
+        let read_at = Instant::now();
+        let rules = Arc::new(
+            db.active_policies(org_id, Some(policy_type.as_str()))
+                .await?,
+        );
+        self.0.local_rules.insert(key, (read_at, rules.clone()));
+        Ok(rules)
+    }
+
+    /// Forgets every remembered rule set: called after this process changes a policy.
+    pub fn forget_local_rules(&self) {
+        self.0.local_rules.clear();
+    }
+
     /// Checks a session against the local `session` policies of both orgs, and records
     /// `policy.evaluated`. Enforcement off ⇒ allow (still recorded). An `Err` is a database
     /// or audit failure: the caller answers 503, never allows.
@@ -277,65 +315,64 @@ impl PolicyEngine {
         let decision = if !self.enforcement_enabled() {
             LocalDecision::allow(DEMO_MODE_REASON, None)
         } else {
-            let kind = Some(PolicyType::Session.as_str());
-            let initiator = db.active_policies(&request.initiator_org_id, kind).await?;
+            let kind = PolicyType::Session;
+            let initiator = self
+                .active_rules(db, &request.initiator_org_id, kind)
+                .await?;
             let target = if initiator.is_empty() {
-                Vec::new()
+                Arc::default()
             } else {
-                db.active_policies(&request.target_org_id, kind).await?
+                self.active_rules(db, &request.target_org_id, kind).await?
             };
             decide_session(request, &initiator, &target)
         };
-        record(
-            audit,
+        let event = evaluated_event(
             PolicyType::Session,
             &decision,
             &request.initiator_org_id,
             request.initiator_agent_id.as_deref(),
             request.session_id.as_deref(),
-        )
-        .await?;
+        );
+        audit.record(event).await?;
         Ok(decision)
     }
 
-    /// Checks a message payload against the sender org's `message` policies, and records
-    /// `policy.evaluated`. Enforcement off ⇒ allow (still recorded). An `Err` is a database
-    /// or audit failure.
+    /// Checks a message payload against the sender org's `message` policies. Enforcement off
+    /// ⇒ allow. Returns the decision and its `policy.evaluated` event, which the caller records
+    /// (on the send path, in the same transaction as the message). An `Err` is a database
+    /// failure.
     pub async fn evaluate_message_rules(
         &self,
         db: &Db,
-        audit: &Audit,
-        request: &MessagePolicyRequest,
-    ) -> Result<LocalDecision, sqlx::Error> {
+        request: &MessagePolicyRequest<'_>,
+    ) -> Result<(LocalDecision, AuditEvent), sqlx::Error> {
         let decision = if !self.enforcement_enabled() {
             LocalDecision::allow(DEMO_MODE_REASON, None)
         } else {
-            let policies = db
-                .active_policies(&request.sender_org_id, Some(PolicyType::Message.as_str()))
+            let policies = self
+                .active_rules(db, request.sender_org_id, PolicyType::Message)
                 .await?;
-            decide_message(&request.payload, &policies)
+            decide_message(request.payload, &policies)
         };
-        record(
-            audit,
+        let event = evaluated_event(
             PolicyType::Message,
             &decision,
-            &request.sender_org_id,
-            request.sender_agent_id.as_deref(),
-            request.session_id.as_deref(),
-        )
-        .await?;
-        Ok(decision)
+            request.sender_org_id,
+            request.sender_agent_id,
+            request.session_id,
+        );
+        Ok((decision, event))
     }
 }
 
-async fn record(
-    audit: &Audit,
+/// The `policy.evaluated` row of a local decision.
+fn evaluated_event(
     policy_type: PolicyType,
     decision: &LocalDecision,
     org_id: &str,
     agent_id: Option<&str>,
     session_id: Option<&str>,
-) -> Result<(), sqlx::Error> {
+) -> AuditEvent {
     let outcome = if decision.allowed {
         Outcome::Ok
     } else {
@@ -348,7 +385,7 @@ async fn record(
         .detail("reason", decision.reason.clone());
     event.agent_id = agent_id.map(str::to_owned);
     event.session_id = session_id.map(str::to_owned);
-    audit.record(event).await
+    event
 }
 
 #[cfg(test)]
@@ -543,15 +580,15 @@ mod tests {
             .unwrap();
         assert_eq!(d, LocalDecision::allow(DEMO_MODE_REASON, None));
         engine.set_enforcement(true);
+        let payload = json!({"ciphertext": "x"});
         let m = MessagePolicyRequest {
-            sender_org_id: "acme".into(),
-            payload: json!({"ciphertext": "x"}),
-            ..Default::default()
+            sender_org_id: "acme",
+            payload: &payload,
+            sender_agent_id: None,
+            session_id: None,
         };
-        let d = engine
-            .evaluate_message_rules(&db, &audit, &m)
-            .await
-            .unwrap();
+        let (d, evaluated) = engine.evaluate_message_rules(&db, &m).await.unwrap();
+        audit.record(evaluated).await.unwrap();
         assert_eq!(d.reason, "No message policy — default allow");
         type Row = (String, String, Option<String>, Option<String>, String);
         let rows: Vec<Row> = sqlx::query_as(

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use local::{LocalDecision, MessagePolicyRequest, SessionRulesRequest};
+pub use local::{LocalDecision, MessagePolicyRequest, SessionRulesRequest, LOCAL_RULES_TTL};
 
 /// Deadline of one PDP/OPA call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -228,6 +228,8 @@ struct EngineInner {
     backend: BackendImpl,
     settings: PolicySettings,
     enforcement: AtomicBool,
+    /// Recently read local rules per (org, policy type), see [`local::LOCAL_RULES_TTL`].
+    local_rules: crate::memo::Memo<(String, &'static str), local::CachedRules>,
 }
 
 impl PolicyEngine {
@@ -281,6 +283,7 @@ impl PolicyEngine {
             backend,
             enforcement: AtomicBool::new(settings.enforcement),
             settings,
+            local_rules: crate::memo::Memo::new(10_000),
         }));
         for warning in engine.warnings() {
             tracing::warn!("{warning}");

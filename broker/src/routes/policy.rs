@@ -79,6 +79,7 @@ async fn create(
         )
         .await?
         .ok_or_else(|| ApiError::conflict("policy_id already exists"))?;
+    state.policy.forget_local_rules();
     state
         .audit
         .record(
@@ -152,6 +153,7 @@ async fn deactivate(
         .deactivate_policy(&policy_id)
         .await?
         .ok_or_else(|| ApiError::not_found("Policy not found"))?;
+    state.policy.forget_local_rules();
     state
         .audit
         .record(

@@ -7,9 +7,9 @@
 
 use super::auth::rate_limit;
 use super::wire_enum;
-use crate::audit::{AuditEvent, Outcome};
+use crate::audit::{AuditEvent, MessageWrite, Outcome};
 use crate::auth::agent::AgentAuth;
-use crate::db::sessions::{NewMessage, Session, Stored};
+use crate::db::sessions::{NewMessage, SendContext, Session, Stored};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::policy::{MessagePolicyRequest, SessionPolicyInput};
 use crate::state::AppState;
@@ -92,20 +92,28 @@ async fn load(state: &AppState, session_id: &str) -> ApiResult<Session> {
     Ok(session)
 }
 
+/// Records a denial of `caller`'s request.
 async fn deny(
     state: &AppState,
     caller: &AgentAuth,
     event: &'static str,
     detail: &[(&str, Value)],
 ) -> ApiResult<()> {
+    state
+        .audit
+        .record(denial_event(caller, event, detail))
+        .await?;
+    Ok(())
+}
+
+fn denial_event(caller: &AgentAuth, event: &'static str, detail: &[(&str, Value)]) -> AuditEvent {
     let mut audit = AuditEvent::new(event, Outcome::Denied)
         .agent(caller.agent_id())
         .org(caller.org_id());
     for (key, value) in detail {
         audit = audit.detail(key, value.clone());
     }
-    state.audit.record(audit).await?;
-    Ok(())
+    audit
 }
 
 /// §5.1 in order: rate limit, target exists and is active, org matches, target approved,
@@ -442,7 +450,7 @@ async fn send(
     State(state): State<AppState>,
     caller: AgentAuth,
     ApiPath(session_id): ApiPath<String>,
-    ApiJson(envelope): ApiJson<MessageEnvelope>,
+    ApiJson(mut envelope): ApiJson<MessageEnvelope>,
 ) -> ApiResult<(StatusCode, Json<MessageAccepted>)> {
     if envelope.nonce.chars().count() > 128 || envelope.signature.chars().count() > 2048 {
         return Err(ApiError::validation(
@@ -452,7 +460,7 @@ async fn send(
             Value::Null,
         ));
     }
-    let payload = Value::Object(envelope.payload.clone());
+    let payload = Value::Object(std::mem::take(&mut envelope.payload));
     let payload_text = payload.to_string();
     if payload_text.len() > 1_048_576 {
         return Err(ApiError::validation(
@@ -469,9 +477,13 @@ async fn send(
             "session_id in envelope does not match URL path",
         ));
     }
-    let session = state
+    let SendContext {
+        session,
+        sender_cert_pem,
+        nonce_used,
+    } = state
         .db
-        .session(&session_id)
+        .send_context(&session_id, caller.agent_id(), &envelope.nonce)
         .await?
         .ok_or_else(|| ApiError::not_found("Session not found"))?;
     if is_expired(&session) {
@@ -507,7 +519,7 @@ async fn send(
             "sender_agent_id does not match the token",
         ));
     }
-    if state.db.nonce_used(&envelope.nonce).await? {
+    if nonce_used {
         deny(
             &state,
             &caller,
@@ -534,8 +546,7 @@ async fn send(
             "Message timestamp too old or in the future — possible replay attack",
         ));
     }
-    let sender = state.db.agent(caller.agent_id()).await?;
-    let pem = sender.and_then(|agent| agent.cert_pem).ok_or_else(|| {
+    let pem = sender_cert_pem.ok_or_else(|| {
         ApiError::unauthorized("Agent certificate not found — log in before sending messages")
     })?;
     let sender_key = Certificate::from_pem(&pem)
@@ -560,52 +571,54 @@ async fn send(
         .await?;
         return Err(ApiError::unauthorized(error.to_string()));
     }
-    check_message_policy(&state, &caller, &session_id, &payload).await?;
-    let stored = state
-        .db
-        .insert_message(&NewMessage {
-            session_id: &session_id,
-            sender_agent_id: caller.agent_id(),
-            payload: &payload_text,
-            nonce: &envelope.nonce,
-            signed_timestamp: envelope.timestamp,
-            signature: &envelope.signature,
-            client_seq: envelope.client_seq.map(|seq| seq as i64),
-        })
-        .await?;
-    let seq = match stored {
-        Stored::Ok { seq, .. } => seq,
-        Stored::NonceReused => {
-            deny(
-                &state,
-                &caller,
-                "broker.message_send",
-                &denied("replay attack detected (DB)"),
-            )
-            .await?;
-            return Err(ApiError::conflict(
-                "Nonce already used — possible replay attack",
-            ));
-        }
-        Stored::NotActive => return Err(ApiError::conflict("Session not active")),
-    };
+    let evaluated = check_message_policy(&state, &caller, &session_id, &payload).await?;
     let payload_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
         cullis_shared::encoding::canonical_json::to_string(&payload),
     ));
-    let mut audit = AuditEvent::new("broker.message_forwarded", Outcome::Ok)
+    let mut forwarded = AuditEvent::new("broker.message_forwarded", Outcome::Ok)
         .agent(caller.agent_id())
         .org(caller.org_id())
-        .detail("seq", seq)
+        .detail("seq", Value::Null) // set by the writer once the number is assigned
         .detail("nonce", envelope.nonce.clone())
         .detail("payload_hash", payload_hash)
         .detail("signature", envelope.signature.clone());
-    audit.session_id = Some(session_id.clone());
-    state.audit.record(audit).await?;
+    forwarded.session_id = Some(session_id.clone());
+    let replayed = denial_event(
+        &caller,
+        "broker.message_send",
+        &denied("replay attack detected (DB)"),
+    );
+    let write = MessageWrite {
+        message: NewMessage {
+            session_id: session_id.clone(),
+            sender_agent_id: caller.agent_id().to_owned(),
+            payload: payload_text,
+            nonce: envelope.nonce.clone(),
+            signed_timestamp: envelope.timestamp,
+            signature: envelope.signature.clone(),
+            client_seq: envelope.client_seq.map(|seq| seq as i64),
+        },
+        evaluated,
+        forwarded,
+        replayed,
+    };
+    let seq = match state.audit.store_message(write).await? {
+        Stored::Ok { seq, .. } => seq,
+        Stored::NonceReused => {
+            return Err(ApiError::conflict(
+                "Nonce already used — possible replay attack",
+            ))
+        }
+        Stored::NotActive => return Err(ApiError::conflict("Session not active")),
+    };
+    let Value::Object(payload) = payload else {
+        unreachable!("built from an object above")
+    };
     let frame = crate::ws::new_message(
         &session_id,
         caller.agent_id(),
         seq,
-        envelope.payload.clone(),
+        payload,
         envelope.client_seq,
     );
     state
@@ -621,26 +634,29 @@ async fn send(
     ))
 }
 
-/// The sender org's local `message` policies (spec §5.6) over the envelope payload.
+/// The sender org's local `message` policies (spec §5.6) over the envelope payload. Allowed:
+/// the `policy.evaluated` event, to be recorded with the message. Denied: both rows recorded
+/// now and a 403.
 async fn check_message_policy(
     state: &AppState,
     caller: &AgentAuth,
     session_id: &str,
     payload: &Value,
-) -> ApiResult<()> {
+) -> ApiResult<AuditEvent> {
     let request = MessagePolicyRequest {
-        sender_org_id: caller.org_id().to_owned(),
-        payload: payload.clone(),
-        sender_agent_id: Some(caller.agent_id().to_owned()),
-        session_id: Some(session_id.to_owned()),
+        sender_org_id: caller.org_id(),
+        payload,
+        sender_agent_id: Some(caller.agent_id()),
+        session_id: Some(session_id),
     };
-    let decision = state
+    let (decision, evaluated) = state
         .policy
-        .evaluate_message_rules(&state.db, &state.audit, &request)
+        .evaluate_message_rules(&state.db, &request)
         .await?;
     if decision.allowed {
-        return Ok(());
+        return Ok(evaluated);
     }
+    state.audit.record(evaluated).await?;
     let mut details = vec![("reason", Value::from(decision.reason.clone()))];
     if let Some(policy_id) = &decision.policy_id {
         details.push(("policy_id", Value::from(policy_id.clone())));

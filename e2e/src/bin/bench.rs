@@ -46,6 +46,10 @@ struct Args {
     /// Concurrency levels for logins, GETs and session opens.
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
     concurrency: Vec<usize>,
+    /// Process id of the broker at --broker-url on this machine: its CPU use is then shown
+    /// per scenario (in cores) next to the client's.
+    #[arg(long)]
+    broker_pid: Option<u32>,
     /// Numbers of concurrent sessions for the message scenarios.
     #[arg(long, value_delimiter = ',', default_value = "1,32")]
     sessions: Vec<usize>,
@@ -63,6 +67,25 @@ struct Outcome {
     errors: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
+    /// CPU used during the run, in cores: this client, and the broker when its pid is known.
+    client_cores: Option<f64>,
+    broker_cores: Option<f64>,
+}
+
+/// The broker's process id (spawned, or `--broker-pid`), for its CPU use per scenario.
+static BROKER_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// CPU seconds (user + system) a process has used so far, from `/proc` (Linux; `None`
+/// elsewhere). Shows which side of the loopback saturates the machine.
+fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let path = pid.map_or("/proc/self/stat".to_owned(), |pid| {
+        format!("/proc/{pid}/stat")
+    });
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux
 }
 
 impl Outcome {
@@ -91,6 +114,11 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = bool> + Send,
 {
+    let broker_pid = BROKER_PID.get().copied();
+    let cpu_before = (
+        cpu_seconds(None),
+        broker_pid.and_then(|pid| cpu_seconds(Some(pid))),
+    );
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::new();
@@ -99,7 +127,9 @@ where
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0;
-            let mut next_start = Instant::now();
+            // Paced workers start spread over one period, so arrivals are even, not bursts.
+            let mut next_start =
+                start + pace.unwrap_or_default() * worker as u32 / concurrency as u32;
             while Instant::now() < deadline {
                 if let Some(pace) = pace {
                     tokio::time::sleep_until(next_start.into()).await;
@@ -123,22 +153,33 @@ where
         errors += e;
     }
     latencies.sort();
+    let elapsed = start.elapsed();
+    let cores =
+        |before: Option<f64>, after: Option<f64>| Some((after? - before?) / elapsed.as_secs_f64());
     Outcome {
         ops: latencies.len(),
         errors,
-        elapsed: start.elapsed(),
+        elapsed,
         latencies,
+        client_cores: cores(cpu_before.0, cpu_seconds(None)),
+        broker_cores: cores(
+            cpu_before.1,
+            broker_pid.and_then(|pid| cpu_seconds(Some(pid))),
+        ),
     }
 }
 
 fn row(name: &str, concurrency: usize, outcome: &Outcome) {
+    let cores = |value: Option<f64>| value.map_or("–".to_owned(), |v| format!("{v:.2}"));
     println!(
-        "| {name:<34} | {concurrency:>4} | {:>7} | {:>6} | {:>9.0} | {:>8.2} | {:>8.2} |",
+        "| {name:<34} | {concurrency:>4} | {:>7} | {:>6} | {:>9.0} | {:>8.2} | {:>8.2} | {:>6} | {:>6} |",
         outcome.ops,
         outcome.errors,
         outcome.rate(),
         outcome.percentile(0.50).as_secs_f64() * 1000.0,
         outcome.percentile(0.99).as_secs_f64() * 1000.0,
+        cores(outcome.broker_cores),
+        cores(outcome.client_cores),
     );
 }
 
@@ -274,6 +315,7 @@ async fn main() {
                 .env("RUST_LOG", "error")
                 .env("POLICY_WEBHOOK_ALLOW_PRIVATE_IPS", "true");
             let broker = TestBroker::start_with(store, options).await;
+            let _ = BROKER_PID.set(broker.pid());
             let api = broker.api.clone();
             (Some(broker), api)
         }
@@ -288,6 +330,9 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(pid) = args.broker_pid {
+        let _ = BROKER_PID.set(pid);
+    }
     let max_sessions = args.sessions.iter().copied().max().unwrap_or(1);
     let max_clients = args.concurrency.iter().copied().max().unwrap_or(1);
     let world = Arc::new(setup(api, max_sessions.max(max_clients)).await);
@@ -297,8 +342,8 @@ async fn main() {
         "\nbroker: {}   ({} s per scenario)\n",
         world.api.base, args.seconds
     );
-    println!("| scenario                           | conc |     ops | errors |     ops/s |  p50 ms  |  p99 ms  |");
-    println!("|------------------------------------|------|---------|--------|-----------|----------|----------|");
+    println!("| scenario                           | conc |     ops | errors |     ops/s |  p50 ms  |  p99 ms  | broker | client |");
+    println!("|------------------------------------|------|---------|--------|-----------|----------|----------|--------|--------|");
     for &concurrency in &args.concurrency {
         row(
             "login (assertion + DPoP)",

@@ -139,6 +139,11 @@ impl TestBroker {
     }
 
     /// The broker's stderr so far (for assertions on log lines and for failure messages).
+    /// The broker process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
