@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 echo "==> building release binaries (cullis-broker, cullis-proxy)"
-cargo build --release --locked -p cullis-broker -p cullis-proxy
+# --workspace on both: features resolve as in every other build, so nothing is rebuilt twice.
+cargo build --release --locked --workspace --bins
 echo "==> full-stack scenario against $target/release"
-CULLIS_BIN_DIR="$target/release" cargo test --locked -p cullis-e2e --test full_stack -- --nocapture
+CULLIS_BIN_DIR="$target/release" cargo test --locked --workspace --test full_stack -- --nocapture
