@@ -105,3 +105,56 @@ impl Visit for FieldCollector {
             .insert(field.name().into(), format!("{value:?}").into());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn one_json_object_per_event_with_the_pipeline_fields() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .event_format(JsonLines)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", request_id = "req-42");
+            let _inside = span.enter();
+            tracing::warn!(agent = "acme::buyer", attempts = 3_u64, "login refused");
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let line: Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["logger"], module_path!());
+        assert_eq!(line["message"], "login refused");
+        assert_eq!(line["request_id"], "req-42");
+        assert_eq!(line["agent"], "acme::buyer");
+        assert_eq!(line["attempts"], 3);
+        let timestamp = line["timestamp"].as_str().unwrap();
+        assert!(
+            time::OffsetDateTime::parse(timestamp, &Rfc3339).is_ok(),
+            "{timestamp}"
+        );
+    }
+}
