@@ -5,7 +5,7 @@
 //! `entry_hash = sha256_hex(id|timestamp|event_type|agent_id|session_id|org_id|result|details|
 //! previous_hash_or_"genesis")` (§8.2, see [`entry_hash`]) and the `entry_hash` of the row before
 //! it as `previous_hash`. Appends are serialised *in the database* (see
-//! [`Db::append_audit`](crate::db::Db::append_audit)), so several broker processes on one
+//! [`Db::begin_chain`](crate::db::Db::begin_chain)), so several broker processes on one
 //! PostgreSQL still write a single chain without forks. [`verify_chain`] walks the whole log in
 //! pages and reports the first broken entry.
 //!
@@ -131,9 +131,19 @@ enum Job {
         done: oneshot::Sender<Result<(), String>>,
     },
     Message {
-        write: Box<MessageWrite>,
+        write: Box<QueuedMessage>,
         done: oneshot::Sender<Result<Stored, String>>,
     },
+}
+
+/// A [`MessageWrite`] with the rows that need no sequence number already rendered (on the
+/// request's task, not on the one writer every request waits for).
+#[derive(Debug)]
+struct QueuedMessage {
+    message: NewMessage,
+    evaluated: AuditRow,
+    forwarded: AuditEvent,
+    replayed: AuditRow,
 }
 
 impl Job {
@@ -190,7 +200,12 @@ impl Audit {
     /// transaction: a message is never stored unaudited, nor audited as forwarded unstored.
     pub async fn store_message(&self, write: MessageWrite) -> Result<Stored, sqlx::Error> {
         let (done, committed) = oneshot::channel();
-        let write = Box::new(write);
+        let write = Box::new(QueuedMessage {
+            message: write.message,
+            evaluated: write.evaluated.into_row(),
+            forwarded: write.forwarded,
+            replayed: write.replayed.into_row(),
+        });
         self.queue
             .send(Job::Message { write, done })
             .map_err(|_| writer_stopped())?;
@@ -254,8 +269,8 @@ async fn write_batch(db: &Db, jobs: &[Job]) -> Result<Vec<Option<Stored>>, sqlx:
     Ok(outcomes)
 }
 
-async fn write_message(chain: &mut ChainTx, write: &MessageWrite) -> Result<Stored, sqlx::Error> {
-    chain.append(&write.evaluated.clone().into_row()).await?;
+async fn write_message(chain: &mut ChainTx, write: &QueuedMessage) -> Result<Stored, sqlx::Error> {
+    chain.append(&write.evaluated).await?;
     let stored = chain.insert_message(&write.message).await?;
     match &stored {
         Stored::Ok { seq, .. } => {
@@ -263,7 +278,7 @@ async fn write_message(chain: &mut ChainTx, write: &MessageWrite) -> Result<Stor
             chain.append(&forwarded.into_row()).await?;
         }
         Stored::NonceReused => {
-            chain.append(&write.replayed.clone().into_row()).await?;
+            chain.append(&write.replayed).await?;
         }
         Stored::NotActive => {}
     }
@@ -590,6 +605,101 @@ impl ChainWalker {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn message(session_id: &str, nonce: &str) -> MessageWrite {
+        let mut forwarded = AuditEvent::new("broker.message_forwarded", Outcome::Ok)
+            .detail("seq", Value::Null)
+            .detail("nonce", nonce);
+        forwarded.session_id = Some(session_id.to_owned());
+        MessageWrite {
+            message: NewMessage {
+                session_id: session_id.to_owned(),
+                sender_agent_id: "acme::buyer".into(),
+                payload: r#"{"ciphertext":"x"}"#.into(),
+                nonce: nonce.to_owned(),
+                signed_timestamp: 1_700_000_000,
+                signature: "sig".into(),
+                client_seq: None,
+            },
+            evaluated: AuditEvent::new("policy.evaluated", Outcome::Ok),
+            forwarded,
+            replayed: AuditEvent::new("broker.message_send", Outcome::Denied)
+                .detail("reason", "replay attack detected (DB)"),
+        }
+    }
+
+    async fn events(db: &Db) -> Vec<(String, String, Option<String>)> {
+        db.audit_entries_after(0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.event_type, e.result, e.details))
+            .collect()
+    }
+
+    /// Stored, replayed and too-late messages each leave exactly their rows, and a chain that
+    /// verifies; only a stored message takes a sequence number.
+    #[tokio::test]
+    async fn a_message_commits_with_its_audit_rows_or_not_at_all() {
+        let (db, _scratch) = crate::db::policies::tests::db().await;
+        let session = crate::db::sessions::Session {
+            session_id: "s-1".into(),
+            initiator_agent_id: "acme::buyer".into(),
+            initiator_org_id: "acme".into(),
+            target_agent_id: "beta::seller".into(),
+            target_org_id: "beta".into(),
+            status: "active".into(),
+            requested_capabilities: vec![],
+            created_at: crate::db::now_text(),
+            expires_at: "9999-01-01T00:00:00.000000Z".into(),
+            closed_at: None,
+        };
+        db.insert_session(&session).await.unwrap();
+        let audit = Audit::new(db.clone());
+
+        let first = audit.store_message(message("s-1", "n-1")).await.unwrap();
+        assert!(matches!(first, Stored::Ok { seq: 0, .. }), "{first:?}");
+        let second = audit.store_message(message("s-1", "n-2")).await.unwrap();
+        assert!(matches!(second, Stored::Ok { seq: 1, .. }), "{second:?}");
+        let replay = audit.store_message(message("s-1", "n-1")).await.unwrap();
+        assert_eq!(replay, Stored::NonceReused);
+        db.transition_session("s-1", &["active"], "closed")
+            .await
+            .unwrap();
+        let late = audit.store_message(message("s-1", "n-3")).await.unwrap();
+        assert_eq!(late, Stored::NotActive);
+
+        let stored = db.messages_for("s-1", "beta::seller", -1).await.unwrap();
+        let seqs: Vec<(i64, &str)> = stored.iter().map(|m| (m.seq, m.nonce.as_str())).collect();
+        assert_eq!(
+            seqs,
+            [(0, "n-1"), (1, "n-2")],
+            "nothing stored for the replay or after close"
+        );
+        let rows = events(&db).await;
+        let kinds: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|(kind, result, _)| (kind.as_str(), result.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("policy.evaluated", "ok"),
+                ("broker.message_forwarded", "ok"),
+                ("policy.evaluated", "ok"),
+                ("broker.message_forwarded", "ok"),
+                ("policy.evaluated", "ok"),
+                ("broker.message_send", "denied"),
+                ("policy.evaluated", "ok"),
+            ]
+        );
+        assert_eq!(
+            rows[3].2.as_deref(),
+            Some(r#"{"seq": 1, "nonce": "n-2"}"#),
+            "the writer fills in the assigned sequence number, in place"
+        );
+        assert!(verify_chain(&db).await.unwrap().valid);
+    }
 
     #[test]
     fn hash_of_a_fixed_row_matches_the_reference_formula() {

@@ -218,27 +218,6 @@ impl Db {
         })
     }
 
-    /// Appends one row to the hash chain. Returns the stored row.
-    pub async fn append_audit(&self, row: &AuditRow) -> Result<StoredAuditEntry, sqlx::Error> {
-        let mut stored = self.append_audit_batch(std::slice::from_ref(row)).await?;
-        Ok(stored.pop().expect("one row appended"))
-    }
-
-    /// Appends `rows`, in order, to the hash chain in one transaction under the chain lock:
-    /// the lock and the commit are paid once for the whole batch.
-    pub async fn append_audit_batch(
-        &self,
-        rows: &[AuditRow],
-    ) -> Result<Vec<StoredAuditEntry>, sqlx::Error> {
-        let mut chain = self.begin_chain().await?;
-        let mut stored = Vec::with_capacity(rows.len());
-        for row in rows {
-            stored.push(chain.append(row).await?);
-        }
-        chain.commit().await?;
-        Ok(stored)
-    }
-
     /// Up to `limit` rows with id > `after`, by id ascending (chain verification pages).
     pub async fn audit_entries_after(
         &self,

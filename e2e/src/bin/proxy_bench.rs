@@ -42,6 +42,15 @@ struct Samples {
     total: Duration,
 }
 
+impl Samples {
+    fn add(&mut self, send: Duration, receive: Duration, round: Duration) {
+        self.send.push(send);
+        self.receive.push(receive);
+        self.round.push(round);
+        self.total += round;
+    }
+}
+
 fn percentile(samples: &[Duration], p: f64) -> Duration {
     let mut sorted = samples.to_vec();
     sorted.sort();
@@ -166,10 +175,7 @@ async fn through_proxies(broker: &TestBroker, args: &Args) -> Samples {
         };
         after = seq;
         if i >= args.warmup {
-            samples.send.push(sent);
-            samples.receive.push(last_poll);
-            samples.round.push(started.elapsed());
-            samples.total += started.elapsed();
+            samples.add(sent, last_poll, started.elapsed());
         }
     }
     samples
@@ -247,10 +253,7 @@ async fn direct(api: &BrokerApi, args: &Args) -> Samples {
         };
         after = seq;
         if i >= args.warmup {
-            samples.send.push(sent);
-            samples.receive.push(last_poll);
-            samples.round.push(started.elapsed());
-            samples.total += started.elapsed();
+            samples.add(sent, last_poll, started.elapsed());
         }
     }
     samples
