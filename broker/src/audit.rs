@@ -255,34 +255,46 @@ async fn write_batches(db: Db, mut inbox: mpsc::UnboundedReceiver<Job>) {
 /// Writes `jobs` in one chain transaction; per job, the stored message (for message jobs).
 async fn write_batch(db: &Db, jobs: &[Job]) -> Result<Vec<Option<Stored>>, sqlx::Error> {
     let mut chain = db.begin_chain().await?;
+    let messages: Vec<&NewMessage> = jobs
+        .iter()
+        .filter_map(|job| match job {
+            Job::Message { write, .. } => Some(&write.message),
+            Job::Event { .. } => None,
+        })
+        .collect();
+    let mut stored = chain.insert_messages(&messages).await?.into_iter();
     let mut outcomes = Vec::with_capacity(jobs.len());
     for job in jobs {
         outcomes.push(match job {
             Job::Event { row, .. } => {
-                chain.append(row).await?;
+                chain.append(row);
                 None
             }
-            Job::Message { write, .. } => Some(write_message(&mut chain, write).await?),
+            Job::Message { write, .. } => {
+                let stored = stored.next().ok_or_else(|| {
+                    sqlx::Error::Protocol("a queued message got no outcome".into())
+                })?;
+                append_message_rows(&mut chain, write, &stored);
+                Some(stored)
+            }
         });
     }
     chain.commit().await?;
     Ok(outcomes)
 }
 
-async fn write_message(chain: &mut ChainTx, write: &QueuedMessage) -> Result<Stored, sqlx::Error> {
-    chain.append(&write.evaluated).await?;
-    let stored = chain.insert_message(&write.message).await?;
-    match &stored {
+/// The audit rows of one message, in the reference's order: the policy evaluation, then the
+/// forwarding (with its sequence number) or the replay denial.
+fn append_message_rows(chain: &mut ChainTx, write: &QueuedMessage, stored: &Stored) {
+    chain.append(&write.evaluated);
+    match stored {
         Stored::Ok { seq, .. } => {
             let forwarded = write.forwarded.clone().detail("seq", *seq);
-            chain.append(&forwarded.into_row()).await?;
+            chain.append(&forwarded.into_row());
         }
-        Stored::NonceReused => {
-            chain.append(&write.replayed).await?;
-        }
+        Stored::NonceReused => chain.append(&write.replayed),
         Stored::NotActive => {}
     }
-    Ok(stored)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -637,13 +649,9 @@ mod tests {
             .collect()
     }
 
-    /// Stored, replayed and too-late messages each leave exactly their rows, and a chain that
-    /// verifies; only a stored message takes a sequence number.
-    #[tokio::test]
-    async fn a_message_commits_with_its_audit_rows_or_not_at_all() {
-        let (db, _scratch) = crate::db::policies::tests::db().await;
+    async fn active_session(db: &Db, session_id: &str) {
         let session = crate::db::sessions::Session {
-            session_id: "s-1".into(),
+            session_id: session_id.into(),
             initiator_agent_id: "acme::buyer".into(),
             initiator_org_id: "acme".into(),
             target_agent_id: "beta::seller".into(),
@@ -655,6 +663,14 @@ mod tests {
             closed_at: None,
         };
         db.insert_session(&session).await.unwrap();
+    }
+
+    /// Stored, replayed and too-late messages each leave exactly their rows, and a chain that
+    /// verifies; only a stored message takes a sequence number.
+    #[tokio::test]
+    async fn a_message_commits_with_its_audit_rows_or_not_at_all() {
+        let (db, _scratch) = crate::db::policies::tests::db().await;
+        active_session(&db, "s-1").await;
         let audit = Audit::new(db.clone());
 
         let first = audit.store_message(message("s-1", "n-1")).await.unwrap();
@@ -669,7 +685,11 @@ mod tests {
         let late = audit.store_message(message("s-1", "n-3")).await.unwrap();
         assert_eq!(late, Stored::NotActive);
 
-        let stored = db.messages_for("s-1", "beta::seller", -1).await.unwrap();
+        let (_, stored) = db
+            .session_with_messages("s-1", "beta::seller", -1)
+            .await
+            .unwrap()
+            .unwrap();
         let seqs: Vec<(i64, &str)> = stored.iter().map(|m| (m.seq, m.nonce.as_str())).collect();
         assert_eq!(
             seqs,
@@ -697,6 +717,98 @@ mod tests {
             rows[3].2.as_deref(),
             Some(r#"{"seq": 1, "nonce": "n-2"}"#),
             "the writer fills in the assigned sequence number, in place"
+        );
+        assert!(verify_chain(&db).await.unwrap().valid);
+    }
+
+    /// Many writes queued at once go into one batch (three statements for its messages, one
+    /// for its audit rows): each still gets its own outcome — replays of a stored nonce and of
+    /// a nonce earlier in the same batch, a closed session — sequences per session stay
+    /// gap-free in queue order, and the rows chain in queue order.
+    #[tokio::test]
+    async fn a_batch_of_queued_writes_keeps_each_outcome_and_the_order() {
+        let (db, _scratch) = crate::db::policies::tests::db().await;
+        for sid in ["s-a", "s-b", "s-closed"] {
+            active_session(&db, sid).await;
+        }
+        let audit = Audit::new(db.clone());
+        assert!(matches!(
+            audit.store_message(message("s-a", "old")).await.unwrap(),
+            Stored::Ok { seq: 0, .. }
+        ));
+        db.transition_session("s-closed", &["active"], "closed")
+            .await
+            .unwrap();
+
+        // Queued before the writer task runs again (this runtime has one thread), so they
+        // are taken as one batch.
+        let writes = [
+            ("s-a", "a1"),
+            ("s-b", "b1"),
+            ("s-a", "old"),
+            ("s-a", "a2"),
+            ("s-closed", "c1"),
+            ("s-b", "b1"),
+            ("s-b", "b2"),
+        ];
+        let event = audit.record(AuditEvent::new("org.registered", Outcome::Ok));
+        let outcomes = futures_util::future::join_all(
+            writes
+                .iter()
+                .map(|(sid, nonce)| audit.store_message(message(sid, nonce))),
+        );
+        let (recorded, outcomes) = tokio::join!(event, outcomes);
+        recorded.unwrap();
+        let seqs: Vec<Option<i64>> = outcomes
+            .into_iter()
+            .map(|outcome| match outcome.unwrap() {
+                Stored::Ok { seq, .. } => Some(seq),
+                Stored::NonceReused => Some(-1),
+                Stored::NotActive => None,
+            })
+            .collect();
+        assert_eq!(
+            seqs,
+            [Some(1), Some(0), Some(-1), Some(2), None, Some(-1), Some(1)],
+            "a1 a2 follow the stored seq 0 of s-a; both replays refused; closed session refused"
+        );
+
+        for (sid, expected) in [("s-a", vec!["old", "a1", "a2"]), ("s-b", vec!["b1", "b2"])] {
+            let (_, stored) = db
+                .session_with_messages(sid, "beta::seller", -1)
+                .await
+                .unwrap()
+                .unwrap();
+            let nonces: Vec<&str> = stored.iter().map(|m| m.nonce.as_str()).collect();
+            assert_eq!(nonces, expected, "{sid}");
+        }
+        let kinds: Vec<String> = events(&db)
+            .await
+            .into_iter()
+            .skip(2) // the first message's two rows
+            .map(|(kind, result, _)| format!("{kind}:{result}"))
+            .collect();
+        let forwarded = "broker.message_forwarded:ok";
+        let evaluated = "policy.evaluated:ok";
+        let replay = "broker.message_send:denied";
+        assert_eq!(
+            kinds,
+            [
+                "org.registered:ok",
+                evaluated,
+                forwarded, // a1
+                evaluated,
+                forwarded, // b1
+                evaluated,
+                replay, // old
+                evaluated,
+                forwarded, // a2
+                evaluated, // c1: closed, no second row
+                evaluated,
+                replay, // b1 again
+                evaluated,
+                forwarded, // b2
+            ]
         );
         assert!(verify_chain(&db).await.unwrap().valid);
     }

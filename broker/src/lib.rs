@@ -12,7 +12,6 @@ pub mod db;
 pub mod error;
 pub mod kms;
 pub mod limits;
-pub mod memo;
 pub mod nonce;
 pub mod pki_init;
 pub mod policy;

@@ -518,19 +518,29 @@ async fn prod_acme_against_pebble_through_the_nginx_webroot() {
     // After the swap nginx serves the ACME certificate, issued by pebble's intermediate and
     // verified against pebble's root (openssl; webpki refuses pebble's test roots with
     // UnknownIssuer, which is pebble's business, not this deployment's).
-    let served = Command::new("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{https_port}")])
-        .args([
-            "-servername",
-            "localhost",
-            "-verify_return_error",
-            "-CAfile",
-        ])
-        .arg(&pebble.root_pem)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let served = String::from_utf8_lossy(&served.stdout).into_owned();
+    // nginx swaps workers asynchronously after the reload signal: under load, the first new
+    // connections can still reach an old worker with the bootstrap certificate, so look again
+    // until the swap is visible (or the attempts run out and the assertions below show why).
+    let mut served = String::new();
+    for _ in 0..50 {
+        let output = Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{https_port}")])
+            .args([
+                "-servername",
+                "localhost",
+                "-verify_return_error",
+                "-CAfile",
+            ])
+            .arg(&pebble.root_pem)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        served = String::from_utf8_lossy(&output.stdout).into_owned();
+        if served.contains("Verify return code: 0 (ok)") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     drop(shim);
     drop_db(&db_name);
     assert_eq!(code, 0, "{stdout}\n{stderr}\n{logs}");

@@ -119,6 +119,16 @@ pub struct ServeSettings {
     /// Worker threads of the HTTP service.
     #[arg(long, env = "MCP_PROXY_THREADS", default_value_t = 2)]
     pub threads: usize,
+    /// Serve HTTPS with this certificate chain (PEM); needs MCP_PROXY_TLS_KEY.
+    #[arg(long, env = "MCP_PROXY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of MCP_PROXY_TLS_CERT.
+    #[arg(long, env = "MCP_PROXY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Browser origins allowed to call the proxy (comma list; `*` = any, without credentials).
+    /// CORS is off when unset.
+    #[arg(long, env = "MCP_PROXY_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
 }
 
 /// A setting the proxy refuses to start with: one line that names it.
@@ -229,7 +239,31 @@ impl ServeSettings {
         if self.threads == 0 {
             return Err(ConfigError::new("MCP_PROXY_THREADS", "must be at least 1"));
         }
+        self.tls_files()?;
         Ok(())
+    }
+
+    /// The certificate and key of the HTTPS listener, when both are set and readable.
+    pub fn tls_files(&self) -> Result<Option<(String, String)>, ConfigError> {
+        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
+            (None, None) => return Ok(None),
+            (Some(cert), Some(key)) => (cert, key),
+            _ => {
+                return Err(ConfigError::new(
+                    "MCP_PROXY_TLS_CERT",
+                    "the certificate and MCP_PROXY_TLS_KEY go together",
+                ))
+            }
+        };
+        for (setting, path) in [("MCP_PROXY_TLS_CERT", cert), ("MCP_PROXY_TLS_KEY", key)] {
+            std::fs::metadata(path).map_err(|e| {
+                ConfigError::new(setting, format!("cannot read {}: {e}", path.display()))
+            })?;
+        }
+        Ok(Some((
+            cert.display().to_string(),
+            key.display().to_string(),
+        )))
     }
 }
 
@@ -245,7 +279,24 @@ mod tests {
             admin_token: token.map(str::to_owned),
             max_body_bytes: 1024,
             threads: 1,
+            tls_cert: None,
+            tls_key: None,
+            allowed_origins: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_tls_certificate_needs_its_key_and_both_must_exist() {
+        let mut settings = serve(None);
+        settings.tls_cert = Some("/nonexistent/cert.pem".into());
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("MCP_PROXY_TLS_KEY go together"), "{err}");
+        settings.tls_key = Some("/nonexistent/key.pem".into());
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("MCP_PROXY_TLS_CERT: cannot read /nonexistent/cert.pem"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -97,7 +97,7 @@ impl Context {
 
     /// The broker URL written by `org join` (or `None` before).
     pub async fn broker_url(&self) -> Result<Option<String>, StoreError> {
-        self.store.setting(keys::BROKER_URL).await
+        self.store.hot_setting(keys::BROKER_URL).await
     }
 
     /// An uplink to `broker_url` with the configured TLS settings.

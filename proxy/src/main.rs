@@ -149,7 +149,10 @@ fn main() -> ExitCode {
         if let Err(err) = checked {
             return fail(&err.to_string());
         }
-        http::serve(cli.common, serve);
+        return match http::serve(cli.common, serve) {
+            Err(err) => fail(&err.to_string()),
+            Ok(never) => match never {},
+        };
     }
     let outcome = runtime.block_on(async {
         let ctx = Context::open(cli.common).await.map_err(|e| e.to_string())?;

@@ -4,7 +4,7 @@
 use crate::api_key;
 use crate::config::ServeSettings;
 use crate::context::{Context, OpError};
-use crate::http::{ApiError, ApiResult};
+use crate::http::{ApiError, ApiResult, Cors};
 use crate::mcp::McpSessions;
 use crate::ratelimit::RateLimiter;
 use crate::store::AgentRow;
@@ -21,6 +21,8 @@ pub struct AppState {
     pub serve: ServeSettings,
     pub limiter: RateLimiter,
     pub mcp: McpSessions,
+    /// Off unless `MCP_PROXY_ALLOWED_ORIGINS` is set.
+    pub cors: Option<Cors>,
     /// Rebuilt when the broker URL in the store changes (`org join` needs no restart).
     uplink: Mutex<Option<Uplink>>,
     /// Agent credentials by agent id, with the certificate they were loaded for: a CLI
@@ -33,6 +35,7 @@ impl AppState {
         AppState {
             limiter: RateLimiter::new(serve.rate_limit_per_minute),
             mcp: McpSessions::default(),
+            cors: Cors::new(&serve.allowed_origins),
             ctx,
             serve,
             uplink: Mutex::new(None),

@@ -14,6 +14,7 @@
 //! | [`pki`] | org and broker CAs, agent certificates, CA and leaf checks, SPIFFE ids |
 //! | [`replay`] | single-use identifier stores (DPoP `jti`, nonces) |
 //! | [`logging`] | the JSON log line format of both binaries |
+//! | [`memo`] | a bounded in-memory map for hot lookups |
 //! | [`wire`] | serde types of every API body |
 
 pub mod encoding;
@@ -21,6 +22,7 @@ pub mod envelope;
 pub mod jose;
 pub mod keys;
 pub mod logging;
+pub mod memo;
 pub mod pki;
 mod pss;
 pub mod replay;

@@ -6,8 +6,8 @@
 //! revocation still run on every login. A CA replacement changes the CA hash, so nothing
 //! verified under the old CA is reused.
 
-use crate::memo::Memo;
 use cullis_shared::keys::PublicKey;
+use cullis_shared::memo::Memo;
 use sha2::{Digest, Sha256};
 
 #[derive(Debug)]

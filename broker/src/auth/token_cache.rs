@@ -6,8 +6,8 @@
 //! remembered under its SHA-256 until it expires; expiry is checked on every use. Revocation is
 //! unaffected: it is the per-agent watermark, read from the database on each request.
 
-use crate::memo::Memo;
 use cullis_shared::jose::access_token::{AccessTokenClaims, TokenError, TokenVerifier};
+use cullis_shared::memo::Memo;
 use sha2::{Digest, Sha256};
 
 #[derive(Debug)]

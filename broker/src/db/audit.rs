@@ -9,13 +9,13 @@
 //! * PostgreSQL: the transaction first takes `pg_advisory_xact_lock(CHAIN_LOCK_KEY)`, released
 //!   by commit or rollback (after the commit is visible to the next holder).
 //!
-//! Under the lock the next id is reserved (`nextval` of the identity sequence on PostgreSQL,
-//! the AUTOINCREMENT counter on SQLite), the hash is computed, and the complete row is inserted
-//! in one statement — so no row ever exists without its hashes and the triggers need not allow
+//! Under the lock the batch's ids are reserved (`nextval` of the identity sequence on
+//! PostgreSQL, the AUTOINCREMENT counter on SQLite), the hashes are computed, and the complete
+//! rows are inserted — so no row ever exists without its hashes and the triggers need not allow
 //! any UPDATE at all. An error or a dropped future rolls the transaction back (sqlx
 //! `Transaction`), releasing the lock.
 
-use super::{now_text, Db, Engine};
+use super::{now_text, values_placeholders, Db, Engine};
 use crate::audit::{entry_hash, ChainFields};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -95,39 +95,43 @@ const COLUMNS: &str =
 
 /// A transaction holding the chain lock: rows appended through it are chained after the head
 /// read when it began, and other writes that must be serialised with the chain (message rows,
-/// see [`ChainTx::insert_message`]) can share its single commit.
+/// see [`ChainTx::insert_messages`]) can share its single commit.
+///
+/// Appended rows are staged in memory and written by [`ChainTx::commit`] with one id
+/// reservation and one multi-row INSERT: a batch of any size costs the same few round trips.
 pub struct ChainTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     engine: Engine,
     previous_hash: Option<String>,
-    /// SQLite: the id the next row gets (the counter is read once under the lock).
-    next_id: Option<i64>,
-    timestamp: String,
+    /// When this batch was written (every row and message of it carries this time).
+    pub(super) timestamp: String,
+    staged: Vec<AuditRow>,
 }
 
+/// Rows per INSERT statement (10 parameters each; both engines allow far more in one statement).
+const ROWS_PER_INSERT: usize = 500;
+
 impl ChainTx {
-    /// Appends `row` after the rows appended so far.
-    pub async fn append(&mut self, row: &AuditRow) -> Result<StoredAuditEntry, sqlx::Error> {
-        let mut entry = StoredAuditEntry {
-            id: self.next_id().await?,
-            timestamp: self.timestamp.clone(),
-            event_type: row.event_type.to_owned(),
-            agent_id: row.agent_id.clone(),
-            session_id: row.session_id.clone(),
-            org_id: row.org_id.clone(),
-            details: row.details.clone(),
-            result: row.result.to_owned(),
-            entry_hash: None,
-            previous_hash: self.previous_hash.take(),
-        };
-        entry.entry_hash = Some(entry_hash(&entry.chain_fields()));
-        self.insert(&entry).await?;
-        self.previous_hash = entry.entry_hash.clone();
-        Ok(entry)
+    /// Appends `row` after the rows appended so far (written by [`ChainTx::commit`]).
+    pub fn append(&mut self, row: &AuditRow) {
+        self.staged.push(row.clone());
     }
 
-    /// Makes everything appended visible at once and releases the chain lock.
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
+    /// Writes the staged rows, makes everything visible at once and releases the chain lock.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let staged = std::mem::take(&mut self.staged);
+        if !staged.is_empty() {
+            let ids = self.reserve_ids(staged.len()).await?;
+            if ids.len() != staged.len() {
+                return Err(sqlx::Error::Protocol(
+                    "fewer audit_log ids reserved than rows to write".into(),
+                ));
+            }
+            let entries = self.chained(staged, ids);
+            for chunk in entries.chunks(ROWS_PER_INSERT) {
+                self.insert(chunk).await?;
+            }
+        }
         self.tx.commit().await
     }
 
@@ -136,49 +140,86 @@ impl ChainTx {
         &mut self.tx
     }
 
-    /// Reserves the next row id: the identity sequence on PostgreSQL, the AUTOINCREMENT
-    /// counter on SQLite (read once; an explicit id advances it, and the lock keeps every
-    /// other writer out until commit).
-    async fn next_id(&mut self) -> Result<i64, sqlx::Error> {
-        if let Some(id) = self.next_id.as_mut() {
-            *id += 1;
-            return Ok(*id - 1);
+    /// Reserves `count` row ids, ascending: from the identity sequence on PostgreSQL, from the
+    /// AUTOINCREMENT counter on SQLite (an explicit id advances it). The chain lock keeps every
+    /// other appender out until commit, so these ids follow every row already chained.
+    async fn reserve_ids(&mut self, count: usize) -> Result<Vec<i64>, sqlx::Error> {
+        match self.engine {
+            Engine::Sqlite => {
+                let first: i64 = sqlx::query(
+                    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'), 0), \
+                     COALESCE((SELECT MAX(id) FROM audit_log), 0)) + 1 AS id",
+                )
+                .fetch_one(&mut *self.tx)
+                .await?
+                .try_get("id")?;
+                Ok((first..).take(count).collect())
+            }
+            Engine::Postgres => {
+                let rows = sqlx::query(
+                    "SELECT nextval(pg_get_serial_sequence('audit_log', 'id')) AS id \
+                     FROM generate_series(1, CAST($1 AS BIGINT))",
+                )
+                .bind(count as i64)
+                .fetch_all(&mut *self.tx)
+                .await?;
+                let mut ids = rows
+                    .iter()
+                    .map(|row| row.try_get::<i64, _>("id"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                ids.sort_unstable();
+                Ok(ids)
+            }
         }
-        let sql = match self.engine {
-            Engine::Sqlite => "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'), 0), \
-                 COALESCE((SELECT MAX(id) FROM audit_log), 0)) + 1 AS id",
-            Engine::Postgres => "SELECT nextval(pg_get_serial_sequence('audit_log', 'id')) AS id",
-        };
-        let id: i64 = sqlx::query(sql)
-            .fetch_one(&mut *self.tx)
-            .await?
-            .try_get("id")?;
-        if self.engine == Engine::Sqlite {
-            self.next_id = Some(id + 1);
-        }
-        Ok(id)
     }
 
-    async fn insert(&mut self, entry: &StoredAuditEntry) -> Result<(), sqlx::Error> {
+    /// The staged rows as stored: with `ids` in order, each hash over the one before.
+    fn chained(&mut self, rows: Vec<AuditRow>, ids: Vec<i64>) -> Vec<StoredAuditEntry> {
+        let mut entries = Vec::with_capacity(rows.len());
+        for (id, row) in ids.into_iter().zip(rows) {
+            let mut entry = StoredAuditEntry {
+                id,
+                timestamp: self.timestamp.clone(),
+                event_type: row.event_type.to_owned(),
+                agent_id: row.agent_id,
+                session_id: row.session_id,
+                org_id: row.org_id,
+                details: row.details,
+                result: row.result.to_owned(),
+                entry_hash: None,
+                previous_hash: self.previous_hash.take(),
+            };
+            entry.entry_hash = Some(entry_hash(&entry.chain_fields()));
+            self.previous_hash = entry.entry_hash.clone();
+            entries.push(entry);
+        }
+        entries
+    }
+
+    async fn insert(&mut self, entries: &[StoredAuditEntry]) -> Result<(), sqlx::Error> {
         let overriding = match self.engine {
             Engine::Sqlite => "",
             Engine::Postgres => "OVERRIDING SYSTEM VALUE ",
         };
-        sqlx::query(&format!(
-            "INSERT INTO audit_log ({COLUMNS}) {overriding}VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .bind(entry.id)
-        .bind(&entry.timestamp)
-        .bind(&entry.event_type)
-        .bind(&entry.agent_id)
-        .bind(&entry.session_id)
-        .bind(&entry.org_id)
-        .bind(&entry.details)
-        .bind(&entry.result)
-        .bind(&entry.entry_hash)
-        .bind(&entry.previous_hash)
-        .execute(&mut *self.tx)
-        .await?;
+        let sql = format!(
+            "INSERT INTO audit_log ({COLUMNS}) {overriding}VALUES {}",
+            values_placeholders(entries.len(), 10)
+        );
+        let mut query = sqlx::query(&sql);
+        for entry in entries {
+            query = query
+                .bind(entry.id)
+                .bind(&entry.timestamp)
+                .bind(&entry.event_type)
+                .bind(&entry.agent_id)
+                .bind(&entry.session_id)
+                .bind(&entry.org_id)
+                .bind(&entry.details)
+                .bind(&entry.result)
+                .bind(&entry.entry_hash)
+                .bind(&entry.previous_hash);
+        }
+        query.execute(&mut *self.tx).await?;
         Ok(())
     }
 }
@@ -213,8 +254,8 @@ impl Db {
             tx,
             engine: self.engine(),
             previous_hash,
-            next_id: None,
             timestamp: now_text(),
+            staged: Vec::new(),
         })
     }
 

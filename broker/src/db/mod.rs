@@ -201,6 +201,25 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// `($1, $2, …), (…)` for a multi-row `VALUES` of `rows` rows of `columns` parameters.
+pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("${}", row * columns + column + 1));
+        }
+        out.push(')');
+    }
+    out
+}
+
 /// Reads a JSON text column as a list of strings (empty on garbage, which only a hand edit
 /// of the database could produce).
 pub(crate) fn json_list(text: &str) -> Vec<String> {
@@ -226,6 +245,12 @@ mod tests {
         assert_eq!(a, "2023-11-14T22:13:20.000000Z");
         assert!(a < b);
         assert_eq!(parse_timestamp(&b).unwrap().unix_timestamp(), 1_700_000_000);
+    }
+
+    #[test]
+    fn multi_row_placeholders_number_every_parameter_once() {
+        assert_eq!(values_placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(values_placeholders(1, 1), "($1)");
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! so a broker restart loses no session and no message.
 
 use super::audit::ChainTx;
-use super::{json_list, now_text, Db};
+use super::{json_list, now_text, values_placeholders, Db};
 use sqlx::Row;
+use std::collections::{HashMap, HashSet};
 
 /// A session row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,45 +91,141 @@ pub enum Stored {
 }
 
 impl ChainTx {
-    /// Stores a message with the next sequence number of its session, inside the chain
-    /// transaction. Every message write holds the chain lock (it always comes with an audit
-    /// row), so across any number of senders and broker replicas they are serialised: the
-    /// nonce check cannot race, and the counter bump and the insert commit together —
-    /// sequences have no gaps or duplicates. Nothing is written unless the result is `Ok`.
-    pub async fn insert_message(&mut self, message: &NewMessage) -> Result<Stored, sqlx::Error> {
-        let db = self.connection();
-        let used = sqlx::query("SELECT 1 AS hit FROM session_messages WHERE nonce = $1")
-            .bind(&message.nonce)
-            .fetch_optional(&mut *db)
-            .await?;
-        if used.is_some() {
-            return Ok(Stored::NonceReused);
+    /// Stores messages, in order, each with the next sequence number of its session, inside
+    /// the chain transaction. Every message write holds the chain lock (it always comes with an
+    /// audit row), so across any number of senders and broker replicas they are serialised: the
+    /// nonce check cannot race, and the counter bumps and the inserts commit together —
+    /// sequences have no gaps or duplicates. Only messages whose outcome is `Ok` are written.
+    ///
+    /// Three statements for the whole batch: the nonces already taken, one counter update for
+    /// every session involved, one multi-row insert.
+    pub async fn insert_messages(
+        &mut self,
+        messages: &[&NewMessage],
+    ) -> Result<Vec<Stored>, sqlx::Error> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
         }
-        let row = sqlx::query("UPDATE sessions SET next_seq = next_seq + 1 WHERE session_id = $1 AND status = 'active' RETURNING next_seq")
-            .bind(&message.session_id)
-            .fetch_optional(&mut *db)
-            .await?;
-        let Some(row) = row else {
-            return Ok(Stored::NotActive);
-        };
-        let seq = row.try_get::<i64, _>("next_seq")? - 1;
-        let timestamp = now_text();
-        sqlx::query(
-            "INSERT INTO session_messages (session_id, seq, sender_agent_id, payload, nonce, timestamp, signed_timestamp, signature, client_seq) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&message.session_id)
-        .bind(seq)
-        .bind(&message.sender_agent_id)
-        .bind(&message.payload)
-        .bind(&message.nonce)
-        .bind(&timestamp)
-        .bind(message.signed_timestamp)
-        .bind(&message.signature)
-        .bind(message.client_seq)
-        .execute(&mut *db)
-        .await?;
-        Ok(Stored::Ok { seq, timestamp })
+        let taken = self.taken_nonces(messages).await?;
+        let mut seen = HashSet::with_capacity(messages.len());
+        // Per message: not a replay (of a stored message or of one earlier in this batch).
+        let fresh: Vec<bool> = messages
+            .iter()
+            .map(|m| !taken.contains(&m.nonce) && seen.insert(m.nonce.as_str()))
+            .collect();
+        let mut next_seq = self.advance_counters(messages, &fresh).await?;
+        let timestamp = self.timestamp.clone();
+        let mut outcomes = Vec::with_capacity(messages.len());
+        let mut to_insert = Vec::new();
+        for (message, fresh) in messages.iter().zip(fresh) {
+            outcomes.push(if !fresh {
+                Stored::NonceReused
+            } else if let Some(next) = next_seq.get_mut(message.session_id.as_str()) {
+                *next += 1;
+                to_insert.push((*message, *next - 1));
+                Stored::Ok {
+                    seq: *next - 1,
+                    timestamp: timestamp.clone(),
+                }
+            } else {
+                Stored::NotActive
+            });
+        }
+        self.insert_rows(&to_insert).await?;
+        Ok(outcomes)
+    }
+
+    /// The nonces of `messages` that a stored message already carries.
+    async fn taken_nonces(
+        &mut self,
+        messages: &[&NewMessage],
+    ) -> Result<HashSet<String>, sqlx::Error> {
+        let sql = format!(
+            "SELECT nonce FROM session_messages WHERE nonce IN {}",
+            values_placeholders(1, messages.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for message in messages {
+            query = query.bind(&message.nonce);
+        }
+        let rows = query.fetch_all(&mut *self.connection()).await?;
+        rows.iter().map(|row| row.try_get("nonce")).collect()
+    }
+
+    /// Moves the counter of every active session by its number of fresh messages; per active
+    /// session, the first sequence number this batch hands out. Closed sessions are absent.
+    async fn advance_counters<'m>(
+        &mut self,
+        messages: &[&'m NewMessage],
+        fresh: &[bool],
+    ) -> Result<HashMap<&'m str, i64>, sqlx::Error> {
+        let mut counts: Vec<(&'m str, i64)> = Vec::new();
+        for (message, _) in messages.iter().zip(fresh).filter(|(_, fresh)| **fresh) {
+            match counts
+                .iter_mut()
+                .find(|(sid, _)| *sid == message.session_id)
+            {
+                Some((_, count)) => *count += 1,
+                None => counts.push((&message.session_id, 1)),
+            }
+        }
+        if counts.is_empty() {
+            return Ok(HashMap::new());
+        }
+        // `CASE session_id WHEN $1 THEN $2 …` numbers parameters in order of appearance, and
+        // the IN list reuses the odd ones.
+        let mut sql = String::from("UPDATE sessions SET next_seq = next_seq + CASE session_id");
+        for index in 0..counts.len() {
+            sql.push_str(&format!(" WHEN ${} THEN ${}", 2 * index + 1, 2 * index + 2));
+        }
+        sql.push_str(" END WHERE status = 'active' AND session_id IN (");
+        for index in 0..counts.len() {
+            if index > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", 2 * index + 1));
+        }
+        sql.push_str(") RETURNING session_id, next_seq");
+        let mut query = sqlx::query(&sql);
+        for (session_id, count) in &counts {
+            query = query.bind(*session_id).bind(*count);
+        }
+        let rows = query.fetch_all(&mut *self.connection()).await?;
+        let mut first_seq = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let session_id: String = row.try_get("session_id")?;
+            let next: i64 = row.try_get("next_seq")?;
+            if let Some((sid, count)) = counts.iter().find(|(sid, _)| *sid == session_id) {
+                first_seq.insert(*sid, next - count);
+            }
+        }
+        Ok(first_seq)
+    }
+
+    async fn insert_rows(&mut self, rows: &[(&NewMessage, i64)]) -> Result<(), sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "INSERT INTO session_messages (session_id, seq, sender_agent_id, payload, nonce, timestamp, signed_timestamp, signature, client_seq) VALUES {}",
+            values_placeholders(rows.len(), 9)
+        );
+        let timestamp = self.timestamp.clone();
+        let mut query = sqlx::query(&sql);
+        for (message, seq) in rows {
+            query = query
+                .bind(&message.session_id)
+                .bind(*seq)
+                .bind(&message.sender_agent_id)
+                .bind(&message.payload)
+                .bind(&message.nonce)
+                .bind(&timestamp)
+                .bind(message.signed_timestamp)
+                .bind(&message.signature)
+                .bind(message.client_seq);
+        }
+        query.execute(&mut *self.connection()).await?;
+        Ok(())
     }
 }
 
@@ -250,35 +347,51 @@ impl Db {
     }
 
     /// Messages of a session after `after` not sent by `reader`, ascending.
-    pub async fn messages_for(
+    /// The session and the messages `reader` has not seen (seq > `after`, sent by the other
+    /// participant) — one round trip for a poll. `None` when the session does not exist.
+    pub async fn session_with_messages(
         &self,
         session_id: &str,
         reader: &str,
         after: i64,
-    ) -> Result<Vec<StoredMessage>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT seq, sender_agent_id, payload, nonce, timestamp, signed_timestamp, signature, client_seq FROM session_messages \
-             WHERE session_id = $1 AND seq > $2 AND sender_agent_id <> $3 ORDER BY seq",
-        )
+    ) -> Result<Option<(Session, Vec<StoredMessage>)>, sqlx::Error> {
+        let session_columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("s.{c}")).collect();
+        let rows = sqlx::query(&format!(
+            "SELECT {}, m.seq AS m_seq, m.sender_agent_id AS m_sender, m.payload AS m_payload, \
+             m.nonce AS m_nonce, m.timestamp AS m_timestamp, m.signed_timestamp AS m_signed_timestamp, \
+             m.signature AS m_signature, m.client_seq AS m_client_seq \
+             FROM sessions s LEFT JOIN session_messages m \
+             ON m.session_id = s.session_id AND m.seq > $2 AND m.sender_agent_id <> $3 \
+             WHERE s.session_id = $1 ORDER BY m.seq",
+            session_columns.join(", ")
+        ))
         .bind(session_id)
         .bind(after)
         .bind(reader)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredMessage {
-                    seq: row.try_get("seq")?,
-                    sender_agent_id: row.try_get("sender_agent_id")?,
-                    payload: row.try_get("payload")?,
-                    nonce: row.try_get("nonce")?,
-                    timestamp: row.try_get("timestamp")?,
-                    signed_timestamp: row.try_get("signed_timestamp")?,
-                    signature: row.try_get("signature")?,
-                    client_seq: row.try_get("client_seq")?,
-                })
-            })
-            .collect()
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let session = Session::from_row(first)?;
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in &rows {
+            // The LEFT JOIN's single all-NULL row when there is nothing new.
+            let Some(seq) = row.try_get::<Option<i64>, _>("m_seq")? else {
+                continue;
+            };
+            messages.push(StoredMessage {
+                seq,
+                sender_agent_id: row.try_get("m_sender")?,
+                payload: row.try_get("m_payload")?,
+                nonce: row.try_get("m_nonce")?,
+                timestamp: row.try_get("m_timestamp")?,
+                signed_timestamp: row.try_get("m_signed_timestamp")?,
+                signature: row.try_get("m_signature")?,
+                client_seq: row.try_get("m_client_seq")?,
+            });
+        }
+        Ok(Some((session, messages)))
     }
 
     pub async fn insert_notification(

@@ -229,7 +229,7 @@ struct EngineInner {
     settings: PolicySettings,
     enforcement: AtomicBool,
     /// Recently read local rules per (org, policy type), see [`local::LOCAL_RULES_TTL`].
-    local_rules: crate::memo::Memo<(String, &'static str), local::CachedRules>,
+    local_rules: cullis_shared::memo::Memo<(String, &'static str), local::CachedRules>,
 }
 
 impl PolicyEngine {
@@ -283,7 +283,7 @@ impl PolicyEngine {
             backend,
             enforcement: AtomicBool::new(settings.enforcement),
             settings,
-            local_rules: crate::memo::Memo::new(10_000),
+            local_rules: cullis_shared::memo::Memo::new(10_000),
         }));
         for warning in engine.warnings() {
             tracing::warn!("{warning}");

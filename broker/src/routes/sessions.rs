@@ -452,6 +452,66 @@ async fn send(
     ApiPath(session_id): ApiPath<String>,
     ApiJson(mut envelope): ApiJson<MessageEnvelope>,
 ) -> ApiResult<(StatusCode, Json<MessageAccepted>)> {
+    let (payload, payload_text) = checked_payload(&mut envelope)?;
+    rate_limit(&state, "broker.message", caller.agent_id()).await?;
+    check_uuid(&session_id)?;
+    if envelope.session_id != session_id {
+        return Err(ApiError::bad_request(
+            "session_id in envelope does not match URL path",
+        ));
+    }
+    let context = state
+        .db
+        .send_context(&session_id, caller.agent_id(), &envelope.nonce)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Session not found"))?;
+    if is_expired(&context.session) {
+        state
+            .db
+            .transition_session(&session_id, &["pending", "active"], "closed")
+            .await?;
+        return Err(ApiError::conflict("Session has expired"));
+    }
+    if context.session.status != "active" {
+        return Err(ApiError::conflict("Session not active"));
+    }
+    check_sender(&state, &caller, &context, &envelope, &payload).await?;
+    let evaluated = check_message_policy(&state, &caller, &session_id, &payload).await?;
+    let write = message_write(&caller, &envelope, &payload, payload_text, evaluated);
+    let seq = match state.audit.store_message(write).await? {
+        Stored::Ok { seq, .. } => seq,
+        Stored::NonceReused => {
+            return Err(ApiError::conflict(
+                "Nonce already used — possible replay attack",
+            ))
+        }
+        Stored::NotActive => return Err(ApiError::conflict("Session not active")),
+    };
+    let Value::Object(payload) = payload else {
+        unreachable!("built from an object by checked_payload")
+    };
+    let frame = crate::ws::new_message(
+        &session_id,
+        caller.agent_id(),
+        seq,
+        payload,
+        envelope.client_seq,
+    );
+    state
+        .hub
+        .push(context.session.peer_of(caller.agent_id()), frame)
+        .await;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(MessageAccepted {
+            status: "accepted".into(),
+            session_id,
+        }),
+    ))
+}
+
+/// The envelope's size limits; its payload as a JSON value and as the text to store.
+fn checked_payload(envelope: &mut MessageEnvelope) -> ApiResult<(Value, String)> {
     if envelope.nonce.chars().count() > 128 || envelope.signature.chars().count() > 2048 {
         return Err(ApiError::validation(
             "string_too_long",
@@ -470,46 +530,27 @@ async fn send(
             Value::Null,
         ));
     }
-    rate_limit(&state, "broker.message", caller.agent_id()).await?;
-    check_uuid(&session_id)?;
-    if envelope.session_id != session_id {
-        return Err(ApiError::bad_request(
-            "session_id in envelope does not match URL path",
-        ));
-    }
-    let SendContext {
-        session,
-        sender_cert_pem,
-        nonce_used,
-    } = state
-        .db
-        .send_context(&session_id, caller.agent_id(), &envelope.nonce)
-        .await?
-        .ok_or_else(|| ApiError::not_found("Session not found"))?;
-    if is_expired(&session) {
-        state
-            .db
-            .transition_session(&session_id, &["pending", "active"], "closed")
-            .await?;
-        return Err(ApiError::conflict("Session has expired"));
-    }
-    if session.status != "active" {
-        return Err(ApiError::conflict("Session not active"));
-    }
+    Ok((payload, payload_text))
+}
+
+/// §3.7 steps on the sender: a participant, the token's agent, a fresh nonce, a timestamp in
+/// the window, and an outer signature by the pinned certificate. Denials are audited.
+async fn check_sender(
+    state: &AppState,
+    caller: &AgentAuth,
+    context: &SendContext,
+    envelope: &MessageEnvelope,
+    payload: &Value,
+) -> ApiResult<()> {
     let denied = |reason: &str| {
         [
             ("reason", Value::from(reason.to_owned())),
             ("nonce", Value::from(envelope.nonce.clone())),
         ]
     };
-    if !session.is_participant(caller.agent_id()) {
-        deny(
-            &state,
-            &caller,
-            "broker.message_send",
-            &[("reason", "not a participant".into())],
-        )
-        .await?;
+    if !context.session.is_participant(caller.agent_id()) {
+        let reason = [("reason", "not a participant".into())];
+        deny(state, caller, "broker.message_send", &reason).await?;
         return Err(ApiError::forbidden(
             "You are not a participant of this session",
         ));
@@ -519,10 +560,10 @@ async fn send(
             "sender_agent_id does not match the token",
         ));
     }
-    if nonce_used {
+    if context.nonce_used {
         deny(
-            &state,
-            &caller,
+            state,
+            caller,
             "broker.message_send",
             &denied("replay attack detected"),
         )
@@ -532,48 +573,53 @@ async fn send(
         ));
     }
     if (crate::db::unix_now() - envelope.timestamp).abs() > MESSAGE_WINDOW_SECS {
-        deny(
-            &state,
-            &caller,
-            "broker.message_send",
-            &[
-                ("reason", "timestamp out of window".into()),
-                ("ts", envelope.timestamp.into()),
-            ],
-        )
-        .await?;
+        let reason = [
+            ("reason", "timestamp out of window".into()),
+            ("ts", envelope.timestamp.into()),
+        ];
+        deny(state, caller, "broker.message_send", &reason).await?;
         return Err(ApiError::conflict(
             "Message timestamp too old or in the future — possible replay attack",
         ));
     }
-    let pem = sender_cert_pem.ok_or_else(|| {
+    let pem = context.sender_cert_pem.as_deref().ok_or_else(|| {
         ApiError::unauthorized("Agent certificate not found — log in before sending messages")
     })?;
-    let sender_key = Certificate::from_pem(&pem)
+    let sender_key = Certificate::from_pem(pem)
         .ok()
         .and_then(|cert| cert.public_key().ok())
         .ok_or_else(|| ApiError::unauthorized("Signature verification failed"))?;
     let fields = SignedFields {
-        session_id: &session_id,
+        session_id: &context.session.session_id,
         sender_agent_id: caller.agent_id(),
         nonce: &envelope.nonce,
         timestamp: envelope.timestamp,
         client_seq: envelope.client_seq,
     };
-    if let Err(error) = signature::verify(&sender_key, &fields, &payload, &envelope.signature) {
+    if let Err(error) = signature::verify(&sender_key, &fields, payload, &envelope.signature) {
         // Beyond the reference: a forged or tampered envelope leaves a trace.
         deny(
-            &state,
-            &caller,
+            state,
+            caller,
             "broker.message_send",
             &denied("invalid signature"),
         )
         .await?;
         return Err(ApiError::unauthorized(error.to_string()));
     }
-    let evaluated = check_message_policy(&state, &caller, &session_id, &payload).await?;
+    Ok(())
+}
+
+/// The message row and its audit rows, for the writer to commit together.
+fn message_write(
+    caller: &AgentAuth,
+    envelope: &MessageEnvelope,
+    payload: &Value,
+    payload_text: String,
+    evaluated: AuditEvent,
+) -> MessageWrite {
     let payload_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-        cullis_shared::encoding::canonical_json::to_string(&payload),
+        cullis_shared::encoding::canonical_json::to_string(payload),
     ));
     let mut forwarded = AuditEvent::new("broker.message_forwarded", Outcome::Ok)
         .agent(caller.agent_id())
@@ -582,15 +628,18 @@ async fn send(
         .detail("nonce", envelope.nonce.clone())
         .detail("payload_hash", payload_hash)
         .detail("signature", envelope.signature.clone());
-    forwarded.session_id = Some(session_id.clone());
+    forwarded.session_id = Some(envelope.session_id.clone());
     let replayed = denial_event(
-        &caller,
+        caller,
         "broker.message_send",
-        &denied("replay attack detected (DB)"),
+        &[
+            ("reason", "replay attack detected (DB)".into()),
+            ("nonce", envelope.nonce.clone().into()),
+        ],
     );
-    let write = MessageWrite {
+    MessageWrite {
         message: NewMessage {
-            session_id: session_id.clone(),
+            session_id: envelope.session_id.clone(),
             sender_agent_id: caller.agent_id().to_owned(),
             payload: payload_text,
             nonce: envelope.nonce.clone(),
@@ -601,37 +650,7 @@ async fn send(
         evaluated,
         forwarded,
         replayed,
-    };
-    let seq = match state.audit.store_message(write).await? {
-        Stored::Ok { seq, .. } => seq,
-        Stored::NonceReused => {
-            return Err(ApiError::conflict(
-                "Nonce already used — possible replay attack",
-            ))
-        }
-        Stored::NotActive => return Err(ApiError::conflict("Session not active")),
-    };
-    let Value::Object(payload) = payload else {
-        unreachable!("built from an object above")
-    };
-    let frame = crate::ws::new_message(
-        &session_id,
-        caller.agent_id(),
-        seq,
-        payload,
-        envelope.client_seq,
-    );
-    state
-        .hub
-        .push(session.peer_of(caller.agent_id()), frame)
-        .await;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(MessageAccepted {
-            status: "accepted".into(),
-            session_id,
-        }),
-    ))
+    }
 }
 
 /// The sender org's local `message` policies (spec §5.6) over the envelope payload. Allowed:
@@ -674,7 +693,19 @@ async fn poll(
     ApiPath(session_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<MessagePollQuery>,
 ) -> ApiResult<Json<Vec<InboxMessage>>> {
-    let session = load(&state, &session_id).await?;
+    check_uuid(&session_id)?;
+    let (session, messages) = state
+        .db
+        .session_with_messages(&session_id, caller.agent_id(), query.after)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Session not found"))?;
+    // An expired session is closed first (rare), so the answer names its new status.
+    let session = if is_expired(&session) && matches!(session.status.as_str(), "pending" | "active")
+    {
+        load(&state, &session_id).await?
+    } else {
+        session
+    };
     if session.status != "active" {
         return Err(ApiError::conflict(format!(
             "Session is {} — polling not available",
@@ -686,10 +717,6 @@ async fn poll(
             "You are not a participant of this session",
         ));
     }
-    let messages = state
-        .db
-        .messages_for(&session_id, caller.agent_id(), query.after)
-        .await?;
     let inbox = messages
         .into_iter()
         .map(|m| InboxMessage {

@@ -85,6 +85,15 @@ impl TestProxy {
         }
     }
 
+    /// Serves HTTPS with `cert` from the next start on; `http` then trusts (and verifies) it.
+    pub fn use_tls(&mut self, cert: &super::tls::ServerCert) {
+        self.set_env("MCP_PROXY_TLS_CERT", &cert.cert_path.display().to_string());
+        self.set_env("MCP_PROXY_TLS_KEY", &cert.key_path.display().to_string());
+        self.base = format!("https://127.0.0.1:{}", self.port);
+        self.set_env("MCP_PROXY_PROXY_PUBLIC_URL", &self.base.clone());
+        self.http = cert.trusting_client();
+    }
+
     /// Sets an environment variable for the next start and CLI runs.
     pub fn set_env(&mut self, name: &str, value: &str) {
         self.env.insert(name.into(), value.into());

@@ -24,14 +24,9 @@ pub fn scratch(label: &str) -> PathBuf {
     dir
 }
 
-/// A port nobody listens on right now (bound and released; good enough on a test machine).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+// Not every test binary that includes this module uses it.
+#[allow(unused_imports)]
+pub use cullis_e2e::stack::proxy::free_port;
 
 /// The nginx binary; fails the test with the install command when it is missing.
 pub fn nginx_binary() -> PathBuf {

@@ -1,10 +1,12 @@
 //! The HTTP surface: one pingora listener, requests read whole (up to the body limit), routed
 //! by method and path, answered as a whole JSON body or as a stream (SSE).
 
+mod cors;
 pub mod error;
 mod router;
 mod server;
 
+pub use cors::Cors;
 pub use error::{parse_json, ApiError, ApiResult};
 pub use server::{serve, HttpApp};
 
@@ -102,6 +104,16 @@ pub struct StreamResponse {
 pub enum Reply {
     Whole(Response),
     Stream(StreamResponse),
+}
+
+impl Reply {
+    /// Adds headers to the answer, whole or streamed.
+    pub fn add_headers(&mut self, headers: Vec<(&'static str, String)>) {
+        match self {
+            Reply::Whole(response) => response.headers.extend(headers),
+            Reply::Stream(stream) => stream.headers.extend(headers),
+        }
+    }
 }
 
 impl From<Response> for Reply {

@@ -9,7 +9,15 @@ pub async fn dispatch(state: &AppState, request: Request) -> Reply {
     let started = std::time::Instant::now();
     let method = request.method.clone();
     let path = request.path.clone();
-    let reply = route(state, request).await;
+    let cors = state.cors.as_ref();
+    if let Some(preflight) = cors.and_then(|cors| cors.preflight(&request)) {
+        return preflight;
+    }
+    let cors_headers = cors.map(|cors| cors.headers(request.header("origin")));
+    let mut reply = route(state, request).await;
+    if let Some(headers) = cors_headers {
+        reply.add_headers(headers);
+    }
     if let Reply::Whole(response) = &reply {
         tracing::debug!(%method, path, status = response.status.as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
     }

@@ -2,7 +2,7 @@
 //! routes it, and writes the reply (whole, or streamed for SSE).
 
 use super::{router, ApiError, Reply, Request, Response, StreamResponse, SECURITY_HEADERS};
-use crate::config::{CommonSettings, ServeSettings};
+use crate::config::{CommonSettings, ConfigError, ServeSettings};
 use crate::context::Context;
 use crate::state::AppState;
 use async_trait::async_trait;
@@ -55,8 +55,12 @@ impl HttpApp {
     }
 }
 
-/// Runs the proxy until SIGTERM/SIGINT (pingora's graceful shutdown).
-pub fn serve(settings: CommonSettings, serve: ServeSettings) -> ! {
+/// Runs the proxy until SIGTERM/SIGINT (pingora's graceful shutdown). Returns only when the
+/// listener cannot be set up (an unusable TLS certificate or key).
+pub fn serve(
+    settings: CommonSettings,
+    serve: ServeSettings,
+) -> Result<std::convert::Infallible, ConfigError> {
     let conf = ServerConf {
         threads: serve.threads,
         // SIGTERM: stop accepting, let in-flight requests finish, then exit.
@@ -67,14 +71,50 @@ pub fn serve(settings: CommonSettings, serve: ServeSettings) -> ! {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let address = format!("{}:{}", serve.host, serve.port);
+    let tls = serve.tls_files()?;
     let mut service = Service::new(
         "cullis-proxy http".to_owned(),
         HttpApp::new(settings, serve),
     );
-    service.add_tcp(&address);
+    let scheme = match tls {
+        Some((cert, key)) => {
+            let unusable = |why: String| {
+                ConfigError::new(
+                    "MCP_PROXY_TLS_CERT",
+                    format!("cannot use the certificate {cert} with the key {key}: {why}"),
+                )
+            };
+            // pingora loads the files again when the listener starts and panics on a bad
+            // pair; checking here turns that into a one-line refusal.
+            check_tls_pair(&cert, &key).map_err(unusable)?;
+            service
+                .add_tls(&address, &cert, &key)
+                .map_err(|e| unusable(e.to_string()))?;
+            "https"
+        }
+        None => {
+            service.add_tcp(&address);
+            "http"
+        }
+    };
     server.add_service(service);
-    tracing::info!(%address, version = env!("CARGO_PKG_VERSION"), "cullis-proxy listening");
+    tracing::info!(%address, scheme, version = env!("CARGO_PKG_VERSION"), "cullis-proxy listening");
     server.run_forever()
+}
+
+/// Whether `cert` (PEM chain) and `key` (PEM private key) load and belong together.
+fn check_tls_pair(cert: &str, key: &str) -> Result<(), String> {
+    let (certs, key) = pingora_core::tls::load_certs_and_key_files(cert, key)
+        .map_err(|e| e.to_string())?
+        .ok_or("no certificate or no private key found in the PEM files")?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 #[async_trait]

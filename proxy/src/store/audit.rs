@@ -1,7 +1,7 @@
 //! Raw storage of the audit chain; the chain rules live in `crate::audit`.
 
 use super::{Store, StoreError};
-use sqlx::Connection;
+use std::sync::Arc;
 
 /// One audit row as stored.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
@@ -21,9 +21,22 @@ pub struct AuditRow {
 
 const COLUMNS: &str = "id, timestamp, agent_id, action, tool_name, status, detail, request_id, duration_ms, prev_hash, entry_hash";
 
+/// The `entry_hash` of the last row this process appended, so an append needs no read first.
+/// Held across the append: the appends of one process are serialised here, not in SQLite.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ChainHead(Arc<tokio::sync::Mutex<Option<String>>>);
+
+/// Attempts before giving up when other processes keep appending in between.
+const APPEND_ATTEMPTS: usize = 32;
+
 impl Store {
-    /// Appends a row whose hash `make_hash(prev_hash)` computes, under a write lock so two
-    /// writers (the server and a CLI command) can never chain onto the same predecessor.
+    /// Appends a row whose hash `make_hash(prev_hash)` computes.
+    ///
+    /// One statement: the row goes in only if the chain's last hash is still the `prev_hash` it
+    /// was hashed over. An INSERT takes SQLite's write lock before it reads, so the check and the
+    /// insert are atomic across processes (the server and a CLI command can never chain onto the
+    /// same predecessor). When another process appended meanwhile, nothing is written, the head
+    /// is read again and the row re-hashed.
     pub async fn append_audit<F>(
         &self,
         mut row: AuditRow,
@@ -32,47 +45,55 @@ impl Store {
     where
         F: Fn(&AuditRow) -> String,
     {
-        let mut conn = self.pool().acquire().await?;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        let result = async {
-            let prev: Option<String> =
-                sqlx::query_scalar("SELECT entry_hash FROM audit_log ORDER BY id DESC LIMIT 1")
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            row.prev_hash = prev.unwrap_or_else(|| crate::audit::GENESIS.to_owned());
+        let mut head = self.audit_head.0.lock().await;
+        for _ in 0..APPEND_ATTEMPTS {
+            let prev = match head.take() {
+                Some(prev) => prev,
+                None => self.audit_chain_head().await?,
+            };
+            row.prev_hash = prev;
             row.entry_hash = make_hash(&row);
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO audit_log(timestamp, agent_id, action, tool_name, status, detail, request_id, duration_ms, prev_hash, entry_hash) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(&row.timestamp)
-            .bind(&row.agent_id)
-            .bind(&row.action)
-            .bind(&row.tool_name)
-            .bind(&row.status)
-            .bind(&row.detail)
-            .bind(&row.request_id)
-            .bind(row.duration_ms)
-            .bind(&row.prev_hash)
-            .bind(&row.entry_hash)
-            .fetch_one(&mut *conn)
-            .await?;
-            row.id = id;
-            Ok::<_, sqlx::Error>(())
-        }
-        .await;
-        match result {
-            Ok(()) => {
-                sqlx::query("COMMIT").execute(&mut *conn).await?;
-                Ok(row)
-            }
-            Err(err) => {
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                // A connection left mid-transaction must not go back to the pool.
-                let _ = conn.detach().close().await;
-                Err(err.into())
+            if let Some(id) = self.insert_audit_if_head(&row).await? {
+                row.id = id;
+                *head = Some(row.entry_hash.clone());
+                return Ok(row);
             }
         }
+        Err(StoreError::Busy(format!(
+            "audit chain: other writers appended {APPEND_ATTEMPTS} times in a row; try again"
+        )))
+    }
+
+    /// The last row's `entry_hash` (the genesis value for an empty chain).
+    async fn audit_chain_head(&self) -> Result<String, StoreError> {
+        let head: Option<String> =
+            sqlx::query_scalar("SELECT entry_hash FROM audit_log ORDER BY id DESC LIMIT 1")
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(head.unwrap_or_else(|| crate::audit::GENESIS.to_owned()))
+    }
+
+    /// Inserts `row` if the chain still ends at `row.prev_hash`; its id, or `None` if not.
+    async fn insert_audit_if_head(&self, row: &AuditRow) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO audit_log(timestamp, agent_id, action, tool_name, status, detail, request_id, duration_ms, prev_hash, entry_hash) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 \
+             WHERE ?9 = COALESCE((SELECT entry_hash FROM audit_log ORDER BY id DESC LIMIT 1), ?11) \
+             RETURNING id",
+        )
+        .bind(&row.timestamp)
+        .bind(&row.agent_id)
+        .bind(&row.action)
+        .bind(&row.tool_name)
+        .bind(&row.status)
+        .bind(&row.detail)
+        .bind(&row.request_id)
+        .bind(row.duration_ms)
+        .bind(&row.prev_hash)
+        .bind(&row.entry_hash)
+        .bind(crate::audit::GENESIS)
+        .fetch_optional(self.pool())
+        .await?)
     }
 
     /// Audit rows in id order, optionally filtered by agent and action, newest `limit`.
@@ -101,5 +122,47 @@ impl Store {
                 .fetch_all(self.pool())
                 .await?,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{self, AuditEntry, Outcome};
+
+    #[tokio::test]
+    async fn two_processes_appending_at_once_build_one_chain() {
+        let dir = std::env::temp_dir().join(format!("cullis-audit-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("audit.db").display());
+        // Two stores on one file stand for the server and a CLI command: separate pools and
+        // separate in-memory chain heads, so each must notice the other's rows.
+        let server = Store::open(&url).await.unwrap();
+        let cli = Store::open(&url).await.unwrap();
+        let append_many = |store: Store, actor: &'static str| async move {
+            for i in 0..40 {
+                let entry = AuditEntry::new(actor, "egress_send", Outcome::Success)
+                    .detail(format!("n={i}"));
+                audit::record(&store, entry).await.unwrap();
+            }
+        };
+        let a = tokio::spawn(append_many(server.clone(), "server"));
+        let b = tokio::spawn(append_many(cli.clone(), "cli"));
+        let c = tokio::spawn(append_many(server.clone(), "server-2"));
+        a.await.unwrap();
+        b.await.unwrap();
+        c.await.unwrap();
+
+        let rows = server.all_audit_rows().await.unwrap();
+        assert_eq!(rows.len(), 120, "no row lost");
+        let report = audit::verify_rows(&rows);
+        assert!(report.valid, "one unforked chain: {report:?}");
+        // A row written after the other process appended still links to the true last row.
+        let last = audit::record(&cli, AuditEntry::new("cli", "agent_list", Outcome::Success))
+            .await
+            .unwrap();
+        assert_eq!(last.prev_hash, rows.last().unwrap().entry_hash);
+        assert!(audit::verify(&server).await.unwrap().valid);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

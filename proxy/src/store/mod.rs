@@ -3,11 +3,13 @@
 
 mod agents;
 mod audit;
+mod hot;
 mod seq;
 mod settings;
 
 pub use agents::AgentRow;
 pub use audit::AuditRow;
+pub use hot::CROSS_PROCESS_TTL;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -25,6 +27,9 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// Contention that did not resolve (the caller may retry).
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// The SQLite store; cheap to clone.
@@ -32,6 +37,8 @@ pub enum StoreError {
 pub struct Store {
     pool: SqlitePool,
     seq_blocks: seq::SeqBlocks,
+    hot: hot::HotSettings,
+    audit_head: audit::ChainHead,
 }
 
 impl Store {
@@ -54,6 +61,8 @@ impl Store {
         Ok(Store {
             pool,
             seq_blocks: Default::default(),
+            hot: Default::default(),
+            audit_head: Default::default(),
         })
     }
 

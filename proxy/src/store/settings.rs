@@ -13,6 +13,20 @@ impl Store {
         )
     }
 
+    /// [`Store::setting`] for values every request reads (the broker URL), answered from
+    /// memory when read within [`super::CROSS_PROCESS_TTL`] (see `hot`).
+    pub async fn hot_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        if let Some(value) = self.hot.setting(key) {
+            return Ok(Some(value));
+        }
+        let read = self.hot.begin_read();
+        let value = self.setting(key).await?;
+        if let Some(value) = &value {
+            self.hot.remember_setting(read, key, value);
+        }
+        Ok(value)
+    }
+
     /// Writes several settings in one transaction, so a multi-field change is all or nothing.
     pub async fn set_settings(&self, pairs: &[(&str, &str)]) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
@@ -24,6 +38,7 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        self.hot.settings_changed();
         Ok(())
     }
 
@@ -39,6 +54,7 @@ impl Store {
             .bind(key)
             .execute(self.pool())
             .await?;
+        self.hot.settings_changed();
         Ok(())
     }
 }

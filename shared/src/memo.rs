@@ -1,5 +1,6 @@
 //! A bounded in-memory map for results that are cheap to recompute but hot to look up
-//! (verified certificates and tokens, an org's local rules).
+//! (the broker's verified certificates and tokens and an org's local rules; the proxy's
+//! API-key owners and settings).
 //!
 //! When full it is simply cleared: no recency bookkeeping on the request path, and a full
 //! clear costs one recomputation per live entry — bounded memory is what matters here.
@@ -34,6 +35,10 @@ impl<K: Eq + Hash, V: Clone> Memo<K, V> {
         entries.insert(key, value);
     }
 
+    pub fn remove(&self, key: &K) {
+        self.lock().remove(key);
+    }
+
     pub fn clear(&self) {
         self.lock().clear();
     }
@@ -61,6 +66,9 @@ mod tests {
         memo.insert("c", 4);
         assert_eq!(memo.get(&"a"), None, "cleared when full");
         assert_eq!(memo.get(&"c"), Some(4));
+        memo.remove(&"c");
+        assert_eq!(memo.get(&"c"), None, "removed");
+        memo.insert("c", 5);
         memo.clear();
         assert_eq!(memo.get(&"c"), None);
     }
