@@ -132,13 +132,11 @@ mod tests {
 
     #[tokio::test]
     async fn two_processes_appending_at_once_build_one_chain() {
-        let dir = std::env::temp_dir().join(format!("cullis-audit-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}", dir.join("audit.db").display());
+        let file = crate::store::ScratchFile::new("audit");
         // Two stores on one file stand for the server and a CLI command: separate pools and
         // separate in-memory chain heads, so each must notice the other's rows.
-        let server = Store::open(&url).await.unwrap();
-        let cli = Store::open(&url).await.unwrap();
+        let server = Store::open(&file.url).await.unwrap();
+        let cli = Store::open(&file.url).await.unwrap();
         let append_many = |store: Store, actor: &'static str| async move {
             for i in 0..40 {
                 let entry = AuditEntry::new(actor, "egress_send", Outcome::Success)
@@ -163,6 +161,5 @@ mod tests {
             .unwrap();
         assert_eq!(last.prev_hash, rows.last().unwrap().entry_hash);
         assert!(audit::verify(&server).await.unwrap().valid);
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

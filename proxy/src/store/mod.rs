@@ -105,6 +105,32 @@ impl Store {
     }
 }
 
+/// A store file in a fresh directory, for tests that open it more than once (a restart, a
+/// second process); the directory is removed on drop.
+#[cfg(test)]
+pub(crate) struct ScratchFile {
+    dir: std::path::PathBuf,
+    /// `sqlite://…` of the file.
+    pub url: String,
+}
+
+#[cfg(test)]
+impl ScratchFile {
+    pub fn new(label: &str) -> ScratchFile {
+        let dir = std::env::temp_dir().join(format!("cullis-{label}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        let url = format!("sqlite://{}", dir.join("store.db").display());
+        ScratchFile { dir, url }
+    }
+}
+
+#[cfg(test)]
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 impl Store {
     /// Closes the pool (start-up checks open the store once before the server's own runtime).
     pub async fn close(&self) {

@@ -66,10 +66,8 @@ mod tests {
 
     #[tokio::test]
     async fn values_continue_without_reuse_across_blocks_and_reopens() {
-        let dir = std::env::temp_dir().join(format!("cullis-seq-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}", dir.join("seq.db").display());
-        let store = Store::open(&url).await.unwrap();
+        let file = crate::store::ScratchFile::new("seq");
+        let store = Store::open(&file.url).await.unwrap();
         let mut seen = Vec::new();
         for _ in 0..(BLOCK + 3) {
             seen.push(store.next_client_seq("acme::a", "s1").await.unwrap());
@@ -77,13 +75,12 @@ mod tests {
         assert_eq!(seen, (0..(BLOCK as u64 + 3)).collect::<Vec<_>>());
         assert_eq!(store.next_client_seq("acme::a", "s2").await.unwrap(), 0);
         // A second process on the same file (or this one after a restart) never reuses a value.
-        let reopened = Store::open(&url).await.unwrap();
+        let reopened = Store::open(&file.url).await.unwrap();
         let next = reopened.next_client_seq("acme::a", "s1").await.unwrap();
         assert_eq!(next, 2 * BLOCK as u64, "starts above the reserved blocks");
         assert_eq!(
             store.next_client_seq("acme::a", "s1").await.unwrap(),
             BLOCK as u64 + 3
         );
-        let _ = std::fs::remove_dir_all(dir);
     }
 }
