@@ -37,7 +37,6 @@ pub async fn build_state(config: Config, migrate: bool) -> Result<AppState, Star
     if migrate {
         db.migrate().await.map_err(|e| StartError(e.0))?;
     }
-    db.spawn_wal_checkpoints();
     let redis = match &config.redis_url {
         Some(url) => Some(connect_redis(url).await?),
         None => None,

@@ -86,8 +86,7 @@ impl Db {
                 }
                 options = options.max_connections(8).after_connect(|conn, _| {
                     Box::pin(async move {
-                        // No checkpoint inside a commit: see `spawn_wal_checkpoints`.
-                        conn.execute("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0;")
+                        conn.execute("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
                             .await?;
                         Ok(())
                     })
@@ -133,30 +132,6 @@ impl Db {
         self.engine
     }
 
-    /// SQLite: copies the WAL back into the database file from a background task every second.
-    /// SQLite's default does it inside the commit that crosses 1,000 pages — a copy and an fsync
-    /// that stall the single writer every message and audit row waits on. A PASSIVE checkpoint
-    /// never waits for, nor blocks, readers or the writer; under sustained load it cannot
-    /// finish (new frames keep coming), so once the WAL passes [`WAL_TRUNCATE_FRAMES`] a
-    /// TRUNCATE checkpoint — only the frames not yet copied, so a short pause — resets it.
-    /// Closing the last connection still checkpoints.
-    pub fn spawn_wal_checkpoints(&self) {
-        if self.engine != Engine::Sqlite {
-            return;
-        }
-        let pool = self.pool.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(1));
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            while !pool.is_closed() {
-                every.tick().await;
-                if let Err(error) = checkpoint(&pool, WAL_TRUNCATE_FRAMES).await {
-                    tracing::warn!(%error, "WAL checkpoint failed; retrying in a second");
-                }
-            }
-        });
-    }
-
     /// Whether a periodic purge should run now (at most every ten seconds per process).
     pub(crate) fn due_for_purge(&self, now: i64) -> bool {
         use std::sync::atomic::Ordering;
@@ -175,26 +150,6 @@ impl Db {
             .await
             .map(|_| ())
     }
-}
-
-/// WAL frames (pages of 4 KiB) past which a background checkpoint truncates the WAL: 64 MiB.
-pub const WAL_TRUNCATE_FRAMES: i64 = 16_384;
-
-/// One background checkpoint (see [`Db::spawn_wal_checkpoints`]): truncates the WAL when it
-/// holds more than `truncate_frames` frames.
-async fn checkpoint(pool: &AnyPool, truncate_frames: i64) -> Result<(), sqlx::Error> {
-    use sqlx::Row;
-    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-        .fetch_one(pool)
-        .await?;
-    // (busy, frames in the WAL, frames copied)
-    let frames: i64 = row.try_get(1)?;
-    if frames > truncate_frames {
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(pool)
-            .await?;
-    }
-    Ok(())
 }
 
 /// The current time as stored: RFC 3339 UTC with six fraction digits.
@@ -290,31 +245,6 @@ mod tests {
         assert_eq!(a, "2023-11-14T22:13:20.000000Z");
         assert!(a < b);
         assert_eq!(parse_timestamp(&b).unwrap().unix_timestamp(), 1_700_000_000);
-    }
-
-    #[tokio::test]
-    async fn commits_leave_the_wal_to_the_background_checkpoint_which_truncates_it() {
-        let (db, scratch) = policies::tests::db().await;
-        let wal = scratch.0.join("test.db-wal");
-        let mut chain = db.begin_chain().await.unwrap();
-        for _ in 0..50 {
-            chain.append(&audit::AuditRow {
-                event_type: "test.event",
-                result: "ok",
-                details: Some("x".repeat(2_000)),
-                ..Default::default()
-            });
-        }
-        chain.commit().await.unwrap();
-        let size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-        assert!(size() > 100_000, "the commit is in the WAL: {}", size());
-
-        checkpoint(db.pool(), i64::MAX).await.unwrap();
-        assert!(size() > 0, "a passive checkpoint leaves the file");
-        checkpoint(db.pool(), 1).await.unwrap();
-        assert_eq!(size(), 0, "past the threshold the WAL is truncated");
-        assert_eq!(db.count_audit("test.event").await.unwrap(), 50);
-        assert!(crate::audit::verify_chain(&db).await.unwrap().valid);
     }
 
     #[test]

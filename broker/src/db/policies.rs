@@ -129,7 +129,7 @@ pub(crate) mod tests {
     use serde_json::json;
 
     /// Removes a scratch directory when dropped.
-    pub(crate) struct Scratch(pub(crate) std::path::PathBuf);
+    pub(crate) struct Scratch(std::path::PathBuf);
 
     impl Drop for Scratch {
         fn drop(&mut self) {
