@@ -53,6 +53,28 @@ struct Args {
     /// Numbers of concurrent sessions for the message scenarios.
     #[arg(long, value_delimiter = ',', default_value = "1,32")]
     sessions: Vec<usize>,
+    /// Scenarios to run (comma list; all by default) — e.g. `--only ws` to profile one of them.
+    /// `half` paces at half of the `poll` peak, so it needs `poll` too.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Scenario>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Scenario {
+    /// Logins (client assertion + DPoP).
+    Login,
+    /// DPoP-authenticated GETs.
+    Get,
+    /// Session opens through both webhook PDPs.
+    Open,
+    /// Sealed E2E message sends.
+    Send,
+    /// Relay: send + delivery by poll.
+    Poll,
+    /// Relay: send + WebSocket push.
+    Ws,
+    /// Relay latency at half of the poll peak (paced).
+    Half,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -333,6 +355,11 @@ async fn main() {
     if let Some(pid) = args.broker_pid {
         let _ = BROKER_PID.set(pid);
     }
+    let runs = |scenario: Scenario| args.only.is_empty() || args.only.contains(&scenario);
+    if runs(Scenario::Half) && !runs(Scenario::Poll) {
+        eprintln!("cullis-bench: --only half needs poll too (it paces at half of the poll peak)");
+        std::process::exit(2);
+    }
     let max_sessions = args.sessions.iter().copied().max().unwrap_or(1);
     let max_clients = args.concurrency.iter().copied().max().unwrap_or(1);
     let world = Arc::new(setup(api, max_sessions.max(max_clients)).await);
@@ -344,21 +371,21 @@ async fn main() {
     );
     println!("| scenario                           | conc |     ops | errors |     ops/s |  p50 ms  |  p99 ms  | broker | client |");
     println!("|------------------------------------|------|---------|--------|-----------|----------|----------|--------|--------|");
-    for &concurrency in &args.concurrency {
+    for &concurrency in args.concurrency.iter().filter(|_| runs(Scenario::Login)) {
         row(
             "login (assertion + DPoP)",
             concurrency,
             &bench_login(&world, concurrency, duration).await,
         );
     }
-    for &concurrency in &args.concurrency {
+    for &concurrency in args.concurrency.iter().filter(|_| runs(Scenario::Get)) {
         row(
             "authenticated GET (DPoP)",
             concurrency,
             &bench_get(&world, concurrency, duration).await,
         );
     }
-    for &concurrency in &args.concurrency {
+    for &concurrency in args.concurrency.iter().filter(|_| runs(Scenario::Open)) {
         row(
             "session open (2 webhook PDPs)",
             concurrency,
@@ -367,22 +394,33 @@ async fn main() {
     }
     let mut client_seq = 0;
     let mut peak: Option<(usize, Outcome)> = None;
-    for &sessions in &args.sessions {
+    let messaging = [Scenario::Send, Scenario::Poll, Scenario::Ws];
+    for &sessions in args
+        .sessions
+        .iter()
+        .filter(|_| messaging.into_iter().any(runs))
+    {
         let ids = Arc::new(open_sessions(&world, sessions).await);
-        let send = bench_send(&world, &ids, duration, &mut client_seq).await;
-        row("message send (sealed E2E)", sessions, &send);
-        let poll = bench_relay_poll(&world, &ids, duration, &mut client_seq, None).await;
-        row("relay: send + poll delivery", sessions, &poll);
-        let push = bench_relay_ws(&world, &ids, duration, &mut client_seq).await;
-        row("relay: send + WebSocket push", sessions, &push);
-        if peak
-            .as_ref()
-            .is_none_or(|(_, best)| poll.rate() > best.rate())
-        {
-            peak = Some((sessions, poll));
+        if runs(Scenario::Send) {
+            let send = bench_send(&world, &ids, duration, &mut client_seq).await;
+            row("message send (sealed E2E)", sessions, &send);
+        }
+        if runs(Scenario::Poll) {
+            let poll = bench_relay_poll(&world, &ids, duration, &mut client_seq, None).await;
+            row("relay: send + poll delivery", sessions, &poll);
+            if peak
+                .as_ref()
+                .is_none_or(|(_, best)| poll.rate() > best.rate())
+            {
+                peak = Some((sessions, poll));
+            }
+        }
+        if runs(Scenario::Ws) {
+            let push = bench_relay_ws(&world, &ids, duration, &mut client_seq).await;
+            row("relay: send + WebSocket push", sessions, &push);
         }
     }
-    if let Some((sessions, best)) = peak {
+    if let Some((sessions, best)) = peak.filter(|_| runs(Scenario::Half)) {
         // Half of the peak relay rate, spread evenly over the same sessions (open loop).
         let ids = Arc::new(open_sessions(&world, sessions).await);
         let per_worker = best.rate() / 2.0 / sessions as f64;
