@@ -86,7 +86,11 @@ impl Db {
                 }
                 options = options.max_connections(8).after_connect(|conn, _| {
                     Box::pin(async move {
-                        conn.execute("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+                        // A checkpoint runs inside the commit that crosses the threshold and holds
+                        // up the single writer: 250 pages (SQLite's default is 1,000) makes each
+                        // pause shorter — p99 at half of peak relay 9–11 ms instead of 12–15
+                        // (broker/README "Speed"); 100 cost throughput, 4,000 doubled the p99.
+                        conn.execute("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=250;")
                             .await?;
                         Ok(())
                     })
