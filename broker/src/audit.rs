@@ -267,7 +267,7 @@ async fn write_batch(db: &Db, jobs: &[Job]) -> Result<Vec<Option<Stored>>, sqlx:
     for job in jobs {
         outcomes.push(match job {
             Job::Event { row, .. } => {
-                chain.append(row);
+                chain.append(row.clone());
                 None
             }
             Job::Message { write, .. } => {
@@ -286,13 +286,13 @@ async fn write_batch(db: &Db, jobs: &[Job]) -> Result<Vec<Option<Stored>>, sqlx:
 /// The audit rows of one message, in the reference's order: the policy evaluation, then the
 /// forwarding (with its sequence number) or the replay denial.
 fn append_message_rows(chain: &mut ChainTx, write: &QueuedMessage, stored: &Stored) {
-    chain.append(&write.evaluated);
+    chain.append(write.evaluated.clone());
     match stored {
         Stored::Ok { seq, .. } => {
             let forwarded = write.forwarded.clone().detail("seq", *seq);
-            chain.append(&forwarded.into_row());
+            chain.append(forwarded.into_row());
         }
-        Stored::NonceReused => chain.append(&write.replayed),
+        Stored::NonceReused => chain.append(write.replayed.clone()),
         Stored::NotActive => {}
     }
 }
@@ -811,6 +811,21 @@ mod tests {
             ]
         );
         assert!(verify_chain(&db).await.unwrap().valid);
+    }
+
+    /// A batch that cannot be written fails each of its jobs (after the one-by-one retry):
+    /// every waiting request gets an error, none hangs, and nothing is half written.
+    #[tokio::test]
+    async fn a_failed_batch_fails_each_waiting_request() {
+        let (db, _scratch) = crate::db::policies::tests::db().await;
+        active_session(&db, "s-1").await;
+        let audit = Audit::new(db.clone());
+        db.pool().close().await;
+        let event = audit.record(AuditEvent::new("org.registered", Outcome::Ok));
+        let message = audit.store_message(message("s-1", "n-1"));
+        let (recorded, stored) = tokio::join!(event, message);
+        assert!(recorded.is_err(), "{recorded:?}");
+        assert!(stored.is_err(), "{stored:?}");
     }
 
     #[test]

@@ -113,8 +113,8 @@ const ROWS_PER_INSERT: usize = 500;
 
 impl ChainTx {
     /// Appends `row` after the rows appended so far (written by [`ChainTx::commit`]).
-    pub fn append(&mut self, row: &AuditRow) {
-        self.staged.push(row.clone());
+    pub fn append(&mut self, row: AuditRow) {
+        self.staged.push(row);
     }
 
     /// Writes the staged rows, makes everything visible at once and releases the chain lock.

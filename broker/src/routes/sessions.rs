@@ -17,7 +17,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cullis_shared::pki::Certificate;
 use cullis_shared::signature::{self, SignedFields};
 use cullis_shared::wire::broker::{
     InboxMessage, MessageAccepted, MessageEnvelope, MessagePollQuery, Notification,
@@ -67,6 +66,11 @@ fn is_expired(session: &Session) -> bool {
     session.expires_at.as_str() <= crate::db::now_text().as_str()
 }
 
+/// Pending or active but past its expiry: to be closed before anything else is answered.
+fn expired_open(session: &Session) -> bool {
+    is_expired(session) && matches!(session.status.as_str(), "pending" | "active")
+}
+
 /// Loads a session; one found expired while pending or active is closed on the way.
 async fn load(state: &AppState, session_id: &str) -> ApiResult<Session> {
     check_uuid(session_id)?;
@@ -75,7 +79,7 @@ async fn load(state: &AppState, session_id: &str) -> ApiResult<Session> {
         .session(session_id)
         .await?
         .ok_or_else(|| ApiError::not_found("Session not found"))?;
-    if is_expired(&session) && matches!(session.status.as_str(), "pending" | "active") {
+    if expired_open(&session) {
         if let Some(closed) = state
             .db
             .transition_session(session_id, &["pending", "active"], "closed")
@@ -585,9 +589,9 @@ async fn check_sender(
     let pem = context.sender_cert_pem.as_deref().ok_or_else(|| {
         ApiError::unauthorized("Agent certificate not found — log in before sending messages")
     })?;
-    let sender_key = Certificate::from_pem(pem)
-        .ok()
-        .and_then(|cert| cert.public_key().ok())
+    let sender_key = state
+        .leaf_cache
+        .pinned_key(pem)
         .ok_or_else(|| ApiError::unauthorized("Signature verification failed"))?;
     let fields = SignedFields {
         session_id: &context.session.session_id,
@@ -700,8 +704,7 @@ async fn poll(
         .await?
         .ok_or_else(|| ApiError::not_found("Session not found"))?;
     // An expired session is closed first (rare), so the answer names its new status.
-    let session = if is_expired(&session) && matches!(session.status.as_str(), "pending" | "active")
-    {
+    let session = if expired_open(&session) {
         load(&state, &session_id).await?
     } else {
         session
