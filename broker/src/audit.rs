@@ -178,10 +178,26 @@ impl Job {
 const MAX_BATCH: usize = 256;
 
 impl Audit {
-    /// Starts the writer task on the current Tokio runtime.
+    /// Starts the writer: a task on the current Tokio runtime, or on a SQLite file an OS
+    /// thread of its own, since its batches run there without awaiting anything
+    /// ([`crate::db::direct`]) and must not hold up a runtime worker. Either stops when the
+    /// last `Audit` clone is dropped.
     pub fn new(db: Db) -> Audit {
         let (queue, inbox) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(db, inbox));
+        if db.direct().is_some() {
+            std::thread::Builder::new()
+                .name("cullis-audit-writer".into())
+                .spawn(move || {
+                    // Only channels are awaited here: a runtime without I/O or timers suffices.
+                    match tokio::runtime::Builder::new_current_thread().build() {
+                        Ok(runtime) => runtime.block_on(write_batches(db, inbox)),
+                        Err(error) => tracing::error!(%error, "the audit writer cannot start"),
+                    }
+                })
+                .expect("the operating system refused to start the audit writer thread");
+        } else {
+            tokio::spawn(write_batches(db, inbox));
+        }
         Audit { queue }
     }
 
@@ -669,7 +685,7 @@ mod tests {
     /// verifies; only a stored message takes a sequence number.
     #[tokio::test]
     async fn a_message_commits_with_its_audit_rows_or_not_at_all() {
-        let (db, _scratch) = crate::db::policies::tests::db().await;
+        let (db, _scratch) = crate::db::test_support::db().await;
         active_session(&db, "s-1").await;
         let audit = Audit::new(db.clone());
 
@@ -727,7 +743,7 @@ mod tests {
     /// gap-free in queue order, and the rows chain in queue order.
     #[tokio::test]
     async fn a_batch_of_queued_writes_keeps_each_outcome_and_the_order() {
-        let (db, _scratch) = crate::db::policies::tests::db().await;
+        let (db, _scratch) = crate::db::test_support::db().await;
         for sid in ["s-a", "s-b", "s-closed"] {
             active_session(&db, sid).await;
         }
@@ -817,15 +833,26 @@ mod tests {
     /// every waiting request gets an error, none hangs, and nothing is half written.
     #[tokio::test]
     async fn a_failed_batch_fails_each_waiting_request() {
-        let (db, _scratch) = crate::db::policies::tests::db().await;
+        let (db, _scratch) = crate::db::test_support::db().await;
         active_session(&db, "s-1").await;
         let audit = Audit::new(db.clone());
-        db.pool().close().await;
+        // Every append now fails: the table is gone.
+        sqlx::query("ALTER TABLE audit_log RENAME TO audit_log_away")
+            .execute(db.pool())
+            .await
+            .unwrap();
         let event = audit.record(AuditEvent::new("org.registered", Outcome::Ok));
         let message = audit.store_message(message("s-1", "n-1"));
         let (recorded, stored) = tokio::join!(event, message);
         assert!(recorded.is_err(), "{recorded:?}");
         assert!(stored.is_err(), "{stored:?}");
+        // Nothing half written: the message did not commit without its audit rows.
+        let (_, messages) = db
+            .session_with_messages("s-1", "nobody", -1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(messages.is_empty());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! `agents`.
 
 use super::{flag, json_list, now_text, Db};
+use rusqlite::{named_params, OptionalExtension};
 use sqlx::Row;
+use std::sync::LazyLock;
 
 /// An agent row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,23 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// The same from a row read on the direct SQLite path.
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Agent> {
+        Ok(Agent {
+            agent_id: row.get("agent_id")?,
+            org_id: row.get("org_id")?,
+            display_name: row.get("display_name")?,
+            description: row.get("description")?,
+            capabilities: json_list(&row.get::<_, String>("capabilities_json")?),
+            metadata_json: row.get("metadata_json")?,
+            is_active: row.get::<_, i64>("is_active")? != 0,
+            registered_at: row.get("registered_at")?,
+            cert_pem: row.get("cert_pem")?,
+            cert_thumbprint: row.get("cert_thumbprint")?,
+            token_invalidated_at: row.get("token_invalidated_at")?,
+        })
+    }
+
     fn from_row(row: &sqlx::any::AnyRow) -> Result<Agent, sqlx::Error> {
         Ok(Agent {
             agent_id: row.try_get("agent_id")?,
@@ -40,6 +59,10 @@ impl Agent {
 
 const COLUMNS: &str = "agent_id, org_id, display_name, description, capabilities_json, metadata_json, is_active, registered_at, cert_pem, cert_thumbprint, token_invalidated_at";
 
+/// [`Db::agent`] (a read on every login and registry lookup): `$1` agent id.
+static AGENT_BY_ID: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {COLUMNS} FROM agents WHERE agent_id = $1"));
+
 /// What a new agent starts with.
 #[derive(Debug, Clone)]
 pub struct NewAgent<'a> {
@@ -53,7 +76,14 @@ pub struct NewAgent<'a> {
 
 impl Db {
     pub async fn agent(&self, agent_id: &str) -> Result<Option<Agent>, sqlx::Error> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM agents WHERE agent_id = $1"))
+        if let Some(direct) = self.direct() {
+            return direct.read(|c| {
+                c.prepare_cached(&AGENT_BY_ID)?
+                    .query_row(named_params! { "$1": agent_id }, Agent::from_sqlite)
+                    .optional()
+            });
+        }
+        let row = sqlx::query(&AGENT_BY_ID)
             .bind(agent_id)
             .fetch_optional(self.pool())
             .await?;
@@ -141,6 +171,14 @@ impl Db {
 
     /// The revocation watermark alone (the hot path of every authenticated request).
     pub async fn agent_token_watermark(&self, agent_id: &str) -> Result<Option<i64>, sqlx::Error> {
+        if let Some(direct) = self.direct() {
+            return direct.read(|c| {
+                c.prepare_cached("SELECT token_invalidated_at FROM agents WHERE agent_id = ?1")?
+                    .query_row([agent_id], |row| row.get(0))
+                    .optional()
+                    .map(Option::flatten)
+            });
+        }
         let row = sqlx::query("SELECT token_invalidated_at FROM agents WHERE agent_id = $1")
             .bind(agent_id)
             .fetch_optional(self.pool())

@@ -13,12 +13,18 @@
 //! PostgreSQL, the AUTOINCREMENT counter on SQLite), the hashes are computed, and the complete
 //! rows are inserted — so no row ever exists without its hashes and the triggers need not allow
 //! any UPDATE at all. An error or a dropped future rolls the transaction back (sqlx
-//! `Transaction`), releasing the lock.
+//! `Transaction`, or [`WriteTx`] on the direct SQLite path), releasing the lock.
 
-use super::{now_text, values_placeholders, Db, Engine};
+use super::direct::{into_sqlx, WriteTx};
+use super::{now_text, values_placeholders, Db};
 use crate::audit::{entry_hash, ChainFields};
+use rusqlite::OptionalExtension;
 use sqlx::any::AnyRow;
 use sqlx::Row;
+
+/// The chain head: the hash of the last hashed row (read under the chain lock).
+const CHAIN_HEAD: &str =
+    "SELECT entry_hash FROM audit_log WHERE entry_hash IS NOT NULL ORDER BY id DESC LIMIT 1";
 
 /// The PostgreSQL advisory-lock key of the audit chain ("CULLISAU").
 pub const CHAIN_LOCK_KEY: i64 = 0x4355_4c4c_4953_4155;
@@ -100,12 +106,20 @@ const COLUMNS: &str =
 /// Appended rows are staged in memory and written by [`ChainTx::commit`] with one id
 /// reservation and one multi-row INSERT: a batch of any size costs the same few round trips.
 pub struct ChainTx {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
-    engine: Engine,
+    pub(super) conn: ChainConn,
     previous_hash: Option<String>,
     /// When this batch was written (every row and message of it carries this time).
     pub(super) timestamp: String,
     staged: Vec<AuditRow>,
+}
+
+/// The connection a [`ChainTx`] writes through.
+pub(super) enum ChainConn {
+    /// A sqlx transaction (PostgreSQL): few statements per batch, each a round trip.
+    Pool(sqlx::Transaction<'static, sqlx::Any>),
+    /// A direct SQLite transaction ([`super::direct`]): one cached statement per row, no round
+    /// trips. Only the audit writer's thread uses it.
+    Direct(WriteTx),
 }
 
 /// Rows per INSERT statement (10 parameters each; both engines allow far more in one statement).
@@ -132,36 +146,35 @@ impl ChainTx {
                 self.insert(chunk).await?;
             }
         }
-        self.tx.commit().await
+        match self.conn {
+            ChainConn::Pool(tx) => tx.commit().await,
+            ChainConn::Direct(tx) => tx.commit(),
+        }
     }
 
-    /// The transaction itself, for writes that ride along with the chain's commit.
-    pub(crate) fn connection(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.tx
-    }
-
-    /// Reserves `count` row ids, ascending: from the identity sequence on PostgreSQL, from the
-    /// AUTOINCREMENT counter on SQLite (an explicit id advances it). The chain lock keeps every
+    /// Reserves `count` row ids, ascending: from the AUTOINCREMENT counter on SQLite (an
+    /// explicit id advances it), from the identity sequence on PostgreSQL. The chain lock keeps every
     /// other appender out until commit, so these ids follow every row already chained.
     async fn reserve_ids(&mut self, count: usize) -> Result<Vec<i64>, sqlx::Error> {
-        match self.engine {
-            Engine::Sqlite => {
-                let first: i64 = sqlx::query(
-                    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'), 0), \
-                     COALESCE((SELECT MAX(id) FROM audit_log), 0)) + 1 AS id",
-                )
-                .fetch_one(&mut *self.tx)
-                .await?
-                .try_get("id")?;
+        match &mut self.conn {
+            ChainConn::Direct(tx) => {
+                let first: i64 = tx
+                    .connection()
+                    .prepare_cached(
+                        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'), 0), \
+                         COALESCE((SELECT MAX(id) FROM audit_log), 0)) + 1",
+                    )
+                    .and_then(|mut next| next.query_row([], |row| row.get(0)))
+                    .map_err(into_sqlx)?;
                 Ok((first..).take(count).collect())
             }
-            Engine::Postgres => {
+            ChainConn::Pool(tx) => {
                 let rows = sqlx::query(
                     "SELECT nextval(pg_get_serial_sequence('audit_log', 'id')) AS id \
                      FROM generate_series(1, CAST($1 AS BIGINT))",
                 )
                 .bind(count as i64)
-                .fetch_all(&mut *self.tx)
+                .fetch_all(&mut **tx)
                 .await?;
                 let mut ids = rows
                     .iter()
@@ -197,12 +210,36 @@ impl ChainTx {
     }
 
     async fn insert(&mut self, entries: &[StoredAuditEntry]) -> Result<(), sqlx::Error> {
-        let overriding = match self.engine {
-            Engine::Sqlite => "",
-            Engine::Postgres => "OVERRIDING SYSTEM VALUE ",
+        let tx = match &mut self.conn {
+            ChainConn::Direct(tx) => {
+                let mut insert = tx
+                    .connection()
+                    .prepare_cached(&format!(
+                        "INSERT INTO audit_log ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                    ))
+                    .map_err(into_sqlx)?;
+                for entry in entries {
+                    insert
+                        .execute(rusqlite::params![
+                            entry.id,
+                            entry.timestamp,
+                            entry.event_type,
+                            entry.agent_id,
+                            entry.session_id,
+                            entry.org_id,
+                            entry.details,
+                            entry.result,
+                            entry.entry_hash,
+                            entry.previous_hash,
+                        ])
+                        .map_err(into_sqlx)?;
+                }
+                return Ok(());
+            }
+            ChainConn::Pool(tx) => tx,
         };
         let sql = format!(
-            "INSERT INTO audit_log ({COLUMNS}) {overriding}VALUES {}",
+            "INSERT INTO audit_log ({COLUMNS}) OVERRIDING SYSTEM VALUE VALUES {}",
             values_placeholders(entries.len(), 10)
         );
         let mut query = sqlx::query(&sql);
@@ -219,7 +256,7 @@ impl ChainTx {
                 .bind(&entry.entry_hash)
                 .bind(&entry.previous_hash);
         }
-        query.execute(&mut *self.tx).await?;
+        query.execute(&mut **tx).await?;
         Ok(())
     }
 }
@@ -228,35 +265,46 @@ impl Db {
     /// Begins a transaction under the chain lock (see the module comment) and reads the chain
     /// head. Dropping it without [`ChainTx::commit`] rolls everything back.
     pub async fn begin_chain(&self) -> Result<ChainTx, sqlx::Error> {
-        let mut tx = match self.engine() {
-            Engine::Sqlite => self.pool().begin_with("BEGIN IMMEDIATE").await?,
-            Engine::Postgres => {
-                let mut tx = self.pool().begin().await?;
-                // `void` is not a type the Any driver decodes: cast the result.
-                sqlx::query("SELECT CAST(pg_advisory_xact_lock($1) AS TEXT) AS locked")
-                    .bind(CHAIN_LOCK_KEY)
-                    .execute(&mut *tx)
-                    .await?;
-                tx
+        let (conn, previous_hash) = match self.direct() {
+            Some(direct) => {
+                let tx = WriteTx::begin(direct)?;
+                let head = tx
+                    .connection()
+                    .prepare_cached(CHAIN_HEAD)
+                    .and_then(|mut head| head.query_row([], |row| row.get(0)).optional())
+                    .map_err(into_sqlx)?;
+                (ChainConn::Direct(tx), head.flatten())
+            }
+            None => {
+                let (tx, head) = self.begin_pool_chain().await?;
+                (ChainConn::Pool(tx), head)
             }
         };
-        // Under the lock: the chain head (the last hashed row).
-        let head = sqlx::query(
-            "SELECT entry_hash FROM audit_log WHERE entry_hash IS NOT NULL ORDER BY id DESC LIMIT 1",
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        let previous_hash = match head {
-            Some(row) => row.try_get("entry_hash")?,
-            None => None,
-        };
         Ok(ChainTx {
-            tx,
-            engine: self.engine(),
+            conn,
             previous_hash,
             timestamp: now_text(),
             staged: Vec::new(),
         })
+    }
+
+    /// [`Db::begin_chain`] on PostgreSQL: the transaction and the chain head.
+    async fn begin_pool_chain(
+        &self,
+    ) -> Result<(sqlx::Transaction<'static, sqlx::Any>, Option<String>), sqlx::Error> {
+        let mut tx = self.pool().begin().await?;
+        // `void` is not a type the Any driver decodes: cast the result.
+        sqlx::query("SELECT CAST(pg_advisory_xact_lock($1) AS TEXT) AS locked")
+            .bind(CHAIN_LOCK_KEY)
+            .execute(&mut *tx)
+            .await?;
+        // Under the lock: the chain head (the last hashed row).
+        let head = sqlx::query(CHAIN_HEAD).fetch_optional(&mut *tx).await?;
+        let previous_hash = match head {
+            Some(row) => row.try_get("entry_hash")?,
+            None => None,
+        };
+        Ok((tx, previous_hash))
     }
 
     /// Up to `limit` rows with id > `after`, by id ascending (chain verification pages).

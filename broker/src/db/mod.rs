@@ -1,6 +1,6 @@
 //! Storage: one sqlx `Any` pool over SQLite (the embedded default) or PostgreSQL, embedded
 //! migrations for each, and one repository module per table family. No SQL lives outside
-//! this module.
+//! this module. On a SQLite file the relay's hot statements bypass the pool ([`direct`]).
 //!
 //! SQL is written once for both engines: `$n` placeholders (SQLite accepts them), `ON CONFLICT
 //! … DO NOTHING`, `RETURNING`. Timestamps are RFC 3339 UTC text with six fraction digits, so
@@ -9,6 +9,7 @@
 pub mod agents;
 pub mod audit;
 pub mod bindings;
+pub mod direct;
 pub mod invites;
 pub mod orgs;
 pub mod policies;
@@ -40,6 +41,8 @@ pub enum Engine {
 pub struct Db {
     pool: AnyPool,
     engine: Engine,
+    /// The relay's hot path on SQLite (`None` on PostgreSQL).
+    direct: Option<std::sync::Arc<direct::DirectSqlite>>,
     /// Unix second of the last purge of expired single-use ids.
     last_purge: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
@@ -50,8 +53,8 @@ pub struct Db {
 pub struct DbError(pub String);
 
 impl Db {
-    /// Opens `url` (`sqlite://path`, `sqlite::memory:`, `postgres://…`). A SQLite file and its
-    /// directory are created when missing and the database runs in WAL mode.
+    /// Opens `url` (`sqlite://path` or `postgres://…`). A SQLite file and its directory are
+    /// created when missing and the database runs in WAL mode.
     pub async fn connect(url: &str) -> Result<Db, DbError> {
         sqlx::any::install_default_drivers();
         let engine = if url.starts_with("postgres") {
@@ -65,24 +68,30 @@ impl Db {
             )));
         };
         let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
+        let mut sqlite_file = None;
         let url = match engine {
             Engine::Sqlite => {
                 let path = url
                     .trim_start_matches("sqlite://")
                     .trim_start_matches("sqlite:");
-                if !path.starts_with(":memory:") {
-                    let file = path.split('?').next().unwrap_or(path);
-                    if let Some(dir) = Path::new(file)
-                        .parent()
-                        .filter(|d| !d.as_os_str().is_empty())
-                    {
-                        std::fs::create_dir_all(dir).map_err(|e| {
-                            DbError(format!(
-                                "cannot create the database directory {}: {e}",
-                                dir.display()
-                            ))
-                        })?;
-                    }
+                let file = path.split('?').next().unwrap_or(path);
+                if file.is_empty() || file.starts_with(":memory:") {
+                    return Err(DbError(format!(
+                        "DATABASE_URL '{}' names no SQLite file: an in-memory database would be a different, empty one on each connection — use sqlite://PATH (for example sqlite://./data/cullis.db)",
+                        redact(url)
+                    )));
+                }
+                sqlite_file = Some(file.to_owned());
+                if let Some(dir) = Path::new(file)
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        DbError(format!(
+                            "cannot create the database directory {}: {e}",
+                            dir.display()
+                        ))
+                    })?;
                 }
                 options = options.max_connections(8).after_connect(|conn, _| {
                     Box::pin(async move {
@@ -90,7 +99,7 @@ impl Db {
                         // up the single writer: 250 pages (SQLite's default is 1,000) makes each
                         // pause shorter — p99 at half of peak relay 9–11 ms instead of 12–15
                         // (broker/README "Speed"); 100 cost throughput, 4,000 doubled the p99.
-                        conn.execute("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=250;")
+                        conn.execute(&*format!("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint={};", std::env::var("EXP_AUTOCKPT").unwrap_or("250".into())))
                             .await?;
                         Ok(())
                     })
@@ -109,9 +118,24 @@ impl Db {
         let pool = options.connect(&url).await.map_err(|e| {
             DbError(format!("cannot open DATABASE_URL '{}': {e} — check that the database server runs and the URL is right", redact(&url)))
         })?;
+        // Opened after the pool, which creates the file and sets WAL mode.
+        let direct = sqlite_file
+            .map(|file| {
+                let direct = direct::DirectSqlite::open(&file)?;
+                direct.start_checkpointer()?;
+                Ok::<_, rusqlite::Error>(direct)
+            })
+            .transpose()
+            .map_err(|e| {
+                DbError(format!(
+                    "cannot open the SQLite file of DATABASE_URL '{}': {e}",
+                    redact(&url)
+                ))
+            })?;
         Ok(Db {
             pool,
             engine,
+            direct,
             last_purge: Default::default(),
         })
     }
@@ -134,6 +158,11 @@ impl Db {
 
     pub fn engine(&self) -> Engine {
         self.engine
+    }
+
+    /// The direct SQLite path, when this database has one (see [`direct`]).
+    pub(crate) fn direct(&self) -> Option<&std::sync::Arc<direct::DirectSqlite>> {
+        self.direct.as_ref()
     }
 
     /// Whether a periodic purge should run now (at most every ten seconds per process).
@@ -237,6 +266,48 @@ pub(crate) fn flag(row: &AnyRow, column: &str) -> Result<bool, sqlx::Error> {
 }
 
 #[cfg(test)]
+pub(crate) mod test_support {
+    use super::Db;
+    use std::path::{Path, PathBuf};
+
+    /// A scratch directory, removed when dropped.
+    pub(crate) struct Scratch(PathBuf);
+
+    impl Scratch {
+        pub(crate) fn new(prefix: &str) -> Scratch {
+            let dir =
+                std::env::temp_dir().join(format!("cullis-{prefix}-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        pub(crate) fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A fresh, migrated SQLite file (an in-memory database would differ per pooled
+    /// connection), deleted when the returned guard drops.
+    pub(crate) async fn db() -> (Db, Scratch) {
+        let scratch = Scratch::new("db");
+        let db = Db::connect(&format!(
+            "sqlite://{}",
+            scratch.path().join("test.db").display()
+        ))
+        .await
+        .unwrap();
+        db.migrate().await.unwrap();
+        (db, scratch)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -255,6 +326,14 @@ mod tests {
     fn multi_row_placeholders_number_every_parameter_once() {
         assert_eq!(values_placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(values_placeholders(1, 1), "($1)");
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_sqlite_url_is_refused_with_what_to_use_instead() {
+        for url in ["sqlite::memory:", "sqlite://:memory:", "sqlite://"] {
+            let error = Db::connect(url).await.unwrap_err();
+            assert!(error.0.contains("use sqlite://PATH"), "{url}: {error}");
+        }
     }
 
     #[test]

@@ -126,28 +126,8 @@ impl Db {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::db::test_support::db;
     use serde_json::json;
-
-    /// Removes a scratch directory when dropped.
-    pub(crate) struct Scratch(std::path::PathBuf);
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    /// A fresh SQLite file (an in-memory database would differ per pooled connection),
-    /// deleted when the returned guard drops.
-    pub(crate) async fn db() -> (Db, Scratch) {
-        let dir = std::env::temp_dir().join(format!("cullis-policies-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = Db::connect(&format!("sqlite://{}", dir.join("test.db").display()))
-            .await
-            .unwrap();
-        db.migrate().await.unwrap();
-        (db, Scratch(dir))
-    }
 
     fn rules(value: Value) -> Map<String, Value> {
         value.as_object().unwrap().clone()

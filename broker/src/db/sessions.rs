@@ -1,10 +1,13 @@
 //! `sessions`, `session_messages` and `notifications`: everything between two agents, durable,
 //! so a broker restart loses no session and no message.
 
-use super::audit::ChainTx;
+use super::audit::{ChainConn, ChainTx};
+use super::direct::into_sqlx;
 use super::{json_list, now_text, values_placeholders, Db};
+use rusqlite::{named_params, OptionalExtension};
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 /// A session row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +40,22 @@ impl Session {
         })
     }
 
+    /// The same from a row read on the direct SQLite path.
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
+        Ok(Session {
+            session_id: row.get("session_id")?,
+            initiator_agent_id: row.get("initiator_agent_id")?,
+            initiator_org_id: row.get("initiator_org_id")?,
+            target_agent_id: row.get("target_agent_id")?,
+            target_org_id: row.get("target_org_id")?,
+            status: row.get("status")?,
+            requested_capabilities: json_list(&row.get::<_, String>("requested_capabilities")?),
+            created_at: row.get("created_at")?,
+            expires_at: row.get("expires_at")?,
+            closed_at: row.get("closed_at")?,
+        })
+    }
+
     pub fn is_participant(&self, agent_id: &str) -> bool {
         self.initiator_agent_id == agent_id || self.target_agent_id == agent_id
     }
@@ -52,6 +71,30 @@ impl Session {
 }
 
 const COLUMNS: &str = "session_id, initiator_agent_id, initiator_org_id, target_agent_id, target_org_id, status, requested_capabilities, created_at, expires_at, closed_at";
+
+/// [`Db::send_context`]: `$1` session, `$2` sender, `$3` nonce.
+static SEND_CONTEXT_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS}, \
+         (SELECT cert_pem FROM agents WHERE agent_id = $2) AS sender_cert_pem, \
+         (SELECT COUNT(*) FROM session_messages WHERE nonce = $3) AS nonce_uses \
+         FROM sessions WHERE session_id = $1"
+    )
+});
+
+/// [`Db::session_with_messages`]: `$1` session, `$2` after, `$3` reader.
+static POLL_SQL: LazyLock<String> = LazyLock::new(|| {
+    let session_columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("s.{c}")).collect();
+    format!(
+        "SELECT {}, m.seq AS m_seq, m.sender_agent_id AS m_sender, m.payload AS m_payload, \
+         m.nonce AS m_nonce, m.timestamp AS m_timestamp, m.signed_timestamp AS m_signed_timestamp, \
+         m.signature AS m_signature, m.client_seq AS m_client_seq \
+         FROM sessions s LEFT JOIN session_messages m \
+         ON m.session_id = s.session_id AND m.seq > $2 AND m.sender_agent_id <> $3 \
+         WHERE s.session_id = $1 ORDER BY m.seq",
+        session_columns.join(", ")
+    )
+});
 
 /// A stored message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +183,22 @@ impl ChainTx {
         &mut self,
         messages: &[&NewMessage],
     ) -> Result<HashSet<String>, sqlx::Error> {
+        let tx = match &mut self.conn {
+            ChainConn::Direct(tx) => {
+                let mut taken = HashSet::new();
+                let mut lookup = tx
+                    .connection()
+                    .prepare_cached("SELECT 1 FROM session_messages WHERE nonce = ?1")
+                    .map_err(into_sqlx)?;
+                for message in messages {
+                    if lookup.exists([&message.nonce]).map_err(into_sqlx)? {
+                        taken.insert(message.nonce.clone());
+                    }
+                }
+                return Ok(taken);
+            }
+            ChainConn::Pool(tx) => tx,
+        };
         let sql = format!(
             "SELECT nonce FROM session_messages WHERE nonce IN {}",
             values_placeholders(1, messages.len())
@@ -148,7 +207,7 @@ impl ChainTx {
         for message in messages {
             query = query.bind(&message.nonce);
         }
-        let rows = query.fetch_all(&mut *self.connection()).await?;
+        let rows = query.fetch_all(&mut **tx).await?;
         rows.iter().map(|row| row.try_get("nonce")).collect()
     }
 
@@ -172,6 +231,29 @@ impl ChainTx {
         if counts.is_empty() {
             return Ok(HashMap::new());
         }
+        let tx = match &mut self.conn {
+            ChainConn::Direct(tx) => {
+                let mut first_seq = HashMap::with_capacity(counts.len());
+                let mut advance = tx
+                    .connection()
+                    .prepare_cached(
+                        "UPDATE sessions SET next_seq = next_seq + ?2 \
+                         WHERE session_id = ?1 AND status = 'active' RETURNING next_seq",
+                    )
+                    .map_err(into_sqlx)?;
+                for (session_id, count) in counts {
+                    let next: Option<i64> = advance
+                        .query_row(rusqlite::params![session_id, count], |row| row.get(0))
+                        .optional()
+                        .map_err(into_sqlx)?;
+                    if let Some(next) = next {
+                        first_seq.insert(session_id, next - count);
+                    }
+                }
+                return Ok(first_seq);
+            }
+            ChainConn::Pool(tx) => tx,
+        };
         // `CASE session_id WHEN $1 THEN $2 …` numbers parameters in order of appearance, and
         // the IN list reuses the odd ones.
         let mut sql = String::from("UPDATE sessions SET next_seq = next_seq + CASE session_id");
@@ -190,7 +272,7 @@ impl ChainTx {
         for (session_id, count) in &counts {
             query = query.bind(*session_id).bind(*count);
         }
-        let rows = query.fetch_all(&mut *self.connection()).await?;
+        let rows = query.fetch_all(&mut **tx).await?;
         let mut first_seq = HashMap::with_capacity(rows.len());
         for row in rows {
             let session_id: String = row.try_get("session_id")?;
@@ -206,6 +288,34 @@ impl ChainTx {
         if rows.is_empty() {
             return Ok(());
         }
+        let tx = match &mut self.conn {
+            ChainConn::Direct(tx) => {
+                let mut insert = tx
+                    .connection()
+                    .prepare_cached(
+                        "INSERT INTO session_messages (session_id, seq, sender_agent_id, payload, nonce, timestamp, signed_timestamp, signature, client_seq) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )
+                    .map_err(into_sqlx)?;
+                for (message, seq) in rows {
+                    insert
+                        .execute(rusqlite::params![
+                            message.session_id,
+                            seq,
+                            message.sender_agent_id,
+                            message.payload,
+                            message.nonce,
+                            self.timestamp,
+                            message.signed_timestamp,
+                            message.signature,
+                            message.client_seq,
+                        ])
+                        .map_err(into_sqlx)?;
+                }
+                return Ok(());
+            }
+            ChainConn::Pool(tx) => tx,
+        };
         let sql = format!(
             "INSERT INTO session_messages (session_id, seq, sender_agent_id, payload, nonce, timestamp, signed_timestamp, signature, client_seq) VALUES {}",
             values_placeholders(rows.len(), 9)
@@ -224,7 +334,7 @@ impl ChainTx {
                 .bind(&message.signature)
                 .bind(message.client_seq);
         }
-        query.execute(&mut *self.connection()).await?;
+        query.execute(&mut **tx).await?;
         Ok(())
     }
 }
@@ -248,17 +358,28 @@ impl Db {
         sender_agent_id: &str,
         nonce: &str,
     ) -> Result<Option<SendContext>, sqlx::Error> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS}, \
-             (SELECT cert_pem FROM agents WHERE agent_id = $2) AS sender_cert_pem, \
-             (SELECT COUNT(*) FROM session_messages WHERE nonce = $3) AS nonce_uses \
-             FROM sessions WHERE session_id = $1"
-        ))
-        .bind(session_id)
-        .bind(sender_agent_id)
-        .bind(nonce)
-        .fetch_optional(self.pool())
-        .await?;
+        if let Some(direct) = self.direct() {
+            return direct.read(|c| {
+                c.prepare_cached(&SEND_CONTEXT_SQL)?
+                    .query_row(
+                        named_params! { "$1": session_id, "$2": sender_agent_id, "$3": nonce },
+                        |row| {
+                            Ok(SendContext {
+                                session: Session::from_sqlite(row)?,
+                                sender_cert_pem: row.get("sender_cert_pem")?,
+                                nonce_used: row.get::<_, i64>("nonce_uses")? > 0,
+                            })
+                        },
+                    )
+                    .optional()
+            });
+        }
+        let row = sqlx::query(&SEND_CONTEXT_SQL)
+            .bind(session_id)
+            .bind(sender_agent_id)
+            .bind(nonce)
+            .fetch_optional(self.pool())
+            .await?;
         row.map(|row| {
             Ok(SendContext {
                 session: Session::from_row(&row)?,
@@ -346,7 +467,6 @@ impl Db {
         rows.iter().map(Session::from_row).collect()
     }
 
-    /// Messages of a session after `after` not sent by `reader`, ascending.
     /// The session and the messages `reader` has not seen (seq > `after`, sent by the other
     /// participant) — one round trip for a poll. `None` when the session does not exist.
     pub async fn session_with_messages(
@@ -355,21 +475,42 @@ impl Db {
         reader: &str,
         after: i64,
     ) -> Result<Option<(Session, Vec<StoredMessage>)>, sqlx::Error> {
-        let session_columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("s.{c}")).collect();
-        let rows = sqlx::query(&format!(
-            "SELECT {}, m.seq AS m_seq, m.sender_agent_id AS m_sender, m.payload AS m_payload, \
-             m.nonce AS m_nonce, m.timestamp AS m_timestamp, m.signed_timestamp AS m_signed_timestamp, \
-             m.signature AS m_signature, m.client_seq AS m_client_seq \
-             FROM sessions s LEFT JOIN session_messages m \
-             ON m.session_id = s.session_id AND m.seq > $2 AND m.sender_agent_id <> $3 \
-             WHERE s.session_id = $1 ORDER BY m.seq",
-            session_columns.join(", ")
-        ))
-        .bind(session_id)
-        .bind(after)
-        .bind(reader)
-        .fetch_all(self.pool())
-        .await?;
+        if let Some(direct) = self.direct() {
+            return direct.read(|c| {
+                let mut statement = c.prepare_cached(&POLL_SQL)?;
+                let mut rows = statement
+                    .query(named_params! { "$1": session_id, "$2": after, "$3": reader })?;
+                let Some(first) = rows.next()? else {
+                    return Ok(None);
+                };
+                let session = Session::from_sqlite(first)?;
+                let mut messages = Vec::new();
+                let mut row = Some(first);
+                while let Some(current) = row {
+                    // The LEFT JOIN's single all-NULL row when there is nothing new.
+                    if let Some(seq) = current.get::<_, Option<i64>>("m_seq")? {
+                        messages.push(StoredMessage {
+                            seq,
+                            sender_agent_id: current.get("m_sender")?,
+                            payload: current.get("m_payload")?,
+                            nonce: current.get("m_nonce")?,
+                            timestamp: current.get("m_timestamp")?,
+                            signed_timestamp: current.get("m_signed_timestamp")?,
+                            signature: current.get("m_signature")?,
+                            client_seq: current.get("m_client_seq")?,
+                        });
+                    }
+                    row = rows.next()?;
+                }
+                Ok(Some((session, messages)))
+            });
+        }
+        let rows = sqlx::query(&POLL_SQL)
+            .bind(session_id)
+            .bind(after)
+            .bind(reader)
+            .fetch_all(self.pool())
+            .await?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };

@@ -550,7 +550,7 @@ mod tests {
     #[tokio::test]
     async fn evaluations_read_the_table_and_are_audited() {
         use crate::policy::{PolicyEngine, PolicySettings};
-        let (db, _scratch) = crate::db::policies::tests::db().await;
+        let (db, _scratch) = crate::db::test_support::db().await;
         let audit = Audit::new(db.clone());
         let engine = PolicyEngine::new(PolicySettings::default()).unwrap();
         let rules = json!({"conditions":{"target_org_id":["beta"]}});
