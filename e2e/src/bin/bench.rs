@@ -333,7 +333,7 @@ async fn presealed(
 const PRESEALED_PER_SECOND: usize = 12_000;
 
 fn pool_size(seconds: u64, workers: usize) -> usize {
-    (seconds as usize * PRESEALED_PER_SECOND / workers).clamp(200, 40_000)
+    (seconds as usize * PRESEALED_PER_SECOND / workers).clamp(200, 100_000)
 }
 
 #[tokio::main]
