@@ -12,6 +12,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use axum::serve::ListenerExt;
 use axum::Router;
 use cullis_shared::replay::{MemoryReplayStore, ReplayStore};
 use std::net::SocketAddr;
@@ -226,7 +227,7 @@ pub async fn serve(
     };
     match tls {
         None => axum::serve(
-            listener,
+            listener.tap_io(no_delay),
             app(state).into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
@@ -281,6 +282,14 @@ fn tls_acceptor(
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
+/// Answers and pushes are small writes that should leave at once, not wait for the peer's ACK
+/// of the previous one (Nagle).
+fn no_delay(stream: &mut tokio::net::TcpStream) {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "TCP_NODELAY not set");
+    }
+}
+
 /// The TLS accept loop: a rustls handshake per connection, then hyper (HTTP/1.1 and HTTP/2,
 /// with upgrades for WebSocket) over the axum app; graceful on shutdown.
 async fn serve_tls(
@@ -295,7 +304,7 @@ async fn serve_tls(
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
+        let (mut stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
@@ -305,6 +314,7 @@ async fn serve_tls(
             },
             () = &mut shutdown => break,
         };
+        no_delay(&mut stream);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let builder = builder.clone();
