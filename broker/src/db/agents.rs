@@ -1,6 +1,6 @@
 //! `agents`.
 
-use super::{flag, json_list, now_text, Db};
+use super::{json_list, now_text, Columns, Db};
 use rusqlite::{named_params, OptionalExtension};
 use sqlx::Row;
 use std::sync::LazyLock;
@@ -23,36 +23,19 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// The same from a row read on the direct SQLite path.
-    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Agent> {
+    fn from_row<R: Columns>(row: &R) -> Result<Agent, R::Error> {
         Ok(Agent {
-            agent_id: row.get("agent_id")?,
-            org_id: row.get("org_id")?,
-            display_name: row.get("display_name")?,
-            description: row.get("description")?,
-            capabilities: json_list(&row.get::<_, String>("capabilities_json")?),
-            metadata_json: row.get("metadata_json")?,
-            is_active: row.get::<_, i64>("is_active")? != 0,
-            registered_at: row.get("registered_at")?,
-            cert_pem: row.get("cert_pem")?,
-            cert_thumbprint: row.get("cert_thumbprint")?,
-            token_invalidated_at: row.get("token_invalidated_at")?,
-        })
-    }
-
-    fn from_row(row: &sqlx::any::AnyRow) -> Result<Agent, sqlx::Error> {
-        Ok(Agent {
-            agent_id: row.try_get("agent_id")?,
-            org_id: row.try_get("org_id")?,
-            display_name: row.try_get("display_name")?,
-            description: row.try_get("description")?,
-            capabilities: json_list(&row.try_get::<String, _>("capabilities_json")?),
-            metadata_json: row.try_get("metadata_json")?,
-            is_active: flag(row, "is_active")?,
-            registered_at: row.try_get("registered_at")?,
-            cert_pem: row.try_get("cert_pem")?,
-            cert_thumbprint: row.try_get("cert_thumbprint")?,
-            token_invalidated_at: row.try_get("token_invalidated_at")?,
+            agent_id: row.column("agent_id")?,
+            org_id: row.column("org_id")?,
+            display_name: row.column("display_name")?,
+            description: row.column("description")?,
+            capabilities: json_list(&row.column::<String>("capabilities_json")?),
+            metadata_json: row.column("metadata_json")?,
+            is_active: row.column::<i64>("is_active")? != 0,
+            registered_at: row.column("registered_at")?,
+            cert_pem: row.column("cert_pem")?,
+            cert_thumbprint: row.column("cert_thumbprint")?,
+            token_invalidated_at: row.column("token_invalidated_at")?,
         })
     }
 }
@@ -79,7 +62,7 @@ impl Db {
         if let Some(direct) = self.direct() {
             return direct.read(|c| {
                 c.prepare_cached(&AGENT_BY_ID)?
-                    .query_row(named_params! { "$1": agent_id }, Agent::from_sqlite)
+                    .query_row(named_params! { "$1": agent_id }, |row| Agent::from_row(row))
                     .optional()
             });
         }

@@ -258,6 +258,41 @@ pub(crate) fn json_list(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
 }
 
+/// A value one column of a result row holds, decodable by both access paths.
+pub(crate) trait ColumnValue:
+    for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + rusqlite::types::FromSql
+{
+}
+
+impl<T> ColumnValue for T where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + rusqlite::types::FromSql
+{
+}
+
+/// A result row of either access path (a sqlx row, or a rusqlite row on the direct SQLite
+/// path), read by column name — so each table has one mapping from row to struct.
+pub(crate) trait Columns {
+    type Error;
+
+    fn column<T: ColumnValue>(&self, name: &str) -> Result<T, Self::Error>;
+}
+
+impl Columns for AnyRow {
+    type Error = sqlx::Error;
+
+    fn column<T: ColumnValue>(&self, name: &str) -> Result<T, sqlx::Error> {
+        sqlx::Row::try_get(self, name)
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    type Error = rusqlite::Error;
+
+    fn column<T: ColumnValue>(&self, name: &str) -> Result<T, rusqlite::Error> {
+        self.get(name)
+    }
+}
+
 /// Reads an integer column that holds a boolean.
 pub(crate) fn flag(row: &AnyRow, column: &str) -> Result<bool, sqlx::Error> {
     use sqlx::Row;

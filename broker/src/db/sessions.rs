@@ -3,7 +3,7 @@
 
 use super::audit::{ChainConn, ChainTx};
 use super::direct::into_sqlx;
-use super::{json_list, now_text, values_placeholders, Db};
+use super::{json_list, now_text, values_placeholders, Columns, Db};
 use rusqlite::{named_params, OptionalExtension};
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
@@ -25,34 +25,18 @@ pub struct Session {
 }
 
 impl Session {
-    fn from_row(row: &sqlx::any::AnyRow) -> Result<Session, sqlx::Error> {
+    fn from_row<R: Columns>(row: &R) -> Result<Session, R::Error> {
         Ok(Session {
-            session_id: row.try_get("session_id")?,
-            initiator_agent_id: row.try_get("initiator_agent_id")?,
-            initiator_org_id: row.try_get("initiator_org_id")?,
-            target_agent_id: row.try_get("target_agent_id")?,
-            target_org_id: row.try_get("target_org_id")?,
-            status: row.try_get("status")?,
-            requested_capabilities: json_list(&row.try_get::<String, _>("requested_capabilities")?),
-            created_at: row.try_get("created_at")?,
-            expires_at: row.try_get("expires_at")?,
-            closed_at: row.try_get("closed_at")?,
-        })
-    }
-
-    /// The same from a row read on the direct SQLite path.
-    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
-        Ok(Session {
-            session_id: row.get("session_id")?,
-            initiator_agent_id: row.get("initiator_agent_id")?,
-            initiator_org_id: row.get("initiator_org_id")?,
-            target_agent_id: row.get("target_agent_id")?,
-            target_org_id: row.get("target_org_id")?,
-            status: row.get("status")?,
-            requested_capabilities: json_list(&row.get::<_, String>("requested_capabilities")?),
-            created_at: row.get("created_at")?,
-            expires_at: row.get("expires_at")?,
-            closed_at: row.get("closed_at")?,
+            session_id: row.column("session_id")?,
+            initiator_agent_id: row.column("initiator_agent_id")?,
+            initiator_org_id: row.column("initiator_org_id")?,
+            target_agent_id: row.column("target_agent_id")?,
+            target_org_id: row.column("target_org_id")?,
+            status: row.column("status")?,
+            requested_capabilities: json_list(&row.column::<String>("requested_capabilities")?),
+            created_at: row.column("created_at")?,
+            expires_at: row.column("expires_at")?,
+            closed_at: row.column("closed_at")?,
         })
     }
 
@@ -107,6 +91,26 @@ pub struct StoredMessage {
     pub signed_timestamp: i64,
     pub signature: Option<String>,
     pub client_seq: Option<i64>,
+}
+
+impl StoredMessage {
+    /// The message columns of a poll row ([`POLL_SQL`]); `None` for the LEFT JOIN's single
+    /// all-NULL row when there is nothing new.
+    fn from_poll_row<R: Columns>(row: &R) -> Result<Option<StoredMessage>, R::Error> {
+        let Some(seq) = row.column::<Option<i64>>("m_seq")? else {
+            return Ok(None);
+        };
+        Ok(Some(StoredMessage {
+            seq,
+            sender_agent_id: row.column("m_sender")?,
+            payload: row.column("m_payload")?,
+            nonce: row.column("m_nonce")?,
+            timestamp: row.column("m_timestamp")?,
+            signed_timestamp: row.column("m_signed_timestamp")?,
+            signature: row.column("m_signature")?,
+            client_seq: row.column("m_client_seq")?,
+        }))
+    }
 }
 
 /// A message about to be stored (owned: it travels to the writer task, see `crate::audit`).
@@ -349,6 +353,16 @@ pub struct SendContext {
     pub nonce_used: bool,
 }
 
+impl SendContext {
+    fn from_row<R: Columns>(row: &R) -> Result<SendContext, R::Error> {
+        Ok(SendContext {
+            session: Session::from_row(row)?,
+            sender_cert_pem: row.column("sender_cert_pem")?,
+            nonce_used: row.column::<i64>("nonce_uses")? > 0,
+        })
+    }
+}
+
 impl Db {
     /// The session, the sender's certificate and whether the nonce is taken — one round trip
     /// for the three reads every send makes. `None` when the session does not exist.
@@ -363,13 +377,7 @@ impl Db {
                 c.prepare_cached(&SEND_CONTEXT_SQL)?
                     .query_row(
                         named_params! { "$1": session_id, "$2": sender_agent_id, "$3": nonce },
-                        |row| {
-                            Ok(SendContext {
-                                session: Session::from_sqlite(row)?,
-                                sender_cert_pem: row.get("sender_cert_pem")?,
-                                nonce_used: row.get::<_, i64>("nonce_uses")? > 0,
-                            })
-                        },
+                        |row| SendContext::from_row(row),
                     )
                     .optional()
             });
@@ -380,14 +388,7 @@ impl Db {
             .bind(nonce)
             .fetch_optional(self.pool())
             .await?;
-        row.map(|row| {
-            Ok(SendContext {
-                session: Session::from_row(&row)?,
-                sender_cert_pem: row.try_get("sender_cert_pem")?,
-                nonce_used: row.try_get::<i64, _>("nonce_uses")? > 0,
-            })
-        })
-        .transpose()
+        row.as_ref().map(SendContext::from_row).transpose()
     }
 
     pub async fn insert_session(&self, session: &Session) -> Result<(), sqlx::Error> {
@@ -483,23 +484,11 @@ impl Db {
                 let Some(first) = rows.next()? else {
                     return Ok(None);
                 };
-                let session = Session::from_sqlite(first)?;
+                let session = Session::from_row(first)?;
                 let mut messages = Vec::new();
                 let mut row = Some(first);
                 while let Some(current) = row {
-                    // The LEFT JOIN's single all-NULL row when there is nothing new.
-                    if let Some(seq) = current.get::<_, Option<i64>>("m_seq")? {
-                        messages.push(StoredMessage {
-                            seq,
-                            sender_agent_id: current.get("m_sender")?,
-                            payload: current.get("m_payload")?,
-                            nonce: current.get("m_nonce")?,
-                            timestamp: current.get("m_timestamp")?,
-                            signed_timestamp: current.get("m_signed_timestamp")?,
-                            signature: current.get("m_signature")?,
-                            client_seq: current.get("m_client_seq")?,
-                        });
-                    }
+                    messages.extend(StoredMessage::from_poll_row(current)?);
                     row = rows.next()?;
                 }
                 Ok(Some((session, messages)))
@@ -517,20 +506,7 @@ impl Db {
         let session = Session::from_row(first)?;
         let mut messages = Vec::with_capacity(rows.len());
         for row in &rows {
-            // The LEFT JOIN's single all-NULL row when there is nothing new.
-            let Some(seq) = row.try_get::<Option<i64>, _>("m_seq")? else {
-                continue;
-            };
-            messages.push(StoredMessage {
-                seq,
-                sender_agent_id: row.try_get("m_sender")?,
-                payload: row.try_get("m_payload")?,
-                nonce: row.try_get("m_nonce")?,
-                timestamp: row.try_get("m_timestamp")?,
-                signed_timestamp: row.try_get("m_signed_timestamp")?,
-                signature: row.try_get("m_signature")?,
-                client_seq: row.try_get("m_client_seq")?,
-            });
+            messages.extend(StoredMessage::from_poll_row(row)?);
         }
         Ok(Some((session, messages)))
     }
