@@ -104,7 +104,8 @@ const COLUMNS: &str =
 /// see [`ChainTx::insert_messages`]) can share its single commit.
 ///
 /// Appended rows are staged in memory and written by [`ChainTx::commit`] with one id
-/// reservation and one multi-row INSERT: a batch of any size costs the same few round trips.
+/// reservation and, on PostgreSQL, one multi-row INSERT — a batch of any size costs the same
+/// few round trips —, on SQLite one cached INSERT per row (no round trips to save).
 pub struct ChainTx {
     pub(super) conn: ChainConn,
     previous_hash: Option<String>,
@@ -122,7 +123,7 @@ pub(super) enum ChainConn {
     Direct(WriteTx),
 }
 
-/// Rows per INSERT statement (10 parameters each; both engines allow far more in one statement).
+/// Rows per multi-row INSERT on PostgreSQL (10 parameters each; it allows far more).
 const ROWS_PER_INSERT: usize = 500;
 
 impl ChainTx {

@@ -144,8 +144,10 @@ impl ChainTx {
     /// nonce check cannot race, and the counter bumps and the inserts commit together —
     /// sequences have no gaps or duplicates. Only messages whose outcome is `Ok` are written.
     ///
-    /// Three statements for the whole batch: the nonces already taken, one counter update for
-    /// every session involved, one multi-row insert.
+    /// On PostgreSQL three statements for the whole batch (each a round trip): the nonces
+    /// already taken, one counter update for every session involved, one multi-row insert. On
+    /// SQLite the same steps with one cached statement per message or session, none of which
+    /// is a round trip.
     pub async fn insert_messages(
         &mut self,
         messages: &[&NewMessage],
