@@ -154,15 +154,16 @@ impl Db {
 
     /// The revocation watermark alone (the hot path of every authenticated request).
     pub async fn agent_token_watermark(&self, agent_id: &str) -> Result<Option<i64>, sqlx::Error> {
+        const WATERMARK: &str = "SELECT token_invalidated_at FROM agents WHERE agent_id = $1";
         if let Some(direct) = self.direct() {
             return direct.read(|c| {
-                c.prepare_cached("SELECT token_invalidated_at FROM agents WHERE agent_id = ?1")?
-                    .query_row([agent_id], |row| row.get(0))
+                c.prepare_cached(WATERMARK)?
+                    .query_row(named_params! { "$1": agent_id }, |row| row.get(0))
                     .optional()
                     .map(Option::flatten)
             });
         }
-        let row = sqlx::query("SELECT token_invalidated_at FROM agents WHERE agent_id = $1")
+        let row = sqlx::query(WATERMARK)
             .bind(agent_id)
             .fetch_optional(self.pool())
             .await?;

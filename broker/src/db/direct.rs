@@ -288,6 +288,40 @@ mod tests {
         assert_eq!(count(&direct), 0);
     }
 
+    /// SQLite keeps a transaction open when its COMMIT fails (here: a deferred foreign key
+    /// still violated): the failed commit must roll it back and free the write lock, or the
+    /// connection would go back to the pool mid-transaction and every later write would wait.
+    #[test]
+    fn a_failed_commit_is_rolled_back_and_frees_the_write_lock() {
+        let (_scratch, direct) = scratch();
+        direct
+            .read(|c| {
+                c.execute_batch(
+                    "CREATE TABLE child (k TEXT REFERENCES t(k) DEFERRABLE INITIALLY DEFERRED);",
+                )
+            })
+            .unwrap();
+        let tx = WriteTx::begin(&direct).unwrap();
+        tx.connection()
+            .execute("INSERT INTO child VALUES ('missing')", [])
+            .unwrap();
+        assert!(
+            tx.commit().is_err(),
+            "the deferred key is checked at commit"
+        );
+        assert!(direct.idle().iter().all(Connection::is_autocommit));
+        let again = WriteTx::begin(&direct).unwrap();
+        again
+            .connection()
+            .execute("INSERT INTO t VALUES ('a')", [])
+            .unwrap();
+        again.commit().unwrap();
+        let children: i64 = direct
+            .read(|c| c.query_row("SELECT COUNT(*) FROM child", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!((count(&direct), children), (1, 0));
+    }
+
     #[test]
     fn leases_are_reused_and_bounded() {
         let (_scratch, direct) = scratch();
