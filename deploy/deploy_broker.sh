@@ -15,7 +15,8 @@
 #   -h, --help
 #
 # Steps: .env with generated secrets (kept on re-runs) -> `cullis-broker pki init` -> TLS files for
-# nginx -> rendered nginx config -> `docker compose up -d` -> wait for /healthz and /readyz through
+# nginx -> rendered nginx config -> `docker compose up -d` -> `cullis-broker check` (production
+# checklist; --prod-* only) -> wait for /healthz and /readyz through
 # the public URL -> (acme) issue the certificate with lego over HTTP-01 and reload nginx.
 #
 # Environment (all optional):
@@ -136,12 +137,18 @@ public_url() {
 # accident would lock the operator out.
 write_env() {
   env_file="$dir/.env"
-  local admin_secret pg_password production log_format secrets=kept
+  local admin_secret pg_password dashboard_key production log_format require_san secrets=kept
   admin_secret="$(env_value ADMIN_SECRET)"
   pg_password="$(env_value POSTGRES_PASSWORD)"
+  dashboard_key="$(env_value DASHBOARD_SIGNING_KEY)"
   [ -n "$admin_secret" ] || { admin_secret="$(openssl rand -hex 32)"; secrets=generated; }
   [ -n "$pg_password" ] || pg_password="$(openssl rand -hex 24)"
-  if [ "$mode" = dev ]; then production=development; log_format=text; else production=production; log_format=json; fi
+  [ -n "$dashboard_key" ] || dashboard_key="$(openssl rand -hex 32)"
+  if [ "$mode" = dev ]; then
+    production=development; log_format=text; require_san=false
+  else
+    production=production; log_format=json; require_san=true
+  fi
   local broker_uid="10001:10001"
   if [ "$(id -u)" != 0 ]; then broker_uid="$(id -u):$(id -g)"; fi
   umask 077
@@ -155,8 +162,10 @@ HTTP_PORT=$http_port
 BROKER_PUBLIC_URL=$(public_url)
 ADMIN_SECRET=$admin_secret
 POSTGRES_PASSWORD=$pg_password
+DASHBOARD_SIGNING_KEY=$dashboard_key
 ENVIRONMENT=$production
 LOG_FORMAT=$log_format
+REQUIRE_SPIFFE_SAN=$require_san
 TRUST_DOMAIN=atn.local
 POLICY_WEBHOOK_ALLOW_PRIVATE_IPS=true
 CULLIS_CERTS_DIR=$dir/certs
@@ -241,6 +250,16 @@ compose_up() {
   "${compose[@]}" --env-file "$env_file" -f "$repo/docker-compose.yml" up -d --build
 }
 
+# --prod-*: the runbook's production checklist, run by the broker image with the stack's settings
+# (`cullis-broker check`: one PASS/FAIL line per item). A failing item stops the deployment; the
+# broker itself also refuses to start in production while one fails.
+production_check() {
+  [ "$mode" = dev ] && return 0
+  say "cullis-broker check (production checklist)"
+  "${compose[@]}" --env-file "$env_file" -f "$repo/docker-compose.yml" run --rm --no-deps broker check \
+    || die "the production checklist fails (FAIL lines above): fix those settings in $env_file and run again"
+}
+
 # Waits for GET <url> to answer 200.
 wait_for() {
   local url="$1" deadline=$((SECONDS + ${CULLIS_WAIT_SECONDS:-120}))
@@ -311,6 +330,7 @@ main() {
     return 0
   fi
   compose_up
+  production_check
   wait_healthy
   if [ "$mode" = acme ]; then
     acme_issue

@@ -7,9 +7,12 @@
 
 pub mod audit;
 pub mod auth;
+pub mod checklist;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod key_admin;
+pub mod keyring;
 pub mod kms;
 pub mod limits;
 pub mod nonce;
@@ -20,4 +23,5 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod transaction_tokens;
 pub mod ws;

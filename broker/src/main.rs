@@ -62,6 +62,46 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Token-signing keys: rotate without a restart, list, cut one off in an emergency.
+    ///
+    /// Reads the same settings as `serve` (DATABASE_URL, KMS_BACKEND, BROKER_CA_KEY_PATH,
+    /// VAULT_*, REDIS_URL, JWT_ACCESS_TOKEN_EXPIRE_MINUTES). Running brokers pick changes up
+    /// within 2 seconds, at once when REDIS_URL is set.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Print the runbook's production checklist as PASS/FAIL lines, reading the configuration
+    /// exactly as `serve` does (environment, .env, database). Exit 1 when any item fails.
+    /// With ENVIRONMENT=production, `serve` refuses to start while an item fails.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a new signing key active. It is published first (every replica learns it), then
+    /// signs; tokens of the previous key stay valid until they expire, then it leaves the JWKS.
+    /// The private key goes to the KMS: <dir of BROKER_CA_KEY_PATH>/signing-keys/<kid>.pem
+    /// (mode 0600; replicas must share the directory) or the Vault secret
+    /// <VAULT_SECRET_PATH>/signing-keys/<kid>.
+    Rotate {
+        /// Key type of the new key [default: the active key's type].
+        #[arg(long, value_enum)]
+        key_type: Option<KeyChoice>,
+        /// Seconds between publishing the new key and signing with it (replicas poll every 2 s).
+        #[arg(long, default_value_t = 5)]
+        propagation_secs: u64,
+    },
+    /// List every key: kid, algorithm, status (next, active, previous, retired), dates, and
+    /// whether /.well-known/jwks.json publishes it.
+    List,
+    /// Emergency cut-off: tokens signed by this key are refused (401) on every replica at
+    /// once, and it leaves the JWKS. The active key cannot be retired: rotate first.
+    Retire {
+        /// The key id (see `keys list`).
+        #[arg(long)]
+        kid: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,6 +171,8 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify,
         } => return audit_verify(env),
+        Command::Keys { command } => keys(env, command),
+        Command::Check => return check(env),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -263,6 +305,103 @@ fn audit_verify(env: HashMap<String, String>) -> ExitCode {
             eprintln!("cullis-broker: {message}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `cullis-broker keys …`.
+fn keys(env: HashMap<String, String>, command: KeysCommand) -> Result<(), String> {
+    use cullis_broker::key_admin::KeyAdmin;
+    let config = Config::from_env(env).map_err(|e| e.to_string())?;
+    runtime()?.block_on(async move {
+        let admin = KeyAdmin::connect(&config).await?;
+        match command {
+            KeysCommand::Rotate {
+                key_type,
+                propagation_secs,
+            } => {
+                let propagation = std::time::Duration::from_secs(propagation_secs);
+                let kid = admin.rotate(key_type.map(Into::into), propagation).await?;
+                println!("rotated: {kid} is the active signing key; the previous key verifies its tokens until they expire");
+            }
+            KeysCommand::List => {
+                println!("{:<44} {:<6} {:<9} {:<20} {:<20} jwks", "kid", "alg", "status", "created", "until");
+                for key in admin.list().await? {
+                    let until = key
+                        .accepted_until
+                        .map(rfc3339)
+                        .or(key.row.retired_at.map(rfc3339))
+                        .unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<44} {:<6} {:<9} {:<20} {:<20} {}",
+                        key.row.kid,
+                        key.row.alg,
+                        key.row.status.as_str(),
+                        rfc3339(key.row.created_at),
+                        until,
+                        if key.published { "published" } else { "-" }
+                    );
+                }
+            }
+            KeysCommand::Retire { kid } => {
+                admin.retire(&kid).await?;
+                println!("retired: tokens signed by {kid} are refused from now on");
+            }
+        }
+        Ok(())
+    })
+}
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// `cullis-broker check`: exit 0 when every item passes, 1 otherwise.
+fn check(env: HashMap<String, String>) -> ExitCode {
+    let mut items = Vec::new();
+    let config = match Config::from_env(env.clone()) {
+        Ok(config) => config,
+        Err(error) => {
+            // `serve` would stop here; list the other items too, read as in development.
+            items.push(cullis_broker::checklist::Item {
+                name: "settings",
+                passed: false,
+                detail: error.to_string(),
+            });
+            let mut relaxed = env;
+            relaxed.remove("ENVIRONMENT");
+            match Config::from_env(relaxed) {
+                Ok(config) => config,
+                Err(_) => {
+                    print!("{}", cullis_broker::checklist::render(&items));
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    };
+    match runtime() {
+        Ok(runtime) => items.extend(runtime.block_on(cullis_broker::checklist::run(&config))),
+        Err(message) => {
+            eprintln!("cullis-broker: {message}");
+            return ExitCode::from(2);
+        }
+    }
+    print!("{}", cullis_broker::checklist::render(&items));
+    let failed = items.iter().filter(|item| !item.passed).count();
+    if failed == 0 {
+        println!("production checklist: all {} items pass", items.len());
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "production checklist: {failed} of {} items FAIL",
+            items.len()
+        );
+        ExitCode::from(1)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::config::{Config, KmsConfig};
 use crate::db::Db;
+use crate::keyring::KeyRing;
 use crate::kms::Kms;
 use crate::limits::{RateLimitConfig, RateLimiter};
 use crate::nonce::NonceManager;
@@ -43,7 +44,22 @@ pub async fn build_state(config: Config, migrate: bool) -> Result<AppState, Star
         None => None,
     };
     let kms = Kms::new(config.kms.clone());
-    let keys = kms.load().await.map_err(|e| StartError(e.0))?;
+    let configured = kms.load().await.map_err(|e| StartError(e.0))?;
+    let keys = Arc::new(
+        KeyRing::open(
+            db.clone(),
+            kms.clone(),
+            configured,
+            crate::keyring::max_token_lifetime(config.access_token_ttl_secs),
+            true,
+        )
+        .await
+        .map_err(StartError)?,
+    );
+    keys.spawn_watcher(config.redis_url.clone());
+    if config.environment == crate::config::Environment::Production {
+        refuse_failing_checklist(&config, &db).await?;
+    }
     let limits =
         RateLimitConfig::from_env_map(&config.env).map_err(|e| StartError(e.to_string()))?;
     if !limits.is_enabled() {
@@ -70,7 +86,7 @@ pub async fn build_state(config: Config, migrate: bool) -> Result<AppState, Star
         config,
         db,
         kms,
-        keys.signer,
+        keys,
         nonces,
         dpop_replay,
         limiter,
@@ -85,6 +101,25 @@ pub async fn build_state(config: Config, migrate: bool) -> Result<AppState, Star
             .map_err(StartError)?;
     }
     Ok(state)
+}
+
+/// `ENVIRONMENT=production`: the runbook's checklist must pass; the error names each failing
+/// item and how to fix it (`cullis-broker check` prints the whole list).
+async fn refuse_failing_checklist(config: &Config, db: &Db) -> Result<(), StartError> {
+    let mut items = crate::checklist::settings(config);
+    items.extend(crate::checklist::database(config, db).await);
+    let failed: Vec<String> = items
+        .iter()
+        .filter(|item| !item.passed)
+        .map(|item| format!("{}: {}", item.name, item.detail))
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(StartError(format!(
+        "ENVIRONMENT=production and the production checklist fails ({}) — run `cullis-broker check` for the full list",
+        failed.join("; ")
+    )))
 }
 
 async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, StartError> {

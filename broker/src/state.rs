@@ -4,10 +4,10 @@ use crate::audit::Audit;
 use crate::auth::token_cache::CachedTokenVerifier;
 use crate::config::Config;
 use crate::db::Db;
+use crate::keyring::KeyRing;
 use crate::kms::Kms;
 use crate::limits::RateLimiter;
 use crate::nonce::NonceManager;
-use cullis_shared::jose::access_token::TokenSigner;
 use cullis_shared::replay::ReplayStore;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +23,9 @@ pub struct Inner {
     pub db: Db,
     pub audit: Audit,
     pub kms: Kms,
-    pub tokens: TokenSigner,
+    /// The broker's signing keys (active signer, verifiers by `kid`), kept current in the
+    /// background.
+    pub keys: Arc<KeyRing>,
     /// Checks agents' access tokens (remembering ones already verified).
     pub token_verifier: CachedTokenVerifier,
     pub nonces: NonceManager,
@@ -47,7 +49,7 @@ impl AppState {
         config: Config,
         db: Db,
         kms: Kms,
-        tokens: TokenSigner,
+        keys: Arc<KeyRing>,
         nonces: NonceManager,
         dpop_replay: Arc<dyn ReplayStore>,
         limiter: RateLimiter,
@@ -57,13 +59,13 @@ impl AppState {
         let hub = crate::ws::Hub::new(redis.clone(), config.ws_max_connections_per_org);
         let dummy_secret_hash = bcrypt::hash("cullis-dummy-secret", config.bcrypt_cost)
             .expect("bcrypt with a valid cost");
-        let token_verifier = CachedTokenVerifier::new(tokens.verifier(), 100_000);
+        let token_verifier = CachedTokenVerifier::new(keys.clone(), 100_000);
         AppState(Arc::new(Inner {
             audit: Audit::new(db.clone()),
             config,
             db,
             kms,
-            tokens,
+            keys,
             token_verifier,
             nonces,
             dpop_replay,

@@ -130,3 +130,82 @@ async fn bad_vault_settings_stop_the_broker_with_the_reason() {
     }
     let _ = ADMIN_SECRET;
 }
+
+#[tokio::test]
+async fn keys_rotate_stores_the_new_key_in_openbao_and_the_broker_signs_with_it() {
+    let bao = OpenBao::start().await;
+    let key =
+        cullis_shared::keys::PrivateKey::generate(cullis_shared::keys::KeyType::EcP256).unwrap();
+    put_secret(
+        &bao,
+        "secret/data/broker",
+        json!({"private_key_pem": key.to_pkcs8_pem().as_str()}),
+    )
+    .await;
+    let broker = TestBroker::start_with(
+        Store::Sqlite,
+        vault_options(&bao, "root", "secret/data/broker"),
+    )
+    .await;
+    let acme = broker.onboard("acme").await;
+    let agent = broker.register_agent(&acme, "buyer", &["quote"]).await;
+    let before = agent.login(&broker.base, &broker.http).await.unwrap();
+
+    let rotated = broker
+        .cli(&["keys", "rotate", "--propagation-secs", "1"])
+        .await;
+    let stdout = String::from_utf8_lossy(&rotated.stdout).into_owned();
+    assert!(
+        rotated.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let kid = stdout.split_whitespace().nth(1).unwrap().to_owned();
+
+    // The private key is in OpenBao under the broker's path, and it is the one that signs.
+    let stored: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/secret/data/broker/signing-keys/{kid}",
+            bao.addr
+        ))
+        .header("X-Vault-Token", "root")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new_key = cullis_shared::keys::PrivateKey::from_pem(
+        stored["data"]["data"]["private_key_pem"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        cullis_shared::jose::jwk::key_thumbprint(new_key.public_key()),
+        kid
+    );
+    let verifier =
+        cullis_shared::jose::access_token::TokenVerifier::new(new_key.public_key().clone())
+            .unwrap();
+    let mut after = None;
+    for _ in 0..100 {
+        let session = agent.login(&broker.base, &broker.http).await.unwrap();
+        if cullis_shared::jose::access_token::header_kid(&session.token).as_deref() == Some(&kid) {
+            after = Some(session);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let after = after.expect("the broker switched to the rotated key");
+    assert_eq!(
+        verifier
+            .verify(&after.token, common::unix_now())
+            .unwrap()
+            .agent_id,
+        "acme::buyer"
+    );
+    // The token of the configured key still works.
+    let (status, body) = before
+        .call(Method::GET, "/v1/registry/agents/acme::buyer", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -116,6 +116,17 @@ impl AgentSession {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        self.call_with(method, path, body, &[]).await
+    }
+
+    /// [`AgentSession::call`] with extra request headers (e.g. `X-Transaction-Token`).
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
         let url = format!("{}{path}", self.base);
         let htu = url.split('?').next().unwrap().to_owned();
         let mut last = (StatusCode::INTERNAL_SERVER_ERROR, Value::Null);
@@ -133,6 +144,9 @@ impl AgentSession {
                 .request(method.clone(), &url)
                 .header("Authorization", format!("DPoP {}", self.token))
                 .header("DPoP", proof);
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
             if let Some(body) = &body {
                 request = request.json(body);
             }
@@ -146,6 +160,16 @@ impl AgentSession {
             last = (status, value);
         }
         last
+    }
+
+    /// The same session (token, DPoP key) talking to another broker replica.
+    pub fn via(self, base: &str, http: &Client) -> AgentSession {
+        AgentSession {
+            base: base.to_owned(),
+            http: http.clone(),
+            nonce: Mutex::new(None),
+            ..self
+        }
     }
 
     /// The last server nonce seen.

@@ -27,15 +27,23 @@ const COMPOSE_SHIM: &str = r#"#!/usr/bin/env bash
 set -euo pipefail
 dir='@DIR@'; shim='@SHIM@'
 echo "compose $*" >> "$shim/calls.log"
+# The broker container's environment: the .env plus what docker-compose.yml sets.
+broker_env() {
+  set -a; . "$dir/.env"; set +a
+  export DATABASE_URL='@DATABASE_URL@' REDIS_URL='@REDIS_URL@' \
+    BROKER_CA_KEY_PATH="$dir/certs/broker-ca-key.pem" BROKER_CA_CERT_PATH="$dir/certs/broker-ca.pem" \
+    FORWARDED_ALLOW_IPS=127.0.0.1 BCRYPT_COST=4 RUST_LOG=info \
+    RATE_LIMIT_ONBOARDING_JOIN=10000/60s RATE_LIMIT_AUTH_TOKEN=10000/60s
+  # (Every test broker shares the one Redis and so its per-IP buckets: joins and logins
+  # of concurrent tests from 127.0.0.1 must not use up this broker's allowance.)
+}
 case " $* " in
+  *" run --rm --no-deps broker check "*)
+    ( broker_env; cd "$shim"; '@BROKER_BIN@' check ) | tee -a "$shim/check.log"
+    exit "${PIPESTATUS[0]}"
+    ;;
   *" up "*)
-    ( set -a; . "$dir/.env"; set +a
-      export DATABASE_URL='@DATABASE_URL@' REDIS_URL='@REDIS_URL@' \
-        BROKER_CA_KEY_PATH="$dir/certs/broker-ca-key.pem" BROKER_CA_CERT_PATH="$dir/certs/broker-ca.pem" \
-        FORWARDED_ALLOW_IPS=127.0.0.1 BCRYPT_COST=4 RUST_LOG=info \
-        RATE_LIMIT_ONBOARDING_JOIN=10000/60s RATE_LIMIT_AUTH_TOKEN=10000/60s
-      # (Every test broker shares the one Redis and so its per-IP buckets: joins and logins
-      # of concurrent tests from 127.0.0.1 must not use up this broker's allowance.)
+    ( broker_env
       cd "$shim"
       setsid '@BROKER_BIN@' serve --host 127.0.0.1 --port @BROKER_PORT@ > "$shim/broker.log" 2>&1 < /dev/null &
       echo $! > "$shim/broker.pid" )
@@ -401,6 +409,13 @@ async fn prod_byoca_end_to_end_minus_compose() {
         logs.contains("\"level\""),
         "JSON logs in production: {logs}"
     );
+    // The production checklist ran, every item passing, before the health checks.
+    assert!(stdout.contains("cullis-broker check"), "{stdout}");
+    assert!(
+        stdout.contains("production checklist: all 12 items pass"),
+        "{stdout}"
+    );
+    assert!(env["DASHBOARD_SIGNING_KEY"].len() == 64 && env["REQUIRE_SPIFFE_SAN"] == "true");
     let _ = std::fs::remove_dir_all(dir);
 }
 

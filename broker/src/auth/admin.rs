@@ -1,6 +1,7 @@
-//! The network admin: `x-admin-secret`, compared in constant time with `ADMIN_SECRET`.
+//! The network admin: `x-admin-secret`, compared in constant time with `ADMIN_SECRET`. A value
+//! with bytes outside visible ASCII is a wrong secret (403), not a missing one.
 
-use super::{header, secrets_equal};
+use super::{credential_header, secrets_equal};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
@@ -17,9 +18,9 @@ impl FromRequestParts<AppState> for AdminAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<AdminAuth, ApiError> {
-        let presented = header(&parts.headers, "x-admin-secret")
+        let presented = credential_header(&parts.headers, "x-admin-secret")
             .ok_or_else(|| ApiError::missing_header("x-admin-secret"))?;
-        if secrets_equal(presented, &state.config.admin_secret) {
+        if !presented.garbled && secrets_equal(&presented.text, &state.config.admin_secret) {
             Ok(AdminAuth)
         } else {
             Err(ApiError::forbidden("Invalid admin secret"))

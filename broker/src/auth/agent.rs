@@ -8,6 +8,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header::{AUTHORIZATION, HOST, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
 use cullis_shared::jose::access_token::AccessTokenClaims;
+use cullis_shared::jose::dpop::DpopError;
 
 /// An authenticated agent.
 #[derive(Debug, Clone)]
@@ -33,6 +34,7 @@ impl FromRequestParts<AppState> for AgentAuth {
         state: &AppState,
     ) -> Result<AgentAuth, ApiError> {
         // 1. `Authorization: DPoP <token>` (case-insensitive scheme, token not trimmed).
+        // A value that is not visible ASCII cannot be a token: the same answer as no token.
         let authorization = header(&parts.headers, AUTHORIZATION.as_str()).unwrap_or("");
         let token = match authorization.get(..5) {
             Some(scheme) if scheme.eq_ignore_ascii_case("dpop ") => &authorization[5..],
@@ -47,9 +49,8 @@ impl FromRequestParts<AppState> for AgentAuth {
         let claims = state
             .token_verifier
             .verify(token, crate::db::unix_now())
-            .map_err(|_| {
-                ApiError::unauthorized("Token invalid or expired")
-                    .with_header(WWW_AUTHENTICATE, "Bearer")
+            .map_err(|error| {
+                ApiError::unauthorized(error.to_string()).with_header(WWW_AUTHENTICATE, "Bearer")
             })?;
         // 3. Bound to a key.
         let Some(jkt) = claims.jkt().map(str::to_owned) else {
@@ -59,9 +60,17 @@ impl FromRequestParts<AppState> for AgentAuth {
             );
         };
         // 4–5. A proof for this request, by that key.
-        let proof = header(&parts.headers, "dpop").ok_or_else(|| {
-            ApiError::unauthorized("DPoP proof header required").with_dpop_challenge()
-        })?;
+        let proof = match parts.headers.get("dpop") {
+            None => {
+                return Err(
+                    ApiError::unauthorized("DPoP proof header required").with_dpop_challenge()
+                )
+            }
+            // Present but not visible ASCII: a malformed proof, not a missing one.
+            Some(value) => value
+                .to_str()
+                .map_err(|_| ApiError::unauthorized(DpopError::Malformed.to_string()))?,
+        };
         let htu = expected_htu(
             state,
             header(&parts.headers, HOST.as_str()),

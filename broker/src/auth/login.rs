@@ -159,7 +159,8 @@ pub async fn issue_token(
         cnf: Some(Map::from_iter([("jkt".to_owned(), Value::String(jkt))])),
     };
     let access_token = state
-        .tokens
+        .keys
+        .signer()
         .sign(&token_claims)
         .map_err(ApiError::internal)?;
     state

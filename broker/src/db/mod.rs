@@ -17,6 +17,8 @@ pub mod revocation;
 pub mod rfq;
 pub mod search;
 pub mod sessions;
+pub mod signing_keys;
+pub mod transaction_tokens;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;

@@ -81,6 +81,38 @@ impl Db {
         row.as_ref().map(Rfq::from_row).transpose()
     }
 
+    /// Marks a finished RFQ (`closed` or `timeout`) `approved`; the status it had, or `Err` with
+    /// the status that prevented it (`open`, `approved`; `None` when it does not exist).
+    pub async fn approve_rfq(
+        &self,
+        rfq_id: &str,
+    ) -> Result<Result<String, Option<String>>, sqlx::Error> {
+        let before = self.rfq(rfq_id).await?.map(|rfq| rfq.status);
+        let done = sqlx::query(
+            "UPDATE rfq_requests SET status = 'approved' WHERE rfq_id = $1 AND status = $2 AND status IN ('closed', 'timeout')",
+        )
+        .bind(rfq_id)
+        .bind(before.as_deref().unwrap_or(""))
+        .execute(self.pool())
+        .await?;
+        Ok(match (done.rows_affected(), before) {
+            (1, Some(before)) => Ok(before),
+            (_, before) => Err(before),
+        })
+    }
+
+    /// Undoes [`Db::approve_rfq`] when the token could not be issued.
+    pub async fn unapprove_rfq(&self, rfq_id: &str, status: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE rfq_requests SET status = $1 WHERE rfq_id = $2 AND status = 'approved'",
+        )
+        .bind(status)
+        .bind(rfq_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// Closes an open RFQ with `status`; `false` when it was no longer open.
     pub async fn close_rfq(&self, rfq_id: &str, status: &str) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(

@@ -14,13 +14,16 @@ use axum::http::header::{HOST, RETRY_AFTER};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::post;
 use axum::{Json, Router};
-use cullis_shared::wire::auth::{TokenRequest, TokenResponse};
+use cullis_shared::wire::auth::{
+    TokenRequest, TokenResponse, TransactionTokenRequest, TransactionTokenResponse,
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/auth/token", post(token))
         .route("/v1/auth/revoke", post(revoke_self))
         .route("/v1/auth/revoke-agent/{agent_id}", post(revoke_agent))
+        .route("/v1/auth/token/transaction", post(transaction_token))
 }
 
 /// Applies a rate-limit bucket; 429 with `Retry-After`, 503 when the store is down.
@@ -50,10 +53,10 @@ async fn token(
     body: Result<ApiJson<TokenRequest>, ApiError>,
 ) -> ApiResult<Json<TokenResponse>> {
     // 0. Request shape (422) — the DPoP header is a required parameter, like the body.
+    // Present but not visible ASCII: kept as an empty proof, refused as malformed (401).
     let proof = headers
         .get("dpop")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
     let ApiJson(request) = body?;
     let proof = proof.ok_or_else(|| ApiError::missing_header("DPoP"))?;
     // 1. Rate limit by client IP, before any work.
@@ -63,6 +66,35 @@ async fn token(
     Ok(Json(
         issue_token(&state, &proof, &htu, &request.client_assertion).await?,
     ))
+}
+
+/// §4.4: a single-use token for one operation of the caller itself (`act.sub` = the caller).
+/// Order as the reference: authentication (401), body validation (422), then the holder (403).
+async fn transaction_token(
+    State(state): State<AppState>,
+    agent: AgentAuth,
+    ApiJson(request): ApiJson<TransactionTokenRequest>,
+) -> ApiResult<Json<TransactionTokenResponse>> {
+    crate::transaction_tokens::validate(&request)?;
+    if request.agent_id != agent.agent_id() {
+        return Err(ApiError::forbidden(
+            "Can only request transaction tokens for yourself",
+        ));
+    }
+    let holder = crate::transaction_tokens::Holder {
+        agent_id: agent.agent_id(),
+        org_id: agent.org_id(),
+        spiffe_id: &agent.claims.sub,
+    };
+    let response = crate::transaction_tokens::issue(
+        &state,
+        &holder,
+        &request,
+        agent.agent_id(),
+        Some(agent.claims.jti.clone()),
+    )
+    .await?;
+    Ok(Json(response))
 }
 
 async fn revoke_self(State(state): State<AppState>, agent: AgentAuth) -> ApiResult<StatusCode> {

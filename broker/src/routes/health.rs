@@ -90,9 +90,11 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<BrokerReadyR
 
 async fn jwks(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     Ok((
-        [(header::CACHE_CONTROL, "public, max-age=3600")],
+        // A minute, not the reference's hour: after `keys rotate` a new key must reach relying
+        // parties that cache this document before it has signed for long.
+        [(header::CACHE_CONTROL, "public, max-age=60")],
         Json(Jwks {
-            keys: vec![state.tokens.jwks_key()],
+            keys: state.keys.jwks(crate::db::unix_now()),
         }),
     ))
 }

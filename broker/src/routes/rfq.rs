@@ -10,6 +10,7 @@ use super::auth::rate_limit;
 use super::wire_enum;
 use crate::audit::{AuditEvent, Outcome};
 use crate::auth::agent::AgentAuth;
+use crate::auth::org::OrgAuth;
 use crate::db::rfq::Rfq;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiResult};
 use crate::policy::SessionPolicyInput;
@@ -18,9 +19,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use cullis_shared::wire::auth::{TransactionTokenRequest, TransactionTokenResponse};
 use cullis_shared::wire::broker::{
-    RfqCreateRequest, RfqQuote, RfqRespondAccepted, RfqRespondRequest, RfqResponse,
+    RfqApproveRequest, RfqCreateRequest, RfqQuote, RfqRespondAccepted, RfqRespondRequest,
+    RfqResponse,
 };
+use cullis_shared::wire::ws::ServerFrame;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -32,6 +36,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/broker/rfq", post(create))
         .route("/v1/broker/rfq/{rfq_id}", get(fetch))
         .route("/v1/broker/rfq/{rfq_id}/respond", post(respond))
+        .route("/v1/broker/rfq/{rfq_id}/approve", post(approve))
 }
 
 const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
@@ -366,4 +371,102 @@ async fn fetch(
         .filter(|rfq| rfq.readable_by(caller.agent_id()))
         .ok_or_else(|| ApiError::not_found("RFQ not found"))?;
     Ok(Json(response(&state, rfq).await?))
+}
+
+/// The requester's organisation approves one quote (the reference's dashboard "approve
+/// quote", here over the API with org credentials): the RFQ becomes `approved`, the requester
+/// gets a single-use `CREATE_ORDER` transaction token for the order payload the org approved,
+/// in the answer and as a `transaction_token` WebSocket frame.
+async fn approve(
+    State(state): State<AppState>,
+    caller: OrgAuth,
+    ApiPath(rfq_id): ApiPath<String>,
+    ApiJson(request): ApiJson<RfqApproveRequest>,
+) -> ApiResult<Json<TransactionTokenResponse>> {
+    check_uuid(&rfq_id)?;
+    let org_id = caller.org.org_id.as_str();
+    let rfq = state
+        .db
+        .rfq(&rfq_id)
+        .await?
+        .filter(|rfq| rfq.initiator_org_id == org_id)
+        .ok_or_else(|| ApiError::not_found("RFQ not found"))?;
+    let quoted = state
+        .db
+        .rfq_quotes(&rfq_id)
+        .await?
+        .iter()
+        .any(|quote| quote.responder_agent_id == request.responder_agent_id);
+    if !quoted {
+        return Err(ApiError::not_found(format!(
+            "No quote from '{}' for this RFQ",
+            request.responder_agent_id
+        )));
+    }
+    let approved_by = request.approved_by.as_deref().unwrap_or(org_id);
+    if approved_by.chars().count() > 256 {
+        return Err(invalid(
+            "approved_by",
+            "String should have at most 256 characters",
+        ));
+    }
+    let token_request = TransactionTokenRequest {
+        agent_id: rfq.initiator_agent_id.clone(),
+        txn_type: "CREATE_ORDER".into(),
+        payload_hash: request.payload_hash.clone(),
+        target_agent_id: Some(request.responder_agent_id.clone()),
+        resource_id: None,
+        rfq_id: Some(rfq_id.clone()),
+        ttl_seconds: request
+            .ttl_seconds
+            .unwrap_or(cullis_shared::wire::auth::DEFAULT_TRANSACTION_TTL_SECONDS),
+    };
+    crate::transaction_tokens::validate(&token_request)?;
+    let previous = match state.db.approve_rfq(&rfq_id).await? {
+        Ok(previous) => previous,
+        Err(Some(status)) if status == "open" => {
+            return Err(ApiError::conflict("RFQ is still collecting quotes"))
+        }
+        Err(_) => return Err(ApiError::conflict("RFQ already approved")),
+    };
+    let spiffe_id = cullis_shared::pki::spiffe::internal_to_spiffe(
+        &rfq.initiator_agent_id,
+        &state.config.trust_domain,
+    )
+    .map_err(ApiError::internal)?;
+    let holder = crate::transaction_tokens::Holder {
+        agent_id: &rfq.initiator_agent_id,
+        org_id,
+        spiffe_id: spiffe_id.as_str(),
+    };
+    let issued =
+        crate::transaction_tokens::issue(&state, &holder, &token_request, approved_by, None).await;
+    let response = match issued {
+        Ok(response) => response,
+        Err(error) => {
+            state.db.unapprove_rfq(&rfq_id, &previous).await?;
+            return Err(error);
+        }
+    };
+    state
+        .audit
+        .record(
+            AuditEvent::new("rfq.approved", Outcome::Ok)
+                .agent(rfq.initiator_agent_id.clone())
+                .org(org_id)
+                .detail("rfq_id", rfq_id.clone())
+                .detail("responder_agent_id", request.responder_agent_id.clone())
+                .detail("approved_by", approved_by)
+                .detail("jti", response.jti.clone()),
+        )
+        .await?;
+    let frame = ServerFrame::TransactionToken {
+        token_id: response.transaction_token.clone(),
+        rfq_id,
+        txn_type: response.txn_type.clone(),
+        target_agent_id: request.responder_agent_id,
+        payload_hash: request.payload_hash,
+    };
+    state.hub.push(&rfq.initiator_agent_id, frame).await;
+    Ok(Json(response))
 }

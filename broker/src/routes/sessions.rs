@@ -454,6 +454,7 @@ async fn send(
     State(state): State<AppState>,
     caller: AgentAuth,
     ApiPath(session_id): ApiPath<String>,
+    headers: axum::http::HeaderMap,
     ApiJson(mut envelope): ApiJson<MessageEnvelope>,
 ) -> ApiResult<(StatusCode, Json<MessageAccepted>)> {
     let (payload, payload_text) = checked_payload(&mut envelope)?;
@@ -480,16 +481,26 @@ async fn send(
         return Err(ApiError::conflict("Session not active"));
     }
     check_sender(&state, &caller, &context, &envelope, &payload).await?;
-    let evaluated = check_message_policy(&state, &caller, &session_id, &payload).await?;
+    let transaction = consume_transaction(&state, &caller, &headers, &payload).await?;
+    let evaluated = match check_message_policy(&state, &caller, &session_id, &payload).await {
+        Ok(evaluated) => evaluated,
+        Err(error) => return Err(release(&state, transaction, error).await),
+    };
     let write = message_write(&caller, &envelope, &payload, payload_text, evaluated);
-    let seq = match state.audit.store_message(write).await? {
+    let stored = match state.audit.store_message(write).await {
+        Ok(stored) => stored,
+        Err(error) => return Err(release(&state, transaction, error.into()).await),
+    };
+    let seq = match stored {
         Stored::Ok { seq, .. } => seq,
         Stored::NonceReused => {
-            return Err(ApiError::conflict(
-                "Nonce already used — possible replay attack",
-            ))
+            let error = ApiError::conflict("Nonce already used — possible replay attack");
+            return Err(release(&state, transaction, error).await);
         }
-        Stored::NotActive => return Err(ApiError::conflict("Session not active")),
+        Stored::NotActive => {
+            let error = ApiError::conflict("Session not active");
+            return Err(release(&state, transaction, error).await);
+        }
     };
     let Value::Object(payload) = payload else {
         unreachable!("built from an object by checked_payload")
@@ -512,6 +523,37 @@ async fn send(
             session_id,
         }),
     ))
+}
+
+/// §3.7 step 15: a transaction token presented beside the access token is consumed for this
+/// payload (`None` when none was presented).
+async fn consume_transaction(
+    state: &AppState,
+    caller: &AgentAuth,
+    headers: &axum::http::HeaderMap,
+    payload: &Value,
+) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get(cullis_shared::wire::auth::TRANSACTION_TOKEN_HEADER) else {
+        return Ok(None);
+    };
+    let token = String::from_utf8_lossy(value.as_bytes());
+    let jti = crate::transaction_tokens::consume(
+        state,
+        caller.agent_id(),
+        caller.org_id(),
+        &token,
+        payload,
+    )
+    .await?;
+    Ok(Some(jti))
+}
+
+/// A send that consumed a transaction token failed after all: the token is given back.
+async fn release(state: &AppState, transaction: Option<String>, error: ApiError) -> ApiError {
+    if let Some(jti) = transaction {
+        crate::transaction_tokens::release(state, &jti).await;
+    }
+    error
 }
 
 /// The envelope's size limits; its payload as a JSON value and as the text to store.

@@ -352,9 +352,12 @@ async fn authenticate(
             return Err(());
         }
     };
-    let Ok(claims) = state.token_verifier.verify(&token, crate::db::unix_now()) else {
-        auth_error(socket, "Token invalid or expired").await;
-        return Err(());
+    let claims = match state.token_verifier.verify(&token, crate::db::unix_now()) {
+        Ok(claims) => claims,
+        Err(error) => {
+            auth_error(socket, &error.to_string()).await;
+            return Err(());
+        }
     };
     if proof.is_empty() {
         auth_error(socket, "DPoP proof required").await;

@@ -138,12 +138,25 @@ impl TestBroker {
         self.child = child;
     }
 
-    /// The broker's stderr so far (for assertions on log lines and for failure messages).
+    /// Runs the `cullis-broker` binary with this broker's settings and working directory — its
+    /// operator subcommands (`keys …`, `check`) against the running broker's database and KMS.
+    pub async fn cli(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(binary("cullis-broker"))
+            .args(args)
+            .current_dir(&self.dir)
+            .env_clear()
+            .envs(&self.env)
+            .output()
+            .await
+            .expect("the broker binary runs")
+    }
+
     /// The broker process's id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// The broker's stderr so far (for assertions on log lines and for failure messages).
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }

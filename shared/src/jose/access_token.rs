@@ -72,6 +72,19 @@ pub enum TokenError {
     WrongIssuerOrAudience,
     #[error("Token invalid or expired")]
     MissingClaims,
+    /// A `crit` header (RFC 7515 §4.1.11): no extension is understood.
+    #[error("Token invalid or expired")]
+    UnsupportedCritical,
+    /// A broker token of another kind (`token_type` other than `access`, e.g. a transaction
+    /// token): never accepted where an access token is expected, and the other way round.
+    #[error("Token invalid or expired")]
+    WrongTokenType,
+}
+
+/// The `kid` header of a compact JWS, without verifying anything (to pick the key).
+pub fn header_kid(token: &str) -> Option<String> {
+    let jws = CompactJws::parse(token).ok()?;
+    jws.header.get("kid")?.as_str().map(str::to_owned)
 }
 
 /// Signs broker tokens with the broker key.
@@ -105,6 +118,11 @@ impl TokenSigner {
         &self.kid
     }
 
+    /// The public half of the signing key.
+    pub fn public_key(&self) -> &PublicKey {
+        self.key.public_key()
+    }
+
     /// A verifier for this signer's tokens.
     pub fn verifier(&self) -> TokenVerifier {
         TokenVerifier {
@@ -123,30 +141,36 @@ impl TokenSigner {
 
     /// The JWKS entry publishing the verification key.
     pub fn jwks_key(&self) -> JwksKey {
-        let public = self.key.public_key();
-        let mut entry = JwksKey {
-            kty: String::new(),
-            use_: "sig".into(),
-            alg: self.alg.name().into(),
-            kid: self.kid.clone(),
-            n: None,
-            e: None,
-            crv: None,
-            x: None,
-            y: None,
-        };
-        if let Some((n, e)) = public.rsa_components() {
-            entry.kty = "RSA".into();
-            entry.n = Some(b64::url_unpadded(n));
-            entry.e = Some(b64::url_unpadded(e));
-        } else if let Some((curve, x, y)) = public.ec_coordinates() {
-            entry.kty = "EC".into();
-            entry.crv = Some(curve.jwk_name().into());
-            entry.x = Some(b64::url_unpadded(x));
-            entry.y = Some(b64::url_unpadded(y));
-        }
-        entry
+        jwks_entry(self.key.public_key(), &self.kid).expect("a signer's key has an algorithm")
     }
+}
+
+/// The JWKS entry for a broker verification key under `kid` (`None` for a key no token
+/// algorithm fits).
+pub fn jwks_entry(public: &PublicKey, kid: &str) -> Option<JwksKey> {
+    let alg = JwsAlg::for_key(public)?;
+    let mut entry = JwksKey {
+        kty: String::new(),
+        use_: "sig".into(),
+        alg: alg.name().into(),
+        kid: kid.into(),
+        n: None,
+        e: None,
+        crv: None,
+        x: None,
+        y: None,
+    };
+    if let Some((n, e)) = public.rsa_components() {
+        entry.kty = "RSA".into();
+        entry.n = Some(b64::url_unpadded(n));
+        entry.e = Some(b64::url_unpadded(e));
+    } else if let Some((curve, x, y)) = public.ec_coordinates() {
+        entry.kty = "EC".into();
+        entry.crv = Some(curve.jwk_name().into());
+        entry.x = Some(b64::url_unpadded(x));
+        entry.y = Some(b64::url_unpadded(y));
+    }
+    Some(entry)
 }
 
 /// Verifies broker tokens: exactly the configured algorithm, signature, `exp` (no leeway),
@@ -165,9 +189,36 @@ impl TokenVerifier {
         Ok(TokenVerifier { key, alg })
     }
 
-    /// Verifies `token` at `now` (Unix seconds).
+    /// Verifies an access token at `now` (Unix seconds). A token with a `token_type` other
+    /// than `access` (a transaction token) is refused.
     pub fn verify(&self, token: &str, now: i64) -> Result<AccessTokenClaims, TokenError> {
+        let claims = self.verified_claims(token, now)?;
+        match claims.get("token_type") {
+            None => {}
+            Some(Value::String(kind)) if kind == "access" => {}
+            Some(_) => return Err(TokenError::WrongTokenType),
+        }
+        serde_json::from_value(Value::Object(claims)).map_err(|_| TokenError::MissingClaims)
+    }
+
+    /// Verifies a transaction token (`token_type` = `transaction`, ref-auth-crypto §4.4).
+    pub fn verify_transaction(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<super::transaction_token::TransactionTokenClaims, TokenError> {
+        let claims = self.verified_claims(token, now)?;
+        if claims.get("token_type").and_then(Value::as_str) != Some("transaction") {
+            return Err(TokenError::WrongTokenType);
+        }
+        serde_json::from_value(Value::Object(claims)).map_err(|_| TokenError::MissingClaims)
+    }
+
+    /// Signature (exactly the configured algorithm, no `crit`), time, issuer and audience.
+    fn verified_claims(&self, token: &str, now: i64) -> Result<Map<String, Value>, TokenError> {
         let jws = CompactJws::parse(token).map_err(|_| TokenError::Malformed)?;
+        jws.reject_critical()
+            .map_err(|_| TokenError::UnsupportedCritical)?;
         if jws.alg() != Some(self.alg) {
             return Err(TokenError::WrongAlgorithm);
         }
@@ -185,7 +236,7 @@ impl TokenVerifier {
         {
             return Err(TokenError::WrongIssuerOrAudience);
         }
-        serde_json::from_value(Value::Object(claims)).map_err(|_| TokenError::MissingClaims)
+        Ok(claims)
     }
 }
 
@@ -278,6 +329,25 @@ mod tests {
                 TokenError::MissingClaims,
             ),
             ("a.b.c".to_string(), TokenError::Malformed),
+            (
+                signer
+                    .sign(
+                        &json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "s", "agent_id": "a::b",
+                        "org": "a", "iat": NOW, "exp": NOW + 60, "jti": "j", "cnf": {"jkt": "t"},
+                        "token_type": "transaction"}),
+                    )
+                    .unwrap(),
+                TokenError::WrongTokenType,
+            ),
+            (
+                {
+                    let mut header = Map::new();
+                    header.insert("crit".into(), json!(["x-cullis-test"]));
+                    header.insert("x-cullis-test".into(), json!(true));
+                    jws::sign(header, &claims(), JwsAlg::ES256, &signer.key).unwrap()
+                },
+                TokenError::UnsupportedCritical,
+            ),
         ];
         for (token, expected) in cases {
             let error = verifier.verify(&token, NOW).unwrap_err();

@@ -105,6 +105,10 @@ impl<'a> ClientAssertion<'a> {
         now: i64,
         rules: AssertionRules,
     ) -> Result<AssertionClaims, AssertionError> {
+        // T-20: an unknown `crit` is a bad assertion like any other header PyJWT refuses.
+        self.jws
+            .reject_critical()
+            .map_err(|_| AssertionError::BadSignature)?;
         let alg = self
             .jws
             .alg()

@@ -27,6 +27,8 @@ pub enum DpopError {
     BadTyp,
     #[error("Invalid DPoP proof: unsupported algorithm {0}")]
     UnsupportedAlgorithm(String),
+    #[error("Invalid DPoP proof: unsupported critical header")]
+    UnsupportedCritical,
     #[error("Invalid DPoP proof: missing jwk in header")]
     MissingJwk,
     #[error("Invalid DPoP proof: jwk contains private key material")]
@@ -111,6 +113,8 @@ pub fn access_token_hash(access_token: &str) -> String {
 /// leaves the client free to retry (the nonce dance relies on this).
 pub fn check(proof: &str, expect: &Expectations<'_>) -> Result<CheckedProof, DpopError> {
     let jws = CompactJws::parse(proof).map_err(|_| DpopError::Malformed)?;
+    jws.reject_critical()
+        .map_err(|_| DpopError::UnsupportedCritical)?;
     let header = &jws.header;
     if header.get("typ").and_then(Value::as_str) != Some("dpop+jwt") {
         return Err(DpopError::BadTyp);

@@ -87,6 +87,8 @@ pub enum JwsError {
     BadPayload,
     #[error("signing failed")]
     SigningFailed,
+    #[error("unsupported critical header")]
+    UnsupportedCritical,
 }
 
 /// A compact JWS split into its parts; nothing is verified yet.
@@ -127,6 +129,16 @@ impl<'a> CompactJws<'a> {
             .get("alg")
             .and_then(Value::as_str)
             .and_then(JwsAlg::from_name)
+    }
+
+    /// RFC 7515 §4.1.11: a recipient must refuse a JWS whose `crit` names an extension it does
+    /// not understand. Cullis understands none, so any `crit` member — well-formed or not — is
+    /// refused. Every verifier calls this before looking at the signature.
+    pub fn reject_critical(&self) -> Result<(), JwsError> {
+        if self.header.contains_key("crit") {
+            return Err(JwsError::UnsupportedCritical);
+        }
+        Ok(())
     }
 
     /// Verifies the signature with exactly `alg` under `key`, then decodes the claims object.
@@ -292,6 +304,24 @@ mod tests {
             Err(JwsError::BadSignature)
         );
         assert!(!JwsAlg::ES256.fits(p384.public_key()));
+    }
+
+    #[test]
+    fn any_critical_header_is_refused() {
+        let key = PrivateKey::generate(KeyType::EcP256).unwrap();
+        for crit in [json!(["x-custom"]), json!([]), json!("b64"), json!(["exp"])] {
+            let mut header = Map::new();
+            header.insert("crit".into(), crit.clone());
+            let token = sign(header, &claims(), JwsAlg::ES256, &key).unwrap();
+            let jws = CompactJws::parse(&token).unwrap();
+            assert_eq!(
+                jws.reject_critical(),
+                Err(JwsError::UnsupportedCritical),
+                "{crit}"
+            );
+        }
+        let plain = sign(Map::new(), &claims(), JwsAlg::ES256, &key).unwrap();
+        assert_eq!(CompactJws::parse(&plain).unwrap().reject_critical(), Ok(()));
     }
 
     #[test]

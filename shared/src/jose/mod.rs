@@ -1,6 +1,6 @@
 //! JOSE as Cullis uses it: JWKs and their RFC 7638 thumbprints, compact JWS with a strict
-//! algorithm allow-list, DPoP proofs (RFC 9449), x509 client assertions and the broker's access
-//! tokens.
+//! algorithm allow-list, DPoP proofs (RFC 9449), x509 client assertions, the broker's access
+//! tokens and its single-use transaction tokens.
 
 pub mod access_token;
 pub mod assertion;
@@ -9,3 +9,4 @@ pub mod htu;
 pub mod jwk;
 pub mod jws;
 mod python;
+pub mod transaction_token;

@@ -61,7 +61,15 @@ pub struct TransactionTokenResponse {
     pub txn_type: String,
 }
 
-/// `GET /.well-known/jwks.json` body: `{"keys":[<one RSA JWK>]}`.
+/// The request header that presents a transaction token on `POST
+/// /v1/broker/sessions/{id}/messages`, beside the sender's own DPoP access token. (The
+/// reference presented it as the access token itself, which no DPoP-bound request can do —
+/// ref-auth-crypto §4.4.) The token's `payload_hash` must equal
+/// [`crate::jose::transaction_token::payload_hash`] of the envelope's `payload`.
+pub const TRANSACTION_TOKEN_HEADER: &str = "x-transaction-token";
+
+/// `GET /.well-known/jwks.json` body: `{"keys":[…]}` — the active signing key first, then every
+/// other key whose tokens may still be valid (the reference published exactly one RSA key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Jwks {
     pub keys: Vec<JwksKey>,

@@ -237,6 +237,22 @@ impl RfqStatus {
     }
 }
 
+/// `POST /v1/broker/rfq/{rfq_id}/approve` request body (org credentials of the requester's
+/// organisation — the human approval the reference's dashboard gave): approves the quote of
+/// `responder_agent_id` and issues the requester a `CREATE_ORDER` transaction token for the
+/// order whose envelope payload hashes to `payload_hash`. `approved_by` names the person (the
+/// token's `act.sub`; default the org id). Answer: [`crate::wire::auth::TransactionTokenResponse`];
+/// the requester also gets a `transaction_token` WebSocket frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RfqApproveRequest {
+    pub responder_agent_id: String,
+    pub payload_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<i64>,
+}
+
 /// Default `timeout_seconds` of [`RfqCreateRequest`].
 pub const DEFAULT_RFQ_TIMEOUT_SECONDS: i64 = 30;
 
