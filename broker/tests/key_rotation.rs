@@ -204,7 +204,8 @@ async fn rotation_under_load_on_two_replicas_fails_nothing_and_retire_cuts_off()
     // The active key cannot be retired; an unknown one is named.
     let refused = a.cli(&["keys", "retire", "--kid", &second]).await;
     assert_eq!(refused.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("rotate first"));
+    assert!(String::from_utf8_lossy(&refused.stderr)
+        .contains("is the active key: run `cullis-broker keys rotate` first"));
     let unknown = a.cli(&["keys", "retire", "--kid", "no-such-kid"]).await;
     assert_eq!(unknown.status.code(), Some(1));
     assert!(
