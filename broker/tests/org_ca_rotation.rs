@@ -94,7 +94,9 @@ async fn leaves_of_both_cas_log_in_during_the_window() {
     );
 
     // A hard replacement ends the window: a leaf of the rotated-out CA no longer logs in.
-    let other = broker.register_agent(&acme, "seller", &["order.read"]).await;
+    let other = broker
+        .register_agent(&acme, "seller", &["order.read"])
+        .await;
     let third = new_ca(&acme);
     let (status, body) = broker
         .org(

@@ -312,7 +312,10 @@ pub async fn expiring_certificates(ctx: &Context) -> Result<Vec<Value>, OpError>
         if not_after <= horizon {
             let when = time::OffsetDateTime::from_unix_timestamp(not_after)
                 .ok()
-                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                });
             soon.push((
                 not_after,
                 json!({

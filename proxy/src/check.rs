@@ -55,11 +55,15 @@ fn settings_items(settings: &CommonSettings, serve: &ServeSettings) -> Vec<Item>
         .or(settings.public_url.as_deref())
         .unwrap_or("");
     vec![
-        Item::new("broker_tls_verification", !settings.insecure_broker_tls, || {
-            "unset MCP_PROXY_INSECURE_BROKER_TLS (give the broker's CA in \
+        Item::new(
+            "broker_tls_verification",
+            !settings.insecure_broker_tls,
+            || {
+                "unset MCP_PROXY_INSECURE_BROKER_TLS (give the broker's CA in \
              MCP_PROXY_BROKER_CA_BUNDLE instead)"
-                .into()
-        }),
+                    .into()
+            },
+        ),
         Item::new("admin_token", admin_token_ok(serve), || {
             "set MCP_PROXY_ADMIN_TOKEN to at least 32 random characters (`openssl rand -hex 32`) \
              or leave it unset to turn the admin API off"
@@ -75,11 +79,15 @@ fn settings_items(settings: &CommonSettings, serve: &ServeSettings) -> Vec<Item>
              the broker's webhook calls cross the network)"
                 .into()
         }),
-        Item::new("public_url_https", public_url.starts_with("https://"), || {
-            "set MCP_PROXY_PROXY_PUBLIC_URL (or MCP_PROXY_PDP_URL) to the https:// URL the \
+        Item::new(
+            "public_url_https",
+            public_url.starts_with("https://"),
+            || {
+                "set MCP_PROXY_PROXY_PUBLIC_URL (or MCP_PROXY_PDP_URL) to the https:// URL the \
              broker reaches this proxy at"
-                .into()
-        }),
+                    .into()
+            },
+        ),
         Item::new("pdp_secret", settings.pdp_secret.is_some(), || {
             "set MCP_PROXY_PDP_SECRET (`openssl rand -hex 32`) before `org join`, so only the \
              broker can call /pdp/policy"
@@ -148,25 +156,31 @@ async fn stored_items(ctx: &Context) -> Vec<Item> {
                 .is_none_or(|u| u.starts_with("https://")),
             || "join the broker at its https:// URL".into(),
         ),
-        Item::new("audit_chain", chain.as_ref().is_ok_and(|r| r.valid), || {
-            match &chain {
+        Item::new(
+            "audit_chain",
+            chain.as_ref().is_ok_and(|r| r.valid),
+            || {
+                match &chain {
                 Ok(report) => format!(
                     "the audit chain is broken at row {:?}: investigate (`cullis-proxy audit verify`)",
                     report.broken_at_id
                 ),
                 Err(err) => format!("the audit log cannot be read: {err}"),
             }
-        }),
+            },
+        ),
         Item::new(
             "agent_certificates",
             expiring.as_ref().is_ok_and(Vec::is_empty),
-            || match &expiring {
+            || {
+                match &expiring {
                 Ok(soon) => format!(
                     "{} agent certificate(s) expire within {} days: `cullis-proxy agent rotate-cert --all`",
                     soon.len(),
                     agents::EXPIRY_WARNING_DAYS
                 ),
                 Err(err) => format!("agent certificates cannot be read: {err}"),
+            }
             },
         ),
     ]

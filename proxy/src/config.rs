@@ -129,7 +129,11 @@ pub struct ServeSettings {
     #[arg(long, env = "MCP_PROXY_RATE_LIMIT_PER_MINUTE", default_value_t = 60)]
     pub rate_limit_per_minute: u32,
     /// Calls of the PDP webhook (`/pdp/policy`) per sliding minute, all callers together.
-    #[arg(long, env = "MCP_PROXY_PDP_RATE_LIMIT_PER_MINUTE", default_value_t = 600)]
+    #[arg(
+        long,
+        env = "MCP_PROXY_PDP_RATE_LIMIT_PER_MINUTE",
+        default_value_t = 600
+    )]
     pub pdp_rate_limit_per_minute: u32,
     /// Token for `/v1/admin/*` (at least 32 characters); the admin API is off when unset.
     #[arg(long, env = "MCP_PROXY_ADMIN_TOKEN", hide_env_values = true)]

@@ -100,7 +100,10 @@ async fn forward(
             },
         };
         if !guard.still_valid().await {
-            tracing::info!(agent_id, "SSE stream closed: the API key is no longer valid");
+            tracing::info!(
+                agent_id,
+                "SSE stream closed: the API key is no longer valid"
+            );
             return;
         }
         if tx.send(frame).await.is_err() {

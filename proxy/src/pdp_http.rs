@@ -84,10 +84,8 @@ fn authorize(state: &AppState, request: &Request) -> ApiResult<()> {
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
     } else {
-        Err(
-            ApiError::unauthorized("PDP webhook credentials required")
-                .with_header("WWW-Authenticate", "Basic realm=\"cullis-pdp\""),
-        )
+        Err(ApiError::unauthorized("PDP webhook credentials required")
+            .with_header("WWW-Authenticate", "Basic realm=\"cullis-pdp\""))
     }
 }
 
@@ -99,7 +97,8 @@ fn basic_password(value: &str) -> Option<String> {
     }
     let decoded = cullis_shared::encoding::b64::decode_std(encoded.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
-    text.split_once(':').map(|(_, password)| password.to_owned())
+    text.split_once(':')
+        .map(|(_, password)| password.to_owned())
 }
 
 /// Well-formed ids (each agent in its org's namespace) and bounded capabilities.
@@ -115,7 +114,11 @@ fn validate(body: &PdpRequest) -> ApiResult<()> {
             &body.initiator_org_id,
             "initiator_agent_id",
         ),
-        (&body.target_agent_id, &body.target_org_id, "target_agent_id"),
+        (
+            &body.target_agent_id,
+            &body.target_org_id,
+            "target_agent_id",
+        ),
     ] {
         if agent.split_once("::").map(|(o, _)| o) != Some(org.as_str()) {
             return Err(ApiError::bad_request(format!(

@@ -46,14 +46,24 @@ async fn pdp_webhook_validates_ids_bounds_rows_and_rate_limits() {
     // Not an agent id / not in its org's namespace.
     let (status, body) = call(post(pdp_body("Beta Seller"))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(body["detail"][0]["loc"], json!(["body", "initiator_agent_id"]));
+    assert_eq!(
+        body["detail"][0]["loc"],
+        json!(["body", "initiator_agent_id"])
+    );
     let (status, body) = call(post(pdp_body("gamma::seller"))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(audit(&proxy).await.len(), rows_before, "refused calls audit nothing");
+    assert_eq!(
+        audit(&proxy).await.len(),
+        rows_before,
+        "refused calls audit nothing"
+    );
 
     // A well-formed call is decided and audited.
     let (status, body) = call(post(pdp_body("beta::seller"))).await;
-    assert_eq!((status, body["decision"].as_str()), (StatusCode::OK, Some("allow")));
+    assert_eq!(
+        (status, body["decision"].as_str()),
+        (StatusCode::OK, Some("allow"))
+    );
     let rows = audit(&proxy).await;
     assert!(has_action(&rows, "alpha::buyer", "pdp.decision", "success"));
     assert_eq!(oversized_rows(&rows, 500), 0);
@@ -115,12 +125,16 @@ async fn unknown_sessions_keep_no_state_and_long_input_is_refused_before_the_bro
         )
     };
     for i in 0..3 {
-        let (status, body) = call(send(&format!("no-such-session-{i}"))).await;
+        let (status, body) = call(send(&format!("00000000-0000-4000-8000-00000000000{i}"))).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     }
     let store_url = format!("sqlite://{}", alpha.dir.join("data/proxy.db").display());
     let store = cullis_proxy::store::Store::open(&store_url).await.unwrap();
-    assert_eq!(store.client_seq_rows().await.unwrap(), 0, "no client_seq rows");
+    assert_eq!(
+        store.client_seq_rows().await.unwrap(),
+        0,
+        "no client_seq rows"
+    );
     // A real session does keep its sequence.
     let sid = active_session(&orgs).await;
     let (status, body) = call(send(&sid)).await;
@@ -219,12 +233,19 @@ async fn sse_streams_end_with_their_api_key() {
     let text = read_until_end(events, Duration::from_secs(20))
         .await
         .expect("the stream ends after the key rotation");
-    assert!(!text.contains("after-rotation"), "delivered after rotation: {text}");
+    assert!(
+        !text.contains("after-rotation"),
+        "delivered after rotation: {text}"
+    );
 
     // Rotated through the admin API (this process): the stream ends at once, no event needed.
     let events = open(&new_key).await.unwrap();
     assert_eq!(events.status(), StatusCode::OK);
-    let (status, _) = call(orgs.beta.admin(Method::POST, "/v1/admin/agents/seller/rotate-key")).await;
+    let (status, _) = call(
+        orgs.beta
+            .admin(Method::POST, "/v1/admin/agents/seller/rotate-key"),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     read_until_end(events, Duration::from_secs(10))
         .await
@@ -252,7 +273,10 @@ fn init_body() -> Value {
 async fn session_of(proxy: &TestProxy, key: &str) -> String {
     let response = initialize(proxy, key, init_body()).await;
     assert_eq!(response.status(), StatusCode::OK);
-    response.headers()["mcp-session-id"].to_str().unwrap().to_owned()
+    response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -272,14 +296,32 @@ async fn mcp_transport_rules() {
     };
 
     // Origin: a foreign page is 403; loopback and this host are fine.
-    let (status, _) = call(rpc(json!({"jsonrpc": "2.0", "id": 2, "method": "ping"})).header("Origin", "https://evil.example")).await;
+    let (status, _) = call(
+        rpc(json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}))
+            .header("Origin", "https://evil.example"),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = call(rpc(json!({"jsonrpc": "2.0", "id": 2, "method": "ping"})).header("Origin", "http://localhost:3000")).await;
+    let (status, _) = call(
+        rpc(json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}))
+            .header("Origin", "http://localhost:3000"),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let same_host = format!("http://127.0.0.1:{}", alpha.port);
-    let (status, _) = call(rpc(json!({"jsonrpc": "2.0", "id": 2, "method": "ping"})).header("Origin", same_host)).await;
+    let (status, _) =
+        call(rpc(json!({"jsonrpc": "2.0", "id": 2, "method": "ping"})).header("Origin", same_host))
+            .await;
     assert_eq!(status, StatusCode::OK);
-    let response = alpha.http.post(alpha.url("/mcp")).bearer_auth(key).header("Origin", "https://evil.example").json(&init_body()).send().await.unwrap();
+    let response = alpha
+        .http
+        .post(alpha.url("/mcp"))
+        .bearer_auth(key)
+        .header("Origin", "https://evil.example")
+        .json(&init_body())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
 
     // Neither request nor response; batches; initialize without id: 400 / -32600.
@@ -291,19 +333,29 @@ async fn mcp_transport_rules() {
         json!({"jsonrpc": "2.0", "id": {"x": 1}, "method": "ping"}),
     ] {
         let (status, body) = call(rpc(bad.clone())).await;
-        assert_eq!((status, body["error"]["code"].clone()), (StatusCode::BAD_REQUEST, json!(-32600)), "{bad}: {body}");
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (StatusCode::BAD_REQUEST, json!(-32600)),
+            "{bad}: {body}"
+        );
     }
     let response = initialize(alpha, key, json!({"jsonrpc": "2.0", "method": "initialize", "params": {"protocolVersion": "2025-11-25"}})).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     // A response to a server request is still accepted.
-    let response = rpc(json!({"jsonrpc": "2.0", "id": 17, "result": {}})).send().await.unwrap();
+    let response = rpc(json!({"jsonrpc": "2.0", "id": 17, "result": {}}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
 
     // Rate limit (3/min): transport chatter does not count, tool calls do.
     for _ in 0..5 {
         let (status, _) = call(rpc(json!({"jsonrpc": "2.0", "id": 20, "method": "ping"}))).await;
         assert_eq!(status, StatusCode::OK);
-        let response = rpc(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).send().await.unwrap();
+        let response = rpc(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         session_of(alpha, key).await;
     }
@@ -338,7 +390,11 @@ async fn mcp_sessions_are_capped_per_agent_end_with_the_key_and_list_org_ids() {
         session_of(alpha, &orgs.buyer_key).await;
     }
     let (status, _) = call(ping(&orgs.buyer_key, &first)).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "the busy agent's oldest session ended");
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the busy agent's oldest session ended"
+    );
     let (status, _) = call(ping(&other_key, &others)).await;
     assert_eq!(status, StatusCode::OK, "another agent's session survives");
 
@@ -356,8 +412,20 @@ async fn mcp_sessions_are_capped_per_agent_end_with_the_key_and_list_org_ids() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let listed = &body["result"]["structuredContent"]["sessions"];
-    let entry = listed.as_array().unwrap().iter().find(|s| s["session_id"] == sid.as_str()).expect("listed");
-    assert_eq!((entry["initiator_org_id"].as_str(), entry["target_org_id"].as_str()), (Some("alpha"), Some("beta")), "{entry}");
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["session_id"] == sid.as_str())
+        .expect("listed");
+    assert_eq!(
+        (
+            entry["initiator_org_id"].as_str(),
+            entry["target_org_id"].as_str()
+        ),
+        (Some("alpha"), Some("beta")),
+        "{entry}"
+    );
 
     // A key rotated by the CLI ends the sessions opened with the old key.
     let rotated = alpha.cli_ok(&["agent", "rotate-key", "other"]).await;

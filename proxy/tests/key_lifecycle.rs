@@ -43,14 +43,21 @@ async fn check_reports_every_item_and_production_refuses_a_failing_one() {
             out.stdout
         );
     }
-    for passing in ["admin_token", "audit_chain", "agent_certificates", "broker_url_https"] {
+    for passing in [
+        "admin_token",
+        "audit_chain",
+        "agent_certificates",
+        "broker_url_https",
+    ] {
         assert!(
             report.contains(&format!("PASS {passing}").as_str()),
             "{passing} not passed:\n{}",
             out.stdout
         );
     }
-    assert!(report.iter().all(|l| l.starts_with("PASS ") || l.starts_with("FAIL ")));
+    assert!(report
+        .iter()
+        .all(|l| l.starts_with("PASS ") || l.starts_with("FAIL ")));
 
     // serve with ENVIRONMENT=production refuses, naming the failing items.
     proxy.set_env("ENVIRONMENT", "production");
@@ -67,16 +74,27 @@ async fn check_reports_every_item_and_production_refuses_a_failing_one() {
     proxy.use_tls(&cert);
     proxy.set_env("MCP_PROXY_INSECURE_BROKER_TLS", "false");
     proxy.set_env("MCP_PROXY_ALLOWED_ORIGINS", "https://console.example");
-    proxy.set_env("MCP_PROXY_PDP_SECRET", "pdp-shared-secret-0123456789abcdef-xyz");
+    proxy.set_env(
+        "MCP_PROXY_PDP_SECRET",
+        "pdp-shared-secret-0123456789abcdef-xyz",
+    );
     chmod(&proxy.dir.join("data"), 0o700);
     let out = proxy.cli(&["check"]).await;
     assert!(out.success, "{}\n{}", out.stdout, out.stderr);
-    assert!(lines(&out).iter().all(|l| l.starts_with("PASS ")), "{}", out.stdout);
+    assert!(
+        lines(&out).iter().all(|l| l.starts_with("PASS ")),
+        "{}",
+        out.stdout
+    );
     // Loose permissions on the data directory fail again.
     chmod(&proxy.dir.join("data"), 0o755);
     let out = proxy.cli(&["check"]).await;
     assert!(!out.success);
-    assert!(out.stdout.contains("FAIL store_permissions: "), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("FAIL store_permissions: "),
+        "{}",
+        out.stdout
+    );
     chmod(&proxy.dir.join("data"), 0o700);
     proxy.spawn().await;
     let (status, _) = call(proxy.http.get(proxy.url("/healthz"))).await;
@@ -108,19 +126,43 @@ async fn rotate_cert_all_clears_the_expiry_warning() {
         ["alpha::buyer", "alpha::seller"],
         "{status}"
     );
-    assert!(status["expiring_certificates"][0]["days_left"].as_i64().unwrap() <= 7);
+    assert!(
+        status["expiring_certificates"][0]["days_left"]
+            .as_i64()
+            .unwrap()
+            <= 7
+    );
     let (_, ready) = call(alpha.http.get(alpha.url("/readyz"))).await;
-    assert_eq!(expiring(&ready["details"]["expiring_certificates"]).len(), 2, "{ready}");
+    assert_eq!(
+        expiring(&ready["details"]["expiring_certificates"]).len(),
+        2,
+        "{ready}"
+    );
     let out = alpha.cli(&["check"]).await;
-    assert!(out.stdout.contains("FAIL agent_certificates: 2 agent certificate(s)"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("FAIL agent_certificates: 2 agent certificate(s)"),
+        "{}",
+        out.stdout
+    );
 
     alpha.set_env("MCP_PROXY_AGENT_CERT_DAYS", "365");
     let rotated = alpha.cli_ok(&["agent", "rotate-cert", "--all"]).await;
-    assert_eq!(rotated["rotated"], json!(["alpha::buyer", "alpha::seller"]), "{rotated}");
+    assert_eq!(
+        rotated["rotated"],
+        json!(["alpha::buyer", "alpha::seller"]),
+        "{rotated}"
+    );
     let status = alpha.cli_ok(&["org", "status"]).await;
-    assert!(expiring(&status["expiring_certificates"]).is_empty(), "{status}");
+    assert!(
+        expiring(&status["expiring_certificates"]).is_empty(),
+        "{status}"
+    );
     let (_, ready) = call(alpha.http.get(alpha.url("/readyz"))).await;
-    assert!(expiring(&ready["details"]["expiring_certificates"]).is_empty(), "{ready}");
+    assert!(
+        expiring(&ready["details"]["expiring_certificates"]).is_empty(),
+        "{ready}"
+    );
     // The rotated agent keeps working through the running server.
     let (status, body) = call(
         alpha
@@ -129,7 +171,12 @@ async fn rotate_cert_all_clears_the_expiry_warning() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(has_action(&audit(&alpha).await, "admin", "agent.rotate_cert", "success"));
+    assert!(has_action(
+        &audit(&alpha).await,
+        "admin",
+        "agent.rotate_cert",
+        "success"
+    ));
 }
 
 #[tokio::test]
@@ -144,7 +191,10 @@ async fn org_ca_rotation_keeps_agents_messaging() {
     };
     let (status, body) = call(send(&orgs.alpha, &orgs.buyer_key, "beta::seller", "before")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    wait_message(&orgs.beta, &orgs.seller_key, &sid, -1, |m| m["payload"]["marker"] == "before").await;
+    wait_message(&orgs.beta, &orgs.seller_key, &sid, -1, |m| {
+        m["payload"]["marker"] == "before"
+    })
+    .await;
     let ca_before = call(orgs.alpha.admin(Method::GET, "/v1/admin/org")).await.1;
 
     let rotated = orgs
@@ -157,15 +207,26 @@ async fn org_ca_rotation_keeps_agents_messaging() {
     // Both directions still work, signatures verified with the re-issued certificate's key.
     let (status, body) = call(send(&orgs.alpha, &orgs.buyer_key, "beta::seller", "after")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let got = wait_message(&orgs.beta, &orgs.seller_key, &sid, -1, |m| m["payload"]["marker"] == "after").await;
+    let got = wait_message(&orgs.beta, &orgs.seller_key, &sid, -1, |m| {
+        m["payload"]["marker"] == "after"
+    })
+    .await;
     assert_eq!(got["verified"], true, "{got}");
     let (status, body) = call(send(&orgs.beta, &orgs.seller_key, "alpha::buyer", "reply")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let got = wait_message(&orgs.alpha, &orgs.buyer_key, &sid, -1, |m| m["payload"]["marker"] == "reply").await;
+    let got = wait_message(&orgs.alpha, &orgs.buyer_key, &sid, -1, |m| {
+        m["payload"]["marker"] == "reply"
+    })
+    .await;
     assert_eq!(got["verified"], true, "{got}");
 
     // Audited on both sides; new agents are issued by the new CA.
-    assert!(has_action(&audit(&orgs.alpha).await, "admin", "ca.rotate", "success"));
+    assert!(has_action(
+        &audit(&orgs.alpha).await,
+        "admin",
+        "ca.rotate",
+        "success"
+    ));
     assert_eq!(broker.audit_events("org.ca_rotated").await.len(), 1);
     let ca_after = call(orgs.alpha.admin(Method::GET, "/v1/admin/org")).await.1;
     assert_eq!(ca_before["org_id"], ca_after["org_id"]);

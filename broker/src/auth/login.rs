@@ -48,7 +48,9 @@ pub async fn issue_token(
     // f–k against the current CA, then (inside a rotation's overlap window) the previous one;
     // the current CA's verdict is the one reported.
     let certificate = leaf.certificate();
-    let mut verdicts = cas.iter().map(|ca_pem| verify_leaf(state, &leaf, ca_pem, now));
+    let mut verdicts = cas
+        .iter()
+        .map(|ca_pem| verify_leaf(state, &leaf, ca_pem, now));
     let first = verdicts.next().expect("at least one CA");
     let leaf_key = match first {
         Ok(key) => key,

@@ -42,7 +42,11 @@ impl Org {
             .previous_ca_certificate
             .as_deref()
             .filter(|_| self.previous_ca_until.is_some_and(|until| now < until));
-        self.ca_certificate.as_deref().into_iter().chain(previous).collect()
+        self.ca_certificate
+            .as_deref()
+            .into_iter()
+            .chain(previous)
+            .collect()
     }
 
     /// `contact_email` from the metadata, or "".

@@ -68,9 +68,10 @@ async fn rotate_ca(
     let now = crate::db::unix_now();
     let new_ca = accept_org_ca(&request.ca_certificate, now)
         .map_err(|e| ApiError::bad_request(e.upload_detail()))?;
-    let current = org.org.ca_certificate.as_deref().ok_or_else(|| {
-        ApiError::conflict("Org CA not configured: upload one before rotating")
-    })?;
+    let current =
+        org.org.ca_certificate.as_deref().ok_or_else(|| {
+            ApiError::conflict("Org CA not configured: upload one before rotating")
+        })?;
     let current_thumbprint = cullis_shared::pki::Certificate::from_pem(current)
         .map(|c| c.thumbprint().to_owned())
         .unwrap_or_default();

@@ -99,7 +99,11 @@ impl Egress {
         state: &AppState,
         body: &OpenSessionRequest,
     ) -> ApiResult<String> {
-        limits::text(&["body", "target_agent_id"], &body.target_agent_id, MAX_AGENT_ID)?;
+        limits::text(
+            &["body", "target_agent_id"],
+            &body.target_agent_id,
+            MAX_AGENT_ID,
+        )?;
         limits::text(&["body", "target_org_id"], &body.target_org_id, MAX_ORG_ID)?;
         limits::capabilities(&["body", "capabilities"], &body.capabilities)?;
         let op = async {
@@ -261,7 +265,11 @@ impl Egress {
         body: &ToolInvokeRequest,
     ) -> ApiResult<Value> {
         limits::text(&["body", "session_id"], &body.session_id, MAX_SESSION_ID)?;
-        limits::text(&["body", "tool_name"], &body.tool_name, limits::MAX_TOOL_NAME)?;
+        limits::text(
+            &["body", "tool_name"],
+            &body.tool_name,
+            limits::MAX_TOOL_NAME,
+        )?;
         let op = async {
             let (uplink, creds) = self.bind(state).await?;
             let sessions = uplink.list_sessions(&creds, None).await?;
@@ -289,8 +297,15 @@ impl Egress {
             }
             let request_id = uuid::Uuid::new_v4().to_string();
             let payload = json!({"type": "tool_call", "tool": body.tool_name, "parameters": body.parameters, "request_id": request_id});
-            self.send_sealed(state, &uplink, &creds, &body.session_id, &recipient, &payload)
-                .await?;
+            self.send_sealed(
+                state,
+                &uplink,
+                &creds,
+                &body.session_id,
+                &recipient,
+                &payload,
+            )
+            .await?;
             Ok(
                 json!({"status": "sent", "request_id": request_id, "session_id": body.session_id, "tool": body.tool_name, "recipient": recipient}),
             )

@@ -153,7 +153,8 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
             value,
         ));
     }
-    serde_json::from_value(value.clone()).map_err(|err| serde_validation(&err.to_string(), echo(value)))
+    serde_json::from_value(value.clone())
+        .map_err(|err| serde_validation(&err.to_string(), echo(value)))
 }
 
 /// Largest body echoed back as a validation error's `input` (pydantic echoes it; a huge body
@@ -205,7 +206,11 @@ mod tests {
         assert!(parse_json::<Body>(br#"{"session_id":"s","extra":1}"#).is_ok());
         let huge = format!(r#"{{"session_id":1,"pad":"{}"}}"#, "x".repeat(5000));
         let err = parse_json::<Body>(huge.as_bytes()).unwrap_err();
-        assert_eq!(err.detail[0]["input"], Value::Null, "a huge body is not echoed");
+        assert_eq!(
+            err.detail[0]["input"],
+            Value::Null,
+            "a huge body is not echoed"
+        );
     }
 
     #[test]

@@ -218,10 +218,7 @@ impl<'a> Message<'a> {
                         params: None,
                     })
                 } else {
-                    Err((
-                        echo,
-                        "neither a request, a notification nor a response",
-                    ))
+                    Err((echo, "neither a request, a notification nor a response"))
                 }
             }
         }

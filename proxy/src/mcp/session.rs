@@ -32,7 +32,12 @@ pub struct Full;
 
 impl McpSessions {
     /// A new session of `agent_id` opened with the key stored as `key_hash`; returns its id.
-    pub fn open(&self, agent_id: &str, key_hash: &str, protocol_version: &str) -> Result<String, Full> {
+    pub fn open(
+        &self,
+        agent_id: &str,
+        key_hash: &str,
+        protocol_version: &str,
+    ) -> Result<String, Full> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let own: Vec<(&String, Instant)> = sessions
@@ -41,7 +46,11 @@ impl McpSessions {
             .map(|(k, s)| (k, s.created))
             .collect();
         if own.len() >= MAX_SESSIONS_PER_AGENT {
-            if let Some(oldest) = own.iter().min_by_key(|(_, created)| *created).map(|(k, _)| (*k).clone()) {
+            if let Some(oldest) = own
+                .iter()
+                .min_by_key(|(_, created)| *created)
+                .map(|(k, _)| (*k).clone())
+            {
                 sessions.remove(&oldest);
             }
         } else if sessions.len() >= MAX_SESSIONS {
@@ -109,7 +118,10 @@ mod tests {
         }
         assert!(sessions.belongs_to(&first, "alpha::busy", "h1"));
         sessions.open("alpha::busy", "h1", "2025-11-25").unwrap();
-        assert!(!sessions.belongs_to(&first, "alpha::busy", "h1"), "own oldest ended");
+        assert!(
+            !sessions.belongs_to(&first, "alpha::busy", "h1"),
+            "own oldest ended"
+        );
         assert!(sessions.belongs_to(&other, "alpha::other", "h2"));
     }
 
@@ -118,7 +130,10 @@ mod tests {
         let sessions = McpSessions::default();
         let id = sessions.open("alpha::a", "old", "2025-11-25").unwrap();
         assert!(!sessions.belongs_to(&id, "alpha::a", "new"));
-        assert!(!sessions.belongs_to(&id, "alpha::a", "old"), "ended, not just refused");
+        assert!(
+            !sessions.belongs_to(&id, "alpha::a", "old"),
+            "ended, not just refused"
+        );
         let id = sessions.open("alpha::a", "new", "2025-11-25").unwrap();
         sessions.close_agent("alpha::a");
         assert!(!sessions.belongs_to(&id, "alpha::a", "new"));

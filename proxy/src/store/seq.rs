@@ -146,7 +146,10 @@ mod tests {
             .give_back_client_seq("acme::a", "s", refused)
             .await
             .unwrap();
-        assert_eq!(store.next_client_seq("acme::a", "s").await.unwrap(), refused);
+        assert_eq!(
+            store.next_client_seq("acme::a", "s").await.unwrap(),
+            refused
+        );
         assert_eq!(store.client_seq_rows().await.unwrap(), 1);
     }
 }
