@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 /// Agent keys are P-256: every message is signed with them and ES256 is the fast path.
 const AGENT_KEY_TYPE: KeyType = KeyType::EcP256;
-const AGENT_CERT_DAYS: u32 = cullis_shared::pki::ca::DEFAULT_AGENT_CERT_DAYS;
+/// Certificates expiring within this many days are listed by `org status`, `/readyz` and
+/// `check`.
+pub const EXPIRY_WARNING_DAYS: i64 = 14;
 
 /// What `agent create` answers (printed once: the API key is not stored in clear).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -59,7 +61,10 @@ fn validate(name: &str, capabilities: &[String]) -> Result<(), OpError> {
     Ok(())
 }
 
-/// Mints a key and certificate, registers and pins the agent at the broker, stores it.
+/// Mints a key and certificate, registers and pins the agent at the broker, stores it. The name
+/// is claimed in the store first, so of two concurrent creates of one name (CLI, admin API,
+/// several processes) one runs and the other gets 409. Creating a name again after `delete`
+/// works: the broker still knows the agent, so its new certificate replaces the pinned one.
 pub async fn create(
     ctx: &Context,
     name: &str,
@@ -67,17 +72,48 @@ pub async fn create(
     display_name: Option<&str>,
 ) -> Result<CreatedAgent, OpError> {
     validate(name, capabilities)?;
+    let exists = || OpError::Conflict(format!("agent {name:?} already exists"));
     if ctx.store.agent_by_name(name).await?.is_some() {
-        return Err(OpError::Conflict(format!("agent {name:?} already exists")));
+        return Err(exists());
     }
+    if !ctx.store.claim_agent_name(name).await? {
+        return Err(OpError::Conflict(format!(
+            "agent {name:?} is being created by another request"
+        )));
+    }
+    let created = match ctx.store.agent_by_name(name).await {
+        Ok(Some(_)) => Err(exists()),
+        Ok(None) => create_claimed(ctx, name, capabilities, display_name).await,
+        Err(err) => Err(err.into()),
+    };
+    if let Err(err) = ctx.store.release_agent_name(name).await {
+        tracing::warn!(name, "could not release the create claim: {err}");
+    }
+    created
+}
+
+async fn create_claimed(
+    ctx: &Context,
+    name: &str,
+    capabilities: &[String],
+    display_name: Option<&str>,
+) -> Result<CreatedAgent, OpError> {
     let joined = joined(ctx).await?;
     let agent_id = format!("{}::{name}", joined.org.org_id);
     let display_name = display_name.unwrap_or(name).to_owned();
     let (key, cert_pem) = issue(ctx, &joined.ca, &joined.org.org_id, name)?;
-    joined
+    let known = joined
         .uplink
         .register_agent(&joined.org, &agent_id, &display_name, capabilities)
         .await?;
+    if known {
+        // Created before (and deleted, or a create that failed after registering): the broker
+        // pins the old certificate until it is rotated to this one.
+        joined
+            .uplink
+            .rotate_cert(&joined.org, &agent_id, &cert_pem)
+            .await?;
+    }
     audit::record_quietly(
         &ctx.store,
         AuditEntry::new(ADMIN_ACTOR, "agent.broker_bind", Outcome::Success)
@@ -130,7 +166,7 @@ fn issue(
             name,
             &ctx.settings.trust_domain,
             key.public_key(),
-            AGENT_CERT_DAYS,
+            ctx.settings.agent_cert_days,
         )
         .map_err(|e| OpError::Internal(format!("certificate issue failed: {e}")))?;
     Ok((Arc::new(key), cert.to_pem()))
@@ -231,6 +267,67 @@ pub async fn rotate_cert(ctx: &Context, name: &str) -> Result<Value, OpError> {
     )
     .await;
     Ok(json!({"agent_id": row.agent_id, "status": "rotated"}))
+}
+
+/// `rotate-cert` for every active agent, one after the other (each is independent: a failure
+/// is reported and the others still rotate). Disabled agents are left alone — they are
+/// revoked at the broker.
+pub async fn rotate_all_certs(ctx: &Context) -> Result<Value, OpError> {
+    let mut rotated = Vec::new();
+    let mut failed = Vec::new();
+    for row in ctx.store.list_agents().await? {
+        if !row.is_active {
+            continue;
+        }
+        match rotate_cert(ctx, &row.name).await {
+            Ok(_) => rotated.push(row.agent_id),
+            Err(err) => failed.push(json!({"agent_id": row.agent_id, "error": err.to_string()})),
+        }
+    }
+    if failed.is_empty() {
+        Ok(json!({"rotated": rotated, "status": "rotated"}))
+    } else {
+        Err(OpError::Conflict(format!(
+            "rotated {} agent(s); failed: {}",
+            rotated.len(),
+            Value::Array(failed)
+        )))
+    }
+}
+
+/// Stored agent certificates that expire within [`EXPIRY_WARNING_DAYS`] (or already did):
+/// `[{agent_id, not_after, days_left}]`, soonest first.
+pub async fn expiring_certificates(ctx: &Context) -> Result<Vec<Value>, OpError> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let horizon = now + EXPIRY_WARNING_DAYS * 86_400;
+    let mut soon: Vec<(i64, Value)> = Vec::new();
+    for row in ctx.store.list_agents().await? {
+        let Some(pem) = row.cert_pem.as_deref() else {
+            continue;
+        };
+        let Ok(cert) = cullis_shared::pki::Certificate::from_pem(pem) else {
+            continue;
+        };
+        let not_after = cert.not_after();
+        if not_after <= horizon {
+            let when = time::OffsetDateTime::from_unix_timestamp(not_after)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                });
+            soon.push((
+                not_after,
+                json!({
+                    "agent_id": row.agent_id,
+                    "not_after": when,
+                    "days_left": (not_after - now).div_euclid(86_400),
+                }),
+            ));
+        }
+    }
+    soon.sort_by_key(|(not_after, _)| *not_after);
+    Ok(soon.into_iter().map(|(_, v)| v).collect())
 }
 
 /// Disables locally first (the local cut-off cannot fail on the network), then at the broker.

@@ -87,18 +87,24 @@ pub async fn record(store: &Store, entry: AuditEntry<'_>) -> Result<AuditRow, St
     let row = AuditRow {
         id: 0,
         timestamp: now_iso(),
-        agent_id: entry.agent_id.to_owned(),
-        action: entry.action.to_owned(),
-        tool_name: entry.tool_name.map(str::to_owned),
+        // Every text field is bounded here, whatever the caller checked: a row's size never
+        // depends on what a client sent.
+        agent_id: bounded(entry.agent_id),
+        action: bounded(entry.action),
+        tool_name: entry.tool_name.map(bounded),
         status: entry.outcome.as_str().to_owned(),
         detail: entry.detail,
-        request_id: entry.request_id.map(str::to_owned),
+        request_id: entry.request_id.map(bounded),
         // Rounded like the hash input, so what is stored is exactly what was hashed.
         duration_ms: entry.duration_ms.map(|d| (d * 1000.0).round() / 1000.0),
         prev_hash: String::new(),
         entry_hash: String::new(),
     };
     store.append_audit(row, entry_hash).await
+}
+
+fn bounded(text: &str) -> String {
+    crate::limits::clip(text, crate::limits::MAX_AUDIT_FIELD)
 }
 
 /// Records and only logs a failure: an audit write must not turn a done action into an error.

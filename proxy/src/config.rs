@@ -96,6 +96,24 @@ pub struct CommonSettings {
     /// Explicit PDP webhook URL sent at join (wins over the public URL).
     #[arg(long, env = "MCP_PROXY_PDP_URL", global = true)]
     pub pdp_url: Option<String>,
+    /// Shared secret that restricts `/pdp/policy` to the broker (at least 32 characters).
+    /// `org join` registers the webhook URL with it as HTTP Basic credentials
+    /// (`https://cullis:<secret>@host/pdp/policy`), which the broker sends on every call.
+    #[arg(
+        long,
+        env = "MCP_PROXY_PDP_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub pdp_secret: Option<String>,
+    /// Validity of agent certificates issued by `agent create` / `rotate-cert`, in days.
+    #[arg(
+        long,
+        env = "MCP_PROXY_AGENT_CERT_DAYS",
+        default_value_t = cullis_shared::pki::ca::DEFAULT_AGENT_CERT_DAYS,
+        global = true
+    )]
+    pub agent_cert_days: u32,
 }
 
 /// Settings of `serve` only.
@@ -107,9 +125,16 @@ pub struct ServeSettings {
     /// Port to listen on.
     #[arg(long, env = "MCP_PROXY_PORT", default_value_t = 9100)]
     pub port: u16,
-    /// Egress requests per agent per sliding minute.
+    /// Egress requests (and MCP tool calls) per agent per sliding minute.
     #[arg(long, env = "MCP_PROXY_RATE_LIMIT_PER_MINUTE", default_value_t = 60)]
     pub rate_limit_per_minute: u32,
+    /// Calls of the PDP webhook (`/pdp/policy`) per sliding minute, all callers together.
+    #[arg(
+        long,
+        env = "MCP_PROXY_PDP_RATE_LIMIT_PER_MINUTE",
+        default_value_t = 600
+    )]
+    pub pdp_rate_limit_per_minute: u32,
     /// Token for `/v1/admin/*` (at least 32 characters); the admin API is off when unset.
     #[arg(long, env = "MCP_PROXY_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -129,6 +154,15 @@ pub struct ServeSettings {
     /// CORS is off when unset.
     #[arg(long, env = "MCP_PROXY_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// `production` makes `serve` refuse to start while an item of `cullis-proxy check` fails.
+    #[arg(long, env = "ENVIRONMENT", default_value = "development")]
+    pub environment: String,
+}
+
+impl ServeSettings {
+    pub fn is_production(&self) -> bool {
+        self.environment.eq_ignore_ascii_case("production")
+    }
 }
 
 /// A setting the proxy refuses to start with: one line that names it.
@@ -178,8 +212,36 @@ impl CommonSettings {
             .map(|u| format!("{}/pdp/policy", u.trim_end_matches('/')))
     }
 
+    /// `url` as registered at the broker: with the PDP secret as HTTP Basic credentials when
+    /// one is set (the broker's HTTP client sends URL credentials as `Authorization: Basic`).
+    /// The plain URL is what is stored and shown; this one only goes to the broker.
+    pub fn webhook_url_for_broker(&self, url: &str) -> Result<String, ConfigError> {
+        let Some(secret) = self.pdp_secret.as_deref() else {
+            return Ok(url.to_owned());
+        };
+        let bad = |why: String| ConfigError::new("MCP_PROXY_PDP_SECRET", why);
+        let mut parsed =
+            url::Url::parse(url).map_err(|e| bad(format!("webhook URL {url:?}: {e}")))?;
+        parsed
+            .set_username("cullis")
+            .and_then(|()| parsed.set_password(Some(secret)))
+            .map_err(|()| bad(format!("webhook URL {url:?} cannot carry credentials")))?;
+        Ok(parsed.to_string())
+    }
+
     /// Checks everything that can be checked without I/O.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(secret) = &self.pdp_secret {
+            if secret.len() < MIN_ADMIN_TOKEN_LEN {
+                return Err(ConfigError::new(
+                    "MCP_PROXY_PDP_SECRET",
+                    format!(
+                        "too weak: use at least {MIN_ADMIN_TOKEN_LEN} random characters \
+                         (e.g. `openssl rand -hex 32`)"
+                    ),
+                ));
+            }
+        }
         cullis_shared::pki::spiffe::validate_trust_domain(&self.trust_domain)
             .map_err(|e| ConfigError::new("MCP_PROXY_TRUST_DOMAIN", e.to_string()))?;
         match self.secret_backend.as_str() {
@@ -204,6 +266,12 @@ impl CommonSettings {
                     format!("unknown backend {other:?} (use local or vault)"),
                 ))
             }
+        }
+        if self.agent_cert_days == 0 {
+            return Err(ConfigError::new(
+                "MCP_PROXY_AGENT_CERT_DAYS",
+                "must be at least 1",
+            ));
         }
         if self.broker_client_cert.is_some() != self.broker_client_key.is_some() {
             return Err(ConfigError::new(
@@ -233,6 +301,12 @@ impl ServeSettings {
         if self.rate_limit_per_minute == 0 {
             return Err(ConfigError::new(
                 "MCP_PROXY_RATE_LIMIT_PER_MINUTE",
+                "must be at least 1",
+            ));
+        }
+        if self.pdp_rate_limit_per_minute == 0 {
+            return Err(ConfigError::new(
+                "MCP_PROXY_PDP_RATE_LIMIT_PER_MINUTE",
                 "must be at least 1",
             ));
         }
@@ -276,12 +350,14 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 0,
             rate_limit_per_minute: 60,
+            pdp_rate_limit_per_minute: 600,
             admin_token: token.map(str::to_owned),
             max_body_bytes: 1024,
             threads: 1,
             tls_cert: None,
             tls_key: None,
             allowed_origins: Vec::new(),
+            environment: "development".into(),
         }
     }
 

@@ -13,12 +13,20 @@ pub fn healthz() -> Response {
     Response::ok(&json!({"status": "ok"}))
 }
 
-/// 200 `ready` when the database answers, else 503 `not_ready` with the failing check.
+/// 200 `ready` when the database answers, else 503 `not_ready` with the failing check. The
+/// details list agent certificates expiring within 14 days (a warning: still ready).
 pub async fn readyz(state: &AppState) -> ApiResult<Response> {
     Ok(match state.ctx.store.ping().await {
-        Ok(()) => Response::ok(
-            &json!({"status": "ready", "checks": {"database": "ok", "jwks_cache": "not_configured"}}),
-        ),
+        Ok(()) => {
+            let expiring = crate::agents::expiring_certificates(&state.ctx)
+                .await
+                .unwrap_or_default();
+            Response::ok(&json!({
+                "status": "ready",
+                "checks": {"database": "ok", "jwks_cache": "not_configured"},
+                "details": {"expiring_certificates": expiring},
+            }))
+        }
         Err(err) => {
             tracing::error!("readiness: database check failed: {err}");
             Response::json(

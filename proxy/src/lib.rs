@@ -10,18 +10,21 @@
 //! | [`custody`] | secrets at rest: AES-256-GCM locally, or Vault/OpenBao KV v2 |
 //! | [`context`] | what every entry point works on |
 //! | [`org`], [`agents`] | organisation and agent lifecycle (CLI and admin API) |
+//! | [`limits`] | bounds on ids and text from agents and the webhook, checked before any broker call |
 //! | [`api_key`] | local API keys: HMAC-stored, O(1) lookup, constant-time check |
 //! | [`http`] | the pingora listener, router, error type |
 //! | [`egress`], [`events`], [`mcp`] | local agent → broker: REST, SSE, MCP |
 //! | [`pdp`], [`pdp_http`] | broker → org: the policy webhook |
 //! | [`admin`] | the admin HTTP API |
 //! | [`audit`] | the hash-chained local audit log |
+//! | [`check`] | the production checklist (`cullis-proxy check`) |
 //! | [`uplink`] | the broker client |
 
 pub mod admin;
 pub mod agents;
 pub mod api_key;
 pub mod audit;
+pub mod check;
 pub mod config;
 pub mod context;
 pub mod custody;
@@ -29,6 +32,7 @@ pub mod egress;
 pub mod events;
 pub mod health;
 pub mod http;
+pub mod limits;
 pub mod logging;
 pub mod mcp;
 pub mod org;

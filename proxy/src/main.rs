@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use cullis_proxy::config::{CommonSettings, ServeSettings};
 use cullis_proxy::context::{Context, OpError};
 use cullis_proxy::org::{CaKeyType, CaSource, JoinParams};
-use cullis_proxy::{agents, audit, http, logging, org, pdp};
+use cullis_proxy::{agents, audit, check, http, logging, org, pdp};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +25,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the proxy (egress REST API, MCP endpoint, SSE, PDP webhook, admin API; default 0.0.0.0:9100).
+    /// With ENVIRONMENT=production it refuses to start while an item of `check` fails.
     Serve(ServeSettings),
+    /// The production checklist, read exactly as `serve` reads its settings: one line per item,
+    /// `PASS name` or `FAIL name: how to fix`; exit status 1 when any item fails.
+    Check(ServeSettings),
     /// Organisation lifecycle: create or import the org CA, join a broker, status.
     Org {
         #[command(subcommand)]
@@ -81,8 +85,17 @@ enum OrgCommand {
         #[arg(long)]
         webhook_url: Option<String>,
     },
-    /// Ask the broker for the organisation's status (pending, active, ...).
+    /// Ask the broker for the organisation's status (pending, active, ...) and list agent
+    /// certificates that expire within 14 days.
     Status,
+    /// Rotate the org CA: register a new CA at the broker with an overlap window in which
+    /// certificates of both CAs log in, then re-issue and re-pin every active agent's
+    /// certificate. After the window the broker drops the old CA.
+    RotateCa {
+        /// How long certificates of the old CA keep logging in, in seconds (60 s – 30 days).
+        #[arg(long, default_value_t = 86_400)]
+        overlap_seconds: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,8 +113,14 @@ enum AgentCommand {
     List,
     /// Issue a new API key (the old one stops working).
     RotateKey { name: String },
-    /// New key pair and certificate, registered at the broker.
-    RotateCert { name: String },
+    /// New key pair and certificate, registered at the broker (one agent, or `--all` active ones).
+    RotateCert {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        name: Option<String>,
+        /// Rotate every active agent's certificate (e.g. when `org status` lists expiring ones).
+        #[arg(long)]
+        all: bool,
+    },
     /// Disable locally and revoke at the broker.
     Disable { name: String },
     /// Revoke at the broker and delete locally.
@@ -135,19 +154,29 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
     };
+    if let Command::Check(serve) = cli.command {
+        return checklist(&runtime, cli.common, &serve);
+    }
     if let Command::Serve(serve) = cli.command {
         if let Err(err) = serve.validate() {
             return fail(&err.to_string());
         }
         // Check everything that can refuse start-up now, with a one-line reason.
         let checked = runtime.block_on(async {
-            let ctx = Context::open(cli.common.clone()).await?;
+            let ctx = Context::open(cli.common.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            let refused = if serve.is_production() {
+                production_refusal(&ctx, &serve).await
+            } else {
+                None
+            };
             ctx.store.close().await;
-            Ok::<_, cullis_proxy::context::StartupError>(())
+            refused.map_or(Ok(()), Err)
         });
         drop(runtime);
         if let Err(err) = checked {
-            return fail(&err.to_string());
+            return fail(&err);
         }
         return match http::serve(cli.common, serve) {
             Err(err) => fail(&err.to_string()),
@@ -170,6 +199,56 @@ fn main() -> ExitCode {
     }
 }
 
+/// `cullis-proxy check`: the settings as `serve` reads them, then each checklist item.
+fn checklist(
+    runtime: &tokio::runtime::Runtime,
+    common: cullis_proxy::config::CommonSettings,
+    serve: &ServeSettings,
+) -> ExitCode {
+    if let Err(err) = serve.validate() {
+        println!("FAIL settings: {err}");
+        return ExitCode::FAILURE;
+    }
+    let items = runtime.block_on(async {
+        let ctx = Context::open(common).await.map_err(|e| e.to_string())?;
+        let items = check::run(&ctx, serve).await;
+        ctx.store.close().await;
+        Ok::<_, String>(items)
+    });
+    match items {
+        Err(err) => {
+            println!("FAIL settings: {err}");
+            ExitCode::FAILURE
+        }
+        Ok(items) => {
+            for item in &items {
+                println!("{}", item.line());
+            }
+            if items.iter().all(check::Item::passed) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// With `ENVIRONMENT=production`, the failing checklist items as one refusal line.
+async fn production_refusal(ctx: &Context, serve: &ServeSettings) -> Option<String> {
+    let failed: Vec<String> = check::run(ctx, serve)
+        .await
+        .iter()
+        .filter(|item| !item.passed())
+        .map(check::Item::line)
+        .collect();
+    (!failed.is_empty()).then(|| {
+        format!(
+            "ENVIRONMENT=production: refusing to start ({}); see `cullis-proxy check`",
+            failed.join("; ")
+        )
+    })
+}
+
 fn fail(message: &str) -> ExitCode {
     eprintln!("cullis-proxy: {message}");
     ExitCode::FAILURE
@@ -177,7 +256,7 @@ fn fail(message: &str) -> ExitCode {
 
 async fn run(ctx: &Context, command: Command) -> Result<Value, OpError> {
     match command {
-        Command::Serve(_) => unreachable!("handled before"),
+        Command::Serve(_) | Command::Check(_) => unreachable!("handled before"),
         Command::Org { command } => run_org(ctx, command).await,
         Command::Agent { command } => run_agent(ctx, command).await,
         Command::Policy { command } => match command {
@@ -249,6 +328,7 @@ async fn run_org(ctx: &Context, command: OrgCommand) -> Result<Value, OpError> {
             .await
         }
         OrgCommand::Status => org::status(ctx).await,
+        OrgCommand::RotateCa { overlap_seconds } => org::rotate_ca(ctx, overlap_seconds).await,
     }
 }
 
@@ -263,7 +343,10 @@ async fn run_agent(ctx: &Context, command: AgentCommand) -> Result<Value, OpErro
         )),
         AgentCommand::List => Ok(json!({"agents": agents::list(ctx).await?})),
         AgentCommand::RotateKey { name } => Ok(json!(agents::rotate_api_key(ctx, &name).await?)),
-        AgentCommand::RotateCert { name } => agents::rotate_cert(ctx, &name).await,
+        AgentCommand::RotateCert { all: true, .. } => agents::rotate_all_certs(ctx).await,
+        AgentCommand::RotateCert { name, .. } => {
+            agents::rotate_cert(ctx, name.as_deref().unwrap_or_default()).await
+        }
         AgentCommand::Disable { name } => agents::disable(ctx, &name).await,
         AgentCommand::Delete { name } => agents::delete(ctx, &name).await,
     }

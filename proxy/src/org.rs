@@ -120,13 +120,18 @@ pub async fn join(ctx: &Context, params: JoinParams) -> Result<Value, OpError> {
     if webhook_url.is_none() {
         tracing::warn!("no PDP webhook URL (MCP_PROXY_PROXY_PUBLIC_URL / --webhook-url): the broker will deny every session of this org");
     }
+    let broker_webhook_url = webhook_url
+        .as_deref()
+        .map(|url| ctx.settings.webhook_url_for_broker(url))
+        .transpose()
+        .map_err(|e| OpError::Invalid(e.to_string()))?;
     let body = json!({
         "org_id": params.org_id,
         "display_name": params.display_name,
         "secret": secret,
         "ca_certificate": ca.cert_pem(),
         "contact_email": params.contact_email,
-        "webhook_url": webhook_url,
+        "webhook_url": broker_webhook_url,
         "invite_token": params.invite_token,
     });
     let uplink = ctx.uplink_to(&broker_url)?;
@@ -245,11 +250,86 @@ pub async fn status(ctx: &Context) -> Result<Value, OpError> {
         )
     })?;
     let creds = ctx.org_credentials().await?;
-    let answer = ctx.uplink_to(&broker_url)?.org_status(&creds).await?;
+    let mut answer = ctx.uplink_to(&broker_url)?.org_status(&creds).await?;
     if let Some(status) = answer.get("status").and_then(Value::as_str) {
         ctx.store.set_setting(keys::ORG_STATUS, status).await?;
     }
+    let expiring = crate::agents::expiring_certificates(ctx).await?;
+    if !expiring.is_empty() {
+        tracing::warn!(
+            count = expiring.len(),
+            "agent certificates expire within {} days: run `cullis-proxy agent rotate-cert --all`",
+            crate::agents::EXPIRY_WARNING_DAYS
+        );
+    }
+    if let Value::Object(map) = &mut answer {
+        map.insert("expiring_certificates".into(), Value::Array(expiring));
+    }
     Ok(answer)
+}
+
+/// `org rotate-ca`: a new org CA (same key type as the current one) registered at the broker
+/// with an overlap window in which leaves of both CAs log in; then every active agent's
+/// certificate is re-issued by the new CA and re-pinned (`rotate-cert`). Agents keep working
+/// throughout: until its turn an agent logs in with its old certificate under the old CA.
+/// After the window the broker drops the old CA. Audited as `ca.rotate` (and `org.ca_rotated`
+/// at the broker).
+pub async fn rotate_ca(ctx: &Context, overlap_seconds: i64) -> Result<Value, OpError> {
+    let broker_url = ctx.broker_url().await?.ok_or_else(|| {
+        OpError::NotReady(
+            "organisation has not joined a broker yet: run `cullis-proxy org join`".into(),
+        )
+    })?;
+    let org = ctx.org_credentials().await?;
+    let current = ctx
+        .org_ca()
+        .await?
+        .ok_or_else(|| OpError::NotReady("no org CA: run `cullis-proxy org init`".into()))?;
+    // The new CA keeps the current one's kind (an imported RSA CA stays RSA).
+    let key_type = match current.private_key().public_key().kind() {
+        cullis_shared::keys::KeyKind::Rsa { .. } => KeyType::Rsa4096,
+        cullis_shared::keys::KeyKind::Ec(_) => KeyType::EcP384,
+    };
+    let new_ca = OrgCa::generate(
+        &org.org_id,
+        key_type,
+        cullis_shared::pki::ca::DEFAULT_ORG_CA_DAYS,
+    )
+    .map_err(|e| OpError::Internal(format!("CA generation failed: {e}")))?;
+    let answer = match ctx
+        .uplink_to(&broker_url)?
+        .rotate_org_ca(&org, &new_ca.cert_pem(), overlap_seconds)
+        .await
+    {
+        Ok(answer) => answer,
+        Err(err) => {
+            audit::record_quietly(
+                &ctx.store,
+                AuditEntry::new(ADMIN_ACTOR, "ca.rotate", Outcome::Error).detail(err.to_string()),
+            )
+            .await;
+            return Err(err.into());
+        }
+    };
+    // The broker already signs with the new CA: store it before re-issuing anything.
+    store_ca(ctx, &new_ca).await?;
+    audit::record_quietly(
+        &ctx.store,
+        AuditEntry::new(ADMIN_ACTOR, "ca.rotate", Outcome::Success).detail(format!(
+            "org_id={} old_ca={} new_ca={} overlap_seconds={overlap_seconds}",
+            org.org_id,
+            current.certificate().thumbprint(),
+            new_ca.certificate().thumbprint()
+        )),
+    )
+    .await;
+    let agents = crate::agents::rotate_all_certs(ctx).await?;
+    Ok(json!({
+        "org_id": org.org_id,
+        "status": "rotated",
+        "previous_ca_valid_until": answer.get("previous_ca_valid_until"),
+        "agents": agents.get("rotated"),
+    }))
 }
 
 /// The stored org config (no secrets).

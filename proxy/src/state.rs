@@ -20,6 +20,8 @@ pub struct AppState {
     pub ctx: Context,
     pub serve: ServeSettings,
     pub limiter: RateLimiter,
+    /// The PDP webhook's own window (all callers together).
+    pub pdp_limiter: RateLimiter,
     pub mcp: McpSessions,
     /// Off unless `MCP_PROXY_ALLOWED_ORIGINS` is set.
     pub cors: Option<Cors>,
@@ -28,19 +30,37 @@ pub struct AppState {
     /// Agent credentials by agent id, with the certificate they were loaded for: a CLI
     /// `rotate-cert` in another process changes the stored certificate, which reloads them.
     credentials: Mutex<HashMap<String, (String, AgentCredentials)>>,
+    /// Agent ids whose API key was rotated, or which were disabled or deleted, by this process:
+    /// their SSE streams end at once.
+    credential_changes: tokio::sync::broadcast::Sender<String>,
 }
 
 impl AppState {
     pub fn new(ctx: Context, serve: ServeSettings) -> AppState {
         AppState {
             limiter: RateLimiter::new(serve.rate_limit_per_minute),
+            pdp_limiter: RateLimiter::new(serve.pdp_rate_limit_per_minute),
             mcp: McpSessions::default(),
             cors: Cors::new(&serve.allowed_origins),
             ctx,
             serve,
             uplink: Mutex::new(None),
             credentials: Mutex::new(HashMap::new()),
+            credential_changes: tokio::sync::broadcast::channel(64).0,
         }
+    }
+
+    /// Notices of agents whose local credentials changed (see [`AppState::credentials_changed`]).
+    pub fn credential_changes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.credential_changes.subscribe()
+    }
+
+    /// After a key rotation, disable or delete: the agent's SSE streams and MCP sessions end.
+    /// (Changes made by another process are caught on their next use instead: streams check
+    /// the key before every frame, MCP sessions on every request.)
+    pub fn credentials_changed(&self, agent_id: &str) {
+        let _ = self.credential_changes.send(agent_id.to_owned());
+        self.mcp.close_agent(agent_id);
     }
 
     /// The uplink to the stored broker URL; 503 before `org join`.
@@ -99,6 +119,25 @@ impl AppState {
         api_key: Option<&str>,
         missing_detail: &str,
     ) -> ApiResult<AgentRow> {
+        let row = self.identify(api_key, missing_detail).await?;
+        self.count_request(&row)?;
+        Ok(row)
+    }
+
+    /// Counts one request of `row`'s agent against the per-agent limit (429 + Retry-After).
+    pub fn count_request(&self, row: &AgentRow) -> ApiResult<()> {
+        self.limiter.check(&row.agent_id).map_err(|retry_after| {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded")
+                .with_header("Retry-After", retry_after.to_string())
+        })
+    }
+
+    /// The local agent an API key belongs to (the reference's 401 texts), not rate-limited.
+    pub async fn identify(
+        &self,
+        api_key: Option<&str>,
+        missing_detail: &str,
+    ) -> ApiResult<AgentRow> {
         let key = api_key.ok_or_else(|| ApiError::unauthorized(missing_detail))?;
         if !key.starts_with(api_key::PREFIX) {
             return Err(ApiError::unauthorized("Invalid API key format"));
@@ -113,12 +152,6 @@ impl AppState {
             .ok_or_else(invalid)?;
         if !self.ctx.hasher.verify(key, &row.api_key_hash) || !row.is_active {
             return Err(invalid());
-        }
-        if let Err(retry_after) = self.limiter.check(&row.agent_id) {
-            return Err(
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded")
-                    .with_header("Retry-After", retry_after.to_string()),
-            );
         }
         Ok(row)
     }

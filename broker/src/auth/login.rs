@@ -39,25 +39,22 @@ pub async fn issue_token(
             "Organisation '{org_id}' not yet approved"
         )));
     }
-    let ca_pem = org
-        .ca_certificate
-        .as_deref()
-        .ok_or_else(|| ApiError::forbidden(format!("CA not configured for org '{org_id}'")))?;
-    // f–k: chain, key, EKU, validity — the time-independent part memoised per (leaf, CA).
+    let cas = org.login_cas(now);
+    if cas.is_empty() {
+        return Err(ApiError::forbidden(format!(
+            "CA not configured for org '{org_id}'"
+        )));
+    }
+    // f–k against the current CA, then (inside a rotation's overlap window) the previous one;
+    // the current CA's verdict is the one reported.
     let certificate = leaf.certificate();
-    let leaf_key = match state.leaf_cache.get(certificate.thumbprint(), ca_pem) {
-        Some(key) if certificate.is_valid_at(now) => key,
-        Some(_) => return Err(leaf_error(LeafError::OutsideValidity)),
-        None => {
-            // f: the stored CA was validated on upload; failing here is a broker-side problem.
-            let org_ca =
-                Certificate::from_pem(ca_pem).map_err(|_| leaf_error(LeafError::InvalidOrgCa))?;
-            let key = leaf.verify_chain(&org_ca, now).map_err(leaf_error)?;
-            state
-                .leaf_cache
-                .insert(certificate.thumbprint(), ca_pem, key.clone());
-            key
-        }
+    let mut verdicts = cas
+        .iter()
+        .map(|ca_pem| verify_leaf(state, &leaf, ca_pem, now));
+    let first = verdicts.next().expect("at least one CA");
+    let leaf_key = match first {
+        Ok(key) => key,
+        Err(err) => verdicts.find_map(Result::ok).ok_or(err)?,
     };
     // l: revocation by serial.
     if state.db.is_serial_revoked(certificate.serial_hex()).await? {
@@ -176,6 +173,30 @@ pub async fn issue_token(
         token_type: "DPoP".into(),
         expires_in: state.config.access_token_ttl_secs.max(0) as u64,
     })
+}
+
+/// f–k: chain, key, EKU, validity — the time-independent part memoised per (leaf, CA).
+fn verify_leaf(
+    state: &AppState,
+    leaf: &AgentLeaf,
+    ca_pem: &str,
+    now: i64,
+) -> Result<cullis_shared::keys::PublicKey, ApiError> {
+    let certificate = leaf.certificate();
+    match state.leaf_cache.get(certificate.thumbprint(), ca_pem) {
+        Some(key) if certificate.is_valid_at(now) => Ok(key),
+        Some(_) => Err(leaf_error(LeafError::OutsideValidity)),
+        None => {
+            // f: the stored CA was validated on upload; failing here is a broker-side problem.
+            let org_ca =
+                Certificate::from_pem(ca_pem).map_err(|_| leaf_error(LeafError::InvalidOrgCa))?;
+            let key = leaf.verify_chain(&org_ca, now).map_err(leaf_error)?;
+            state
+                .leaf_cache
+                .insert(certificate.thumbprint(), ca_pem, key.clone());
+            Ok(key)
+        }
+    }
 }
 
 fn leaf_error(error: LeafError) -> ApiError {

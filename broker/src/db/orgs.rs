@@ -14,6 +14,9 @@ pub struct Org {
     pub metadata_json: String,
     pub ca_certificate: Option<String>,
     pub webhook_url: Option<String>,
+    /// The CA a rotation replaced, still accepted for logins until `previous_ca_until`.
+    pub previous_ca_certificate: Option<String>,
+    pub previous_ca_until: Option<i64>,
 }
 
 impl Org {
@@ -27,7 +30,23 @@ impl Org {
             metadata_json: row.try_get("metadata_json")?,
             ca_certificate: row.try_get("ca_certificate")?,
             webhook_url: row.try_get("webhook_url")?,
+            previous_ca_certificate: row.try_get("previous_ca_certificate")?,
+            previous_ca_until: row.try_get("previous_ca_until")?,
         })
+    }
+
+    /// The CAs whose leaves may log in at `now`: the current one, then — inside a rotation's
+    /// overlap window — the one it replaced.
+    pub fn login_cas(&self, now: i64) -> Vec<&str> {
+        let previous = self
+            .previous_ca_certificate
+            .as_deref()
+            .filter(|_| self.previous_ca_until.is_some_and(|until| now < until));
+        self.ca_certificate
+            .as_deref()
+            .into_iter()
+            .chain(previous)
+            .collect()
     }
 
     /// `contact_email` from the metadata, or "".
@@ -43,7 +62,7 @@ impl Org {
     }
 }
 
-const COLUMNS: &str = "org_id, display_name, secret_hash, status, registered_at, metadata_json, ca_certificate, webhook_url";
+const COLUMNS: &str = "org_id, display_name, secret_hash, status, registered_at, metadata_json, ca_certificate, webhook_url, previous_ca_certificate, previous_ca_until";
 
 /// What a new organisation starts with.
 #[derive(Debug, Clone)]
@@ -133,7 +152,8 @@ impl Db {
                 .await?
                 .map(|row| row.try_get("ca_certificate"))
                 .transpose()?;
-        sqlx::query("UPDATE organizations SET ca_certificate = $1 WHERE org_id = $2")
+        // A hard replacement also ends any rotation window: the old CA stops at once.
+        sqlx::query("UPDATE organizations SET ca_certificate = $1, previous_ca_certificate = NULL, previous_ca_until = NULL WHERE org_id = $2")
             .bind(ca_pem)
             .bind(org_id)
             .execute(&mut *tx)
@@ -146,5 +166,57 @@ impl Db {
                 .await?;
         }
         tx.commit().await
+    }
+
+    /// Makes `ca_pem` the org's CA while the current one keeps signing valid logins until
+    /// `until` (pins and tokens stay: the org re-issues its agents' certificates meanwhile).
+    /// `false` when the org has no CA to rotate from.
+    pub async fn rotate_org_ca(
+        &self,
+        org_id: &str,
+        ca_pem: &str,
+        until: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE organizations SET previous_ca_certificate = ca_certificate, \
+             previous_ca_until = $1, ca_certificate = $2 \
+             WHERE org_id = $3 AND ca_certificate IS NOT NULL",
+        )
+        .bind(until)
+        .bind(ca_pem)
+        .bind(org_id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn org(previous_until: Option<i64>) -> Org {
+        Org {
+            org_id: "acme".into(),
+            display_name: "Acme".into(),
+            secret_hash: String::new(),
+            status: "active".into(),
+            registered_at: String::new(),
+            metadata_json: "{}".into(),
+            ca_certificate: Some("new".into()),
+            webhook_url: None,
+            previous_ca_certificate: previous_until.map(|_| "old".into()),
+            previous_ca_until: previous_until,
+        }
+    }
+
+    #[test]
+    fn the_previous_ca_logs_in_only_inside_the_window() {
+        assert_eq!(org(Some(1_000)).login_cas(999), ["new", "old"]);
+        assert_eq!(org(Some(1_000)).login_cas(1_000), ["new"]);
+        assert_eq!(org(None).login_cas(0), ["new"]);
+        let mut none = org(None);
+        none.ca_certificate = None;
+        assert!(none.login_cas(0).is_empty());
     }
 }

@@ -1,8 +1,9 @@
 //! `/v1/registry/orgs*`: organisations and their CA.
 
 use super::wire_enum;
+use crate::audit::{AuditEvent, Outcome};
 use crate::auth::admin::AdminAuth;
-use crate::auth::org::{hash_secret, OrgCredentials};
+use crate::auth::org::{hash_secret, OrgAuth, OrgCredentials};
 use crate::db::orgs::{NewOrg, Org};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiResult};
 use crate::state::AppState;
@@ -21,6 +22,89 @@ pub fn router() -> Router<AppState> {
         .route("/v1/registry/orgs/me", get(me))
         .route("/v1/registry/orgs/{org_id}", get(get_org))
         .route("/v1/registry/orgs/{org_id}/certificate", post(upload_ca))
+        .route("/v1/registry/orgs/{org_id}/ca/rotate", post(rotate_ca))
+}
+
+/// Default and bounds of a CA rotation's overlap window, seconds.
+const DEFAULT_OVERLAP_SECONDS: i64 = 86_400;
+const MIN_OVERLAP_SECONDS: i64 = 60;
+const MAX_OVERLAP_SECONDS: i64 = 30 * 86_400;
+
+/// `POST /v1/registry/orgs/{org_id}/ca/rotate` body.
+#[derive(Debug, serde::Deserialize)]
+struct RotateCaRequest {
+    ca_certificate: String,
+    #[serde(default)]
+    overlap_seconds: Option<i64>,
+}
+
+/// Its answer.
+#[derive(Debug, serde::Serialize)]
+struct RotateCaResponse {
+    org_id: String,
+    ca_certificate_loaded: bool,
+    /// Unix seconds: until then, leaves of the previous CA still log in.
+    previous_ca_valid_until: i64,
+}
+
+/// Rotates the org CA without a cut-off (unlike `upload_ca`): the new CA signs from now on,
+/// the previous one keeps signing valid logins for `overlap_seconds` (default one day) while
+/// the org re-issues its agents' certificates through `rotate-cert`; pins and tokens stay.
+async fn rotate_ca(
+    State(state): State<AppState>,
+    org: OrgAuth,
+    ApiPath(org_id): ApiPath<String>,
+    ApiJson(request): ApiJson<RotateCaRequest>,
+) -> ApiResult<Json<RotateCaResponse>> {
+    if org.org.org_id != org_id {
+        return Err(ApiError::forbidden("org_id mismatch"));
+    }
+    let overlap = request.overlap_seconds.unwrap_or(DEFAULT_OVERLAP_SECONDS);
+    if !(MIN_OVERLAP_SECONDS..=MAX_OVERLAP_SECONDS).contains(&overlap) {
+        return Err(ApiError::bad_request(format!(
+            "overlap_seconds must be between {MIN_OVERLAP_SECONDS} and {MAX_OVERLAP_SECONDS}"
+        )));
+    }
+    let now = crate::db::unix_now();
+    let new_ca = accept_org_ca(&request.ca_certificate, now)
+        .map_err(|e| ApiError::bad_request(e.upload_detail()))?;
+    let current =
+        org.org.ca_certificate.as_deref().ok_or_else(|| {
+            ApiError::conflict("Org CA not configured: upload one before rotating")
+        })?;
+    let current_thumbprint = cullis_shared::pki::Certificate::from_pem(current)
+        .map(|c| c.thumbprint().to_owned())
+        .unwrap_or_default();
+    if new_ca.thumbprint() == current_thumbprint {
+        return Err(ApiError::bad_request(
+            "The new CA certificate is the current one",
+        ));
+    }
+    let until = now + overlap;
+    if !state
+        .db
+        .rotate_org_ca(&org_id, &request.ca_certificate, until)
+        .await?
+    {
+        return Err(ApiError::conflict(
+            "Org CA not configured: upload one before rotating",
+        ));
+    }
+    state
+        .audit
+        .record(
+            AuditEvent::new("org.ca_rotated", Outcome::Ok)
+                .org(org_id.clone())
+                .detail("old_ca_thumbprint", current_thumbprint)
+                .detail("new_ca_thumbprint", new_ca.thumbprint().to_owned())
+                .detail("previous_ca_valid_until", until),
+        )
+        .await?;
+    Ok(Json(RotateCaResponse {
+        org_id,
+        ca_certificate_loaded: true,
+        previous_ca_valid_until: until,
+    }))
 }
 
 pub(crate) fn org_response(org: Org) -> ApiResult<OrgResponse> {

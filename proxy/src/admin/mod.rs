@@ -27,6 +27,16 @@ pub async fn route(state: &AppState, request: &Request, rest: &[&str]) -> ApiRes
                 .map_err(op_error)?
         }
         (&Method::GET, ["org", "status"]) => org::status(ctx).await.map_err(op_error)?,
+        (&Method::POST, ["org", "rotate-ca"]) => {
+            let body: RotateCaBody = if request.body.is_empty() {
+                RotateCaBody::default()
+            } else {
+                parse_json(&request.body)?
+            };
+            org::rotate_ca(ctx, body.overlap_seconds.unwrap_or(86_400))
+                .await
+                .map_err(op_error)?
+        }
         (&Method::GET, ["agents"]) => json!({"agents": agents::list(ctx).await.map_err(op_error)?}),
         (&Method::POST, ["agents"]) => {
             let body: CreateAgent = parse_json(&request.body)?;
@@ -40,16 +50,27 @@ pub async fn route(state: &AppState, request: &Request, rest: &[&str]) -> ApiRes
             .map_err(op_error)?;
             return Ok(Response::json(StatusCode::CREATED, &created));
         }
+        (&Method::POST, ["agents", "rotate-cert"]) => {
+            agents::rotate_all_certs(ctx).await.map_err(op_error)?
+        }
         (&Method::POST, ["agents", name, "rotate-key"]) => {
-            json!(agents::rotate_api_key(ctx, name).await.map_err(op_error)?)
+            let rotated = agents::rotate_api_key(ctx, name).await.map_err(op_error)?;
+            state.credentials_changed(&rotated.agent_id);
+            json!(rotated)
         }
         (&Method::POST, ["agents", name, "rotate-cert"]) => {
             agents::rotate_cert(ctx, name).await.map_err(op_error)?
         }
         (&Method::POST, ["agents", name, "disable"]) => {
-            agents::disable(ctx, name).await.map_err(op_error)?
+            let done = agents::disable(ctx, name).await.map_err(op_error)?;
+            changed(state, &done);
+            done
         }
-        (&Method::DELETE, ["agents", name]) => agents::delete(ctx, name).await.map_err(op_error)?,
+        (&Method::DELETE, ["agents", name]) => {
+            let done = agents::delete(ctx, name).await.map_err(op_error)?;
+            changed(state, &done);
+            done
+        }
         (&Method::GET, ["policy"]) => pdp::rules(&ctx.store).await?,
         (&Method::PUT, ["policy"]) => {
             let rules: Value = serde_json::from_slice(&request.body)
@@ -62,6 +83,13 @@ pub async fn route(state: &AppState, request: &Request, rest: &[&str]) -> ApiRes
         _ => return Err(ApiError::not_found("Not Found")),
     };
     Ok(Response::ok(&answer))
+}
+
+/// Ends the streams and MCP sessions of the agent a disable/delete answer names.
+fn changed(state: &AppState, answer: &Value) {
+    if let Some(agent_id) = answer.get("agent_id").and_then(Value::as_str) {
+        state.credentials_changed(agent_id);
+    }
 }
 
 fn authorize(state: &AppState, request: &Request) -> ApiResult<()> {
@@ -90,6 +118,12 @@ struct CreateAgent {
     capabilities: Vec<String>,
     #[serde(default)]
     display_name: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct RotateCaBody {
+    #[serde(default)]
+    overlap_seconds: Option<i64>,
 }
 
 #[derive(serde::Deserialize)]

@@ -4,6 +4,7 @@
 use super::{egress_for, ok};
 use crate::audit::{self, AuditEntry, Outcome};
 use crate::http::{parse_json, ApiError, ApiResult, Request, Response};
+use crate::limits::{self, MAX_AGENT_ID, MAX_ORG_ID, MAX_QUERY, MAX_SESSION_ID, MAX_STATUS};
 use crate::state::AppState;
 use crate::store::AgentRow;
 use crate::uplink::{AgentCredentials, ReceivedMessage, Uplink};
@@ -98,6 +99,13 @@ impl Egress {
         state: &AppState,
         body: &OpenSessionRequest,
     ) -> ApiResult<String> {
+        limits::text(
+            &["body", "target_agent_id"],
+            &body.target_agent_id,
+            MAX_AGENT_ID,
+        )?;
+        limits::text(&["body", "target_org_id"], &body.target_org_id, MAX_ORG_ID)?;
+        limits::capabilities(&["body", "capabilities"], &body.capabilities)?;
         let op = async {
             let (uplink, creds) = self.bind(state).await?;
             Ok(uplink
@@ -121,11 +129,21 @@ impl Egress {
         state: &AppState,
         status: Option<&str>,
     ) -> ApiResult<Vec<SessionInfo>> {
+        if let Some(status) = status {
+            limits::text(&["query", "status"], status, MAX_STATUS)?;
+        }
         let (uplink, creds) = self.bind(state).await?;
-        Ok(uplink.list_sessions(&creds, status).await?)
+        let mut sessions = uplink.list_sessions(&creds, status).await?;
+        // The broker's list has no org ids; every agent id carries its org (`<org>::<name>`).
+        for session in &mut sessions {
+            fill_org(&mut session.initiator_org_id, &session.initiator_agent_id);
+            fill_org(&mut session.target_org_id, &session.target_agent_id);
+        }
+        Ok(sessions)
     }
 
     pub async fn accept(&self, state: &AppState, session_id: &str) -> ApiResult<()> {
+        path_session_id(session_id)?;
         let op = async {
             let (uplink, creds) = self.bind(state).await?;
             Ok(uplink.accept_session(&creds, session_id).await?)
@@ -137,6 +155,7 @@ impl Egress {
     }
 
     pub async fn close(&self, state: &AppState, session_id: &str) -> ApiResult<()> {
+        path_session_id(session_id)?;
         let op = async {
             let (uplink, creds) = self.bind(state).await?;
             Ok(uplink.close_session(&creds, session_id).await?)
@@ -155,22 +174,47 @@ impl Egress {
         recipient: &str,
         payload: &Value,
     ) -> ApiResult<u64> {
+        limits::text(&["body", "session_id"], session_id, MAX_SESSION_ID)?;
+        limits::text(&["body", "recipient_agent_id"], recipient, MAX_AGENT_ID)?;
         let op = async {
             let (uplink, creds) = self.bind(state).await?;
-            let client_seq = state
-                .ctx
-                .store
-                .next_client_seq(self.agent_id(), session_id)
-                .await?;
-            uplink
-                .send(&creds, session_id, recipient, payload, client_seq)
-                .await?;
-            Ok(client_seq)
+            self.send_sealed(state, &uplink, &creds, session_id, recipient, payload)
+                .await
         };
         self.audited(state, "egress_send", None, op, |seq| {
             format!("session={session_id} recipient={recipient} client_seq={seq}")
         })
         .await
+    }
+
+    /// Allocates the next `client_seq`, seals and sends; a value the broker refused (an
+    /// unknown or foreign session, a bad recipient) is given back, so a session the broker
+    /// never accepted leaves no `client_seq` state.
+    async fn send_sealed(
+        &self,
+        state: &AppState,
+        uplink: &Uplink,
+        creds: &AgentCredentials,
+        session_id: &str,
+        recipient: &str,
+        payload: &Value,
+    ) -> ApiResult<u64> {
+        let store = &state.ctx.store;
+        let client_seq = store.next_client_seq(self.agent_id(), session_id).await?;
+        match uplink
+            .send(creds, session_id, recipient, payload, client_seq)
+            .await
+        {
+            Ok(()) => Ok(client_seq),
+            Err(err) => {
+                if err.never_sent() {
+                    store
+                        .give_back_client_seq(self.agent_id(), session_id, client_seq)
+                        .await?;
+                }
+                Err(err.into())
+            }
+        }
     }
 
     pub async fn messages(
@@ -179,6 +223,7 @@ impl Egress {
         session_id: &str,
         after: i64,
     ) -> ApiResult<Vec<MessageView>> {
+        path_session_id(session_id)?;
         let (uplink, creds) = self.bind(state).await?;
         let messages = uplink.poll(&creds, session_id, after).await?;
         Ok(messages.into_iter().map(MessageView::from).collect())
@@ -189,6 +234,12 @@ impl Egress {
         state: &AppState,
         body: &DiscoverRequest,
     ) -> ApiResult<Vec<AgentInfo>> {
+        if let Some(q) = &body.q {
+            limits::text(&["body", "q"], q, MAX_QUERY)?;
+        }
+        if let Some(capabilities) = &body.capabilities {
+            limits::capabilities(&["body", "capabilities"], capabilities)?;
+        }
         let started = Instant::now();
         let (uplink, creds) = self.bind(state).await?;
         let capabilities = body.capabilities.clone().unwrap_or_default();
@@ -213,6 +264,12 @@ impl Egress {
         state: &AppState,
         body: &ToolInvokeRequest,
     ) -> ApiResult<Value> {
+        limits::text(&["body", "session_id"], &body.session_id, MAX_SESSION_ID)?;
+        limits::text(
+            &["body", "tool_name"],
+            &body.tool_name,
+            limits::MAX_TOOL_NAME,
+        )?;
         let op = async {
             let (uplink, creds) = self.bind(state).await?;
             let sessions = uplink.list_sessions(&creds, None).await?;
@@ -240,14 +297,15 @@ impl Egress {
             }
             let request_id = uuid::Uuid::new_v4().to_string();
             let payload = json!({"type": "tool_call", "tool": body.tool_name, "parameters": body.parameters, "request_id": request_id});
-            let client_seq = state
-                .ctx
-                .store
-                .next_client_seq(self.agent_id(), &body.session_id)
-                .await?;
-            uplink
-                .send(&creds, &body.session_id, &recipient, &payload, client_seq)
-                .await?;
+            self.send_sealed(
+                state,
+                &uplink,
+                &creds,
+                &body.session_id,
+                &recipient,
+                &payload,
+            )
+            .await?;
             Ok(
                 json!({"status": "sent", "request_id": request_id, "session_id": body.session_id, "tool": body.tool_name, "recipient": recipient}),
             )
@@ -268,6 +326,18 @@ impl Egress {
         )
         .await
     }
+}
+
+fn fill_org(org_id: &mut String, agent_id: &str) {
+    if org_id.is_empty() {
+        if let Some((org, _)) = agent_id.split_once("::") {
+            *org_id = org.to_owned();
+        }
+    }
+}
+
+fn path_session_id(session_id: &str) -> ApiResult<()> {
+    limits::text(&["path", "session_id"], session_id, MAX_SESSION_ID)
 }
 
 fn error_text(err: &ApiError) -> String {

@@ -153,7 +153,20 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
             value,
         ));
     }
-    serde_json::from_value(value.clone()).map_err(|err| serde_validation(&err.to_string(), value))
+    serde_json::from_value(value.clone())
+        .map_err(|err| serde_validation(&err.to_string(), echo(value)))
+}
+
+/// Largest body echoed back as a validation error's `input` (pydantic echoes it; a huge body
+/// must not come back whole).
+const MAX_ECHO_BYTES: usize = 1024;
+
+fn echo(value: Value) -> Value {
+    if serde_json::to_vec(&value).map_or(0, |v| v.len()) <= MAX_ECHO_BYTES {
+        value
+    } else {
+        Value::Null
+    }
 }
 
 /// A serde message such as "missing field `x`" or "invalid type: ... at line" as a 422 item.
@@ -191,6 +204,13 @@ mod tests {
         let err = parse_json::<Body>(b"[1]").unwrap_err();
         assert_eq!(err.detail[0]["type"], "model_attributes_type");
         assert!(parse_json::<Body>(br#"{"session_id":"s","extra":1}"#).is_ok());
+        let huge = format!(r#"{{"session_id":1,"pad":"{}"}}"#, "x".repeat(5000));
+        let err = parse_json::<Body>(huge.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.detail[0]["input"],
+            Value::Null,
+            "a huge body is not echoed"
+        );
     }
 
     #[test]

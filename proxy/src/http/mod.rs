@@ -80,6 +80,11 @@ impl Response {
         self.headers.push((name, value.into()));
         self
     }
+
+    pub fn with_headers(mut self, headers: Vec<(&'static str, String)>) -> Response {
+        self.headers.extend(headers);
+        self
+    }
 }
 
 impl From<ApiError> for Response {

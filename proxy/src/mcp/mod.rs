@@ -1,6 +1,12 @@
 //! `/mcp`: the MCP Streamable HTTP transport (JSON-RPC 2.0, single JSON responses), so any MCP
 //! client becomes a Cullis agent. The bearer token is the agent's local API key; an
-//! `Mcp-Session-Id` is issued at `initialize` and bound to that agent.
+//! `Mcp-Session-Id` is issued at `initialize` and bound to that agent and key.
+//!
+//! Per the 2025-11-25 transport: a present `Origin` must be allowed (`MCP_PROXY_ALLOWED_ORIGINS`,
+//! or a loopback / same-host origin when unset) or the request is 403 — a browser page must not
+//! drive a local agent; a body must be one JSON-RPC request, notification or response (batches
+//! belonged to 2025-03-26, which is no longer offered); only `tools/call` counts against the
+//! agent's rate limit, not the transport's own chatter.
 
 mod session;
 mod tools;
@@ -8,13 +14,15 @@ mod tools;
 pub use session::McpSessions;
 
 use crate::http::{ApiError, ApiResult, Request, Response};
+use crate::limits::clip;
 use crate::state::AppState;
 use crate::store::AgentRow;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-/// Protocol revisions this server speaks, newest first.
-pub const SUPPORTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
+/// Protocol revisions this server speaks, newest first. 2025-03-26 is not among them: it
+/// requires JSON-RPC batches, which later revisions removed and this server does not take.
+pub const SUPPORTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18"];
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
@@ -23,8 +31,31 @@ const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
 const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
+const INTERNAL_ERROR: i64 = -32603;
+/// Server-defined: the agent's tool-call rate limit.
+const RATE_LIMITED: i64 = -32000;
+/// How much of an unknown method or tool name an error message repeats.
+const ECHO_CHARS: usize = 64;
 
 pub async fn route(state: &AppState, request: &Request) -> ApiResult<Response> {
+    if let Some(origin) = request.header("origin") {
+        if !origin_allowed(state, request, origin) {
+            return Ok(rpc_error(
+                StatusCode::FORBIDDEN,
+                Value::Null,
+                INVALID_REQUEST,
+                "Forbidden: Origin not allowed",
+            ));
+        }
+    } else if request.headers.contains_key("origin") {
+        // Present but not text: not an origin anyone allowed.
+        return Ok(rpc_error(
+            StatusCode::FORBIDDEN,
+            Value::Null,
+            INVALID_REQUEST,
+            "Forbidden: Origin not allowed",
+        ));
+    }
     match request.method {
         Method::POST => post(state, request).await,
         Method::DELETE => delete(state, request).await,
@@ -37,6 +68,37 @@ pub async fn route(state: &AppState, request: &Request) -> ApiResult<Response> {
     }
 }
 
+/// An allowed `Origin`: listed in `MCP_PROXY_ALLOWED_ORIGINS` (`*` = any), or — when that is
+/// unset — a loopback origin or one naming this very host (the `Host` header).
+fn origin_allowed(state: &AppState, request: &Request, origin: &str) -> bool {
+    let listed = &state.serve.allowed_origins;
+    if !listed.is_empty() {
+        return listed
+            .iter()
+            .any(|o| o == "*" || o.trim_end_matches('/') == origin.trim_end_matches('/'));
+    }
+    let Ok(parsed) = url::Url::parse(origin) else {
+        return false;
+    };
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if loopback {
+        return true;
+    }
+    let origin_authority = match (parsed.host_str(), parsed.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => return false,
+    };
+    request
+        .header("host")
+        .is_some_and(|host| host.eq_ignore_ascii_case(&origin_authority))
+}
+
 async fn authenticate(state: &AppState, request: &Request) -> ApiResult<AgentRow> {
     let bearer = request
         .header("authorization")
@@ -45,8 +107,9 @@ async fn authenticate(state: &AppState, request: &Request) -> ApiResult<AgentRow
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
+    // Not rate-limited here: only tool calls count (see `call`).
     state
-        .authenticate(bearer, "Authorization: Bearer <agent API key> required")
+        .identify(bearer, "Authorization: Bearer <agent API key> required")
         .await
         .map_err(|e| {
             if e.status == StatusCode::UNAUTHORIZED {
@@ -70,40 +133,95 @@ async fn post(state: &AppState, request: &Request) -> ApiResult<Response> {
             ))
         }
     };
-    let Some(object) = message.as_object() else {
-        return Ok(rpc_error(
-            StatusCode::BAD_REQUEST,
-            Value::Null,
-            INVALID_REQUEST,
-            "Invalid Request: a single JSON-RPC object is expected",
-        ));
+    let message = match Message::classify(&message) {
+        Ok(message) => message,
+        Err((id, why)) => {
+            return Ok(rpc_error(
+                StatusCode::BAD_REQUEST,
+                id,
+                INVALID_REQUEST,
+                &format!("Invalid Request: {why}"),
+            ))
+        }
     };
-    let id = object.get("id").cloned();
-    let method = object.get("method").and_then(Value::as_str);
-    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return Ok(rpc_error(
-            StatusCode::BAD_REQUEST,
-            id.unwrap_or(Value::Null),
-            INVALID_REQUEST,
-            "Invalid Request: jsonrpc must be \"2.0\"",
-        ));
-    }
-    let params = object.get("params").cloned().unwrap_or(Value::Null);
-    if method == Some("initialize") {
-        return Ok(initialize(
-            state,
-            &agent,
-            id.unwrap_or(Value::Null),
-            &params,
-        ));
+    let params = message.params.cloned().unwrap_or(Value::Null);
+    if message.method == Some("initialize") {
+        let Some(id) = message.id else {
+            return Ok(rpc_error(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                INVALID_REQUEST,
+                "Invalid Request: initialize must be a request with an id",
+            ));
+        };
+        return Ok(initialize(state, &agent, id.clone(), &params));
     }
     if let Err(response) = check_session(state, request, &agent) {
         return Ok(response);
     }
-    match (method, id) {
+    match (message.method, message.id) {
+        (Some(method), Some(id)) => Ok(call(state, &agent, method, id.clone(), &params).await),
         // A notification, or a response to a server request: accepted, nothing to answer.
-        (_, None) | (None, Some(_)) => Ok(Response::empty(StatusCode::ACCEPTED)),
-        (Some(method), Some(id)) => Ok(call(state, &agent, method, id, &params).await),
+        _ => Ok(Response::empty(StatusCode::ACCEPTED)),
+    }
+}
+
+/// A JSON-RPC 2.0 message of one of the three kinds the transport accepts in a POST.
+struct Message<'a> {
+    /// Requests and notifications.
+    method: Option<&'a str>,
+    /// Requests and responses.
+    id: Option<&'a Value>,
+    params: Option<&'a Value>,
+}
+
+impl<'a> Message<'a> {
+    /// A request (`method` + `id`), a notification (`method`, no `id`) or a response (`id` +
+    /// exactly one of `result`/`error`); anything else is refused with the reason and the id
+    /// to answer with.
+    fn classify(value: &'a Value) -> Result<Message<'a>, (Value, &'static str)> {
+        let Some(object) = value.as_object() else {
+            return Err((
+                Value::Null,
+                if value.is_array() {
+                    "batches are not supported; send one JSON-RPC message per request"
+                } else {
+                    "a JSON-RPC object is expected"
+                },
+            ));
+        };
+        let id = object.get("id");
+        let echo = id
+            .filter(|id| id.is_string() || id.is_i64() || id.is_u64())
+            .cloned()
+            .unwrap_or(Value::Null);
+        if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+            return Err((echo, "jsonrpc must be \"2.0\""));
+        }
+        if id.is_some_and(|id| !(id.is_string() || id.is_i64() || id.is_u64())) {
+            return Err((Value::Null, "id must be a string or an integer"));
+        }
+        match object.get("method") {
+            Some(Value::String(method)) => Ok(Message {
+                method: Some(method.as_str()),
+                id,
+                params: object.get("params"),
+            }),
+            Some(_) => Err((echo, "method must be a string")),
+            None => {
+                let answers = usize::from(object.contains_key("result"))
+                    + usize::from(object.contains_key("error"));
+                if id.is_some() && answers == 1 {
+                    Ok(Message {
+                        method: None,
+                        id,
+                        params: None,
+                    })
+                } else {
+                    Err((echo, "neither a request, a notification nor a response"))
+                }
+            }
+        }
     }
 }
 
@@ -128,7 +246,10 @@ fn check_session(state: &AppState, request: &Request, agent: &AgentRow) -> Resul
             "Bad Request: Mcp-Session-Id header required (call initialize first)",
         ));
     };
-    if !state.mcp.belongs_to(session_id, &agent.agent_id) {
+    if !state
+        .mcp
+        .belongs_to(session_id, &agent.agent_id, &agent.api_key_hash)
+    {
         return Err(rpc_error(
             StatusCode::NOT_FOUND,
             Value::Null,
@@ -149,7 +270,17 @@ fn initialize(state: &AppState, agent: &AgentRow, id: Value, params: &Value) -> 
     } else {
         SUPPORTED_VERSIONS[0]
     };
-    let session_id = state.mcp.open(&agent.agent_id, version);
+    let Ok(session_id) = state
+        .mcp
+        .open(&agent.agent_id, &agent.api_key_hash, version)
+    else {
+        return rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            id,
+            INTERNAL_ERROR,
+            "Too many MCP sessions on this proxy; try again later",
+        );
+    };
     let result = json!({
         "protocolVersion": version,
         "capabilities": {"tools": {"listChanged": false}},
@@ -174,6 +305,15 @@ async fn call(
         "ping" => rpc_result(id, json!({})),
         "tools/list" => rpc_result(id, json!({"tools": tools::definitions()})),
         "tools/call" => {
+            if let Err(limited) = state.count_request(agent) {
+                return rpc_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    id,
+                    RATE_LIMITED,
+                    "Rate limit exceeded",
+                )
+                .with_headers(limited.headers);
+            }
             let Some(name) = params.get("name").and_then(Value::as_str) else {
                 return rpc_error(
                     StatusCode::OK,
@@ -192,7 +332,7 @@ async fn call(
                     StatusCode::OK,
                     id,
                     INVALID_PARAMS,
-                    &format!("Unknown tool: {name}"),
+                    &format!("Unknown tool: {}", clip(name, ECHO_CHARS)),
                 ),
             }
         }
@@ -200,7 +340,7 @@ async fn call(
             StatusCode::OK,
             id,
             METHOD_NOT_FOUND,
-            &format!("Method not found: {method}"),
+            &format!("Method not found: {}", clip(method, ECHO_CHARS)),
         ),
     }
 }

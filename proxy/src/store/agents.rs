@@ -97,3 +97,34 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 }
+
+/// A claim older than this belongs to a create that died midway and may be taken over.
+const STALE_CLAIM_SECONDS: i64 = 300;
+
+impl Store {
+    /// Claims `name` for a create; false when another create holds a live claim on it. One
+    /// statement, so two processes sharing the store cannot both win.
+    pub async fn claim_agent_name(&self, name: &str) -> Result<bool, StoreError> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let done = sqlx::query(
+            "INSERT INTO agent_claims(name, claimed_at) VALUES (?, ?) \
+             ON CONFLICT(name) DO UPDATE SET claimed_at = excluded.claimed_at \
+             WHERE agent_claims.claimed_at < ?",
+        )
+        .bind(name)
+        .bind(now)
+        .bind(now - STALE_CLAIM_SECONDS)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends the claim of a create, whatever its outcome.
+    pub async fn release_agent_name(&self, name: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM agent_claims WHERE name = ?")
+            .bind(name)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

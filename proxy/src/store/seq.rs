@@ -40,6 +40,50 @@ impl Store {
         u64::try_from(next).map_err(|_| StoreError::Corrupt("negative client_seq".into()))
     }
 
+    /// Returns `seq` — just handed out for (agent, session) and refused by the broker, so never
+    /// used — when it is still the last value handed out: the next send gets it again. When it
+    /// was the very first value of the pair, the reservation is dropped entirely (memory and
+    /// store), so sends to a session the broker never accepted leave no state behind.
+    pub async fn give_back_client_seq(
+        &self,
+        agent_id: &str,
+        session_id: &str,
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        let mut blocks = self.seq_blocks.0.lock().await;
+        let key = (agent_id.to_owned(), session_id.to_owned());
+        let Some(&(next, ceiling)) = blocks.get(&key) else {
+            return Ok(());
+        };
+        let seq = i64::try_from(seq).map_err(|_| StoreError::Corrupt("client_seq".into()))?;
+        if next != seq + 1 {
+            // Another send of the pair took a value since: keep everything as it is.
+            return Ok(());
+        }
+        if seq == 0 && ceiling == BLOCK {
+            blocks.remove(&key);
+            // Only if no other process reserved a further block meanwhile.
+            sqlx::query(
+                "DELETE FROM client_seq WHERE agent_id = ? AND session_id = ? AND next_seq = ?",
+            )
+            .bind(agent_id)
+            .bind(session_id)
+            .bind(BLOCK)
+            .execute(self.pool())
+            .await?;
+        } else {
+            blocks.insert(key, (seq, ceiling));
+        }
+        Ok(())
+    }
+
+    /// Rows of the `client_seq` table (tests and diagnostics).
+    pub async fn client_seq_rows(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM client_seq")
+            .fetch_one(self.pool())
+            .await?)
+    }
+
     /// Moves the stored ceiling up by one block and returns the new ceiling. One statement, so
     /// processes sharing the store never reserve overlapping blocks.
     async fn reserve_client_seqs(
@@ -82,5 +126,30 @@ mod tests {
             store.next_client_seq("acme::a", "s1").await.unwrap(),
             BLOCK as u64 + 3
         );
+    }
+
+    #[tokio::test]
+    async fn a_refused_first_value_leaves_no_state_and_a_later_one_is_reused() {
+        let file = crate::store::ScratchFile::new("seq-give-back");
+        let store = Store::open(&file.url).await.unwrap();
+        let first = store.next_client_seq("acme::a", "unknown").await.unwrap();
+        store
+            .give_back_client_seq("acme::a", "unknown", first)
+            .await
+            .unwrap();
+        assert_eq!(store.client_seq_rows().await.unwrap(), 0);
+        assert!(store.seq_blocks.0.lock().await.is_empty());
+
+        assert_eq!(store.next_client_seq("acme::a", "s").await.unwrap(), 0);
+        let refused = store.next_client_seq("acme::a", "s").await.unwrap();
+        store
+            .give_back_client_seq("acme::a", "s", refused)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.next_client_seq("acme::a", "s").await.unwrap(),
+            refused
+        );
+        assert_eq!(store.client_seq_rows().await.unwrap(), 1);
     }
 }

@@ -12,7 +12,7 @@ use cullis_shared::wire::auth::TokenResponse;
 use http::Method;
 use serde_json::json;
 
-use super::error::UplinkError;
+use super::error::{detail_of, UplinkError};
 use super::http::{Request, Response, Transport};
 use super::AgentCredentials;
 
@@ -206,6 +206,9 @@ impl Auth {
                 .await?;
             if response.status == 401 && may_relogin && !asks_for_nonce(&response) {
                 tracing::debug!(agent_id = %agent.agent_id, "broker 401: logging in again");
+                if detail_of(&response.body) == REVOKED {
+                    wait_out_revocation_second().await;
+                }
                 self.tokens.invalidate(&agent.agent_id, &token).await;
                 may_relogin = false;
                 continue;
@@ -239,6 +242,21 @@ impl Auth {
             return Ok(response);
         }
     }
+}
+
+/// The broker's answer to a token issued before a revocation of its agent.
+pub(crate) const REVOKED: &str = "Token has been revoked";
+
+/// The broker revokes an agent's tokens by a watermark of whole seconds (`iat <= watermark`),
+/// so a token minted in the same second as the revocation (a certificate rotation, say) is
+/// revoked too: a login after a revocation waits for the next second (at most one).
+pub(crate) async fn wait_out_revocation_second() {
+    let into_second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let rest = Duration::from_secs(1).saturating_sub(Duration::from_nanos(u64::from(into_second)));
+    tokio::time::sleep(rest + Duration::from_millis(5)).await;
 }
 
 fn asks_for_nonce(response: &Response) -> bool {

@@ -21,6 +21,17 @@ pub enum UplinkError {
 }
 
 impl UplinkError {
+    /// Whether the broker certainly stored nothing: it refused the request (4xx other than
+    /// 409 — a conflict may mean a duplicate of something stored), or sealing failed before
+    /// anything was sent. Unreachable/timeouts and 5xx are not: the request may have landed.
+    pub fn never_sent(&self) -> bool {
+        match self {
+            UplinkError::Broker { status, .. } => (400..500).contains(status) && *status != 409,
+            UplinkError::Crypto(_) => true,
+            UplinkError::Unreachable(_) | UplinkError::Protocol(_) => false,
+        }
+    }
+
     /// The broker's HTTP status, when it answered.
     pub fn broker_status(&self) -> Option<u16> {
         match self {

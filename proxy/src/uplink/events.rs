@@ -134,6 +134,9 @@ impl Uplink {
                     if !retried && detail.starts_with("Token") =>
                 {
                     retried = true;
+                    if detail == super::auth::REVOKED {
+                        super::auth::wait_out_revocation_second().await;
+                    }
                     self.inner.auth.relogin(agent).await?;
                 }
                 other => return other,

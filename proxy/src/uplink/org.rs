@@ -41,23 +41,27 @@ impl Uplink {
     }
 
     /// Register agent (409 = already there is fine), create binding (409 fine), approve it (409
-    /// fine). The binding's scope is the agent's capabilities.
+    /// fine; a binding revoked by an earlier delete is approved again). The binding's scope is
+    /// the agent's capabilities. Returns whether the broker already knew the agent — its pinned
+    /// certificate is then an old one, to be replaced through [`Uplink::rotate_cert`].
     pub async fn register_agent(
         &self,
         org: &OrgCredentials,
         agent_id: &str,
         display_name: &str,
         capabilities: &[String],
-    ) -> Result<(), UplinkError> {
+    ) -> Result<bool, UplinkError> {
         let agent = json!({
             "agent_id": agent_id,
             "org_id": org.org_id,
             "display_name": display_name,
             "capabilities": capabilities,
         });
-        self.org_call(org, Method::POST, "/v1/registry/agents", Some(&agent))
+        let registered = self
+            .org_call(org, Method::POST, "/v1/registry/agents", Some(&agent))
             .await?
             .ok_or_conflict()?;
+        let existed = registered.status == 409;
         let binding = self.ensure_binding(org, agent_id, capabilities).await?;
         if binding.status.as_str() != "approved" {
             let path = format!("/v1/registry/bindings/{}/approve", binding.id);
@@ -65,7 +69,7 @@ impl Uplink {
                 .await?
                 .ok_or_conflict()?;
         }
-        Ok(())
+        Ok(existed)
     }
 
     /// The agent's binding: created now, or the existing one on 409.
@@ -129,6 +133,22 @@ impl Uplink {
         self.inner.auth.tokens.forget(agent_id);
         self.inner.keys.invalidate(agent_id);
         Ok(())
+    }
+
+    /// `POST /v1/registry/orgs/{org}/ca/rotate`: `new_ca_pem` signs from now on; leaves of the
+    /// current CA still log in for `overlap_seconds`. The broker's answer as is.
+    pub async fn rotate_org_ca(
+        &self,
+        org: &OrgCredentials,
+        new_ca_pem: &str,
+        overlap_seconds: i64,
+    ) -> Result<Value, UplinkError> {
+        let path = format!("/v1/registry/orgs/{}/ca/rotate", path_segment(&org.org_id));
+        let body = json!({"ca_certificate": new_ca_pem, "overlap_seconds": overlap_seconds});
+        self.org_call(org, Method::POST, &path, Some(&body))
+            .await?
+            .ok()?
+            .json("CA rotation")
     }
 
     /// Broker-side cut-off: revoke the agent's tokens (`POST /v1/auth/revoke-agent/{id}`) and
