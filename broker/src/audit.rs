@@ -309,7 +309,8 @@ fn append_message_rows(chain: &mut ChainTx, write: &QueuedMessage, stored: &Stor
             chain.append(forwarded.into_row());
         }
         Stored::NonceReused => chain.append(write.replayed.clone()),
-        Stored::NotActive => {}
+        // A resend of an idempotency key: the first message's rows already tell its story.
+        Stored::NotActive | Stored::Duplicate { .. } => {}
     }
 }
 
@@ -648,6 +649,8 @@ mod tests {
                 signed_timestamp: 1_700_000_000,
                 signature: "sig".into(),
                 client_seq: None,
+                idempotency_key: None,
+                expires_at: None,
             },
             evaluated: AuditEvent::new("policy.evaluated", Outcome::Ok),
             forwarded,
@@ -679,6 +682,62 @@ mod tests {
             closed_at: None,
         };
         db.insert_session(&session).await.unwrap();
+    }
+
+    /// A resent idempotency key — in a later batch or in the same one — stores nothing and
+    /// answers the first message's number; another key, sender or session is a new message.
+    /// A message past its time to live is not delivered unless it was acknowledged.
+    #[tokio::test]
+    async fn an_idempotency_key_stores_one_message_and_expiry_hides_unacked_ones() {
+        let (db, _scratch) = crate::db::test_support::db().await;
+        active_session(&db, "s-1").await;
+        let audit = Audit::new(db.clone());
+        let keyed = |nonce: &str, key: &str| {
+            let mut write = message("s-1", nonce);
+            write.message.idempotency_key = Some(key.into());
+            write
+        };
+        let first = audit.store_message(keyed("n-1", "k-1")).await.unwrap();
+        assert!(matches!(first, Stored::Ok { seq: 0, .. }), "{first:?}");
+        let resent = audit.store_message(keyed("n-2", "k-1")).await.unwrap();
+        assert_eq!(resent, Stored::Duplicate { seq: 0 });
+        let (a, b, c) = tokio::join!(
+            audit.store_message(keyed("n-3", "k-2")),
+            audit.store_message(keyed("n-4", "k-2")),
+            audit.store_message(keyed("n-5", "k-3")),
+        );
+        let mut outcomes = [a.unwrap(), b.unwrap(), c.unwrap()];
+        outcomes.sort_by_key(|o| format!("{o:?}"));
+        let stored: Vec<i64> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Stored::Ok { seq, .. } => Some(*seq),
+                _ => None,
+            })
+            .collect();
+        let duplicates: Vec<&Stored> = outcomes
+            .iter()
+            .filter(|o| matches!(o, Stored::Duplicate { .. }))
+            .collect();
+        assert_eq!(stored.len(), 2, "{outcomes:?}");
+        assert_eq!(duplicates.len(), 1, "{outcomes:?}");
+
+        let mut expired = message("s-1", "n-6");
+        expired.message.expires_at = Some(crate::db::unix_now() - 1);
+        let Stored::Ok {
+            seq: expired_seq, ..
+        } = audit.store_message(expired).await.unwrap()
+        else {
+            panic!("stored")
+        };
+        let (_, delivered) = db
+            .session_with_messages("s-1", "beta::seller", -1)
+            .await
+            .unwrap()
+            .unwrap();
+        let seqs: Vec<i64> = delivered.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [0, 1, 2], "one row per key, the expired one left out");
+        assert!(!seqs.contains(&expired_seq));
     }
 
     /// Stored, replayed and too-late messages each leave exactly their rows, and a chain that
@@ -780,7 +839,7 @@ mod tests {
             .map(|outcome| match outcome.unwrap() {
                 Stored::Ok { seq, .. } => Some(seq),
                 Stored::NonceReused => Some(-1),
-                Stored::NotActive => None,
+                Stored::NotActive | Stored::Duplicate { .. } => None,
             })
             .collect();
         assert_eq!(

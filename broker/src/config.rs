@@ -71,6 +71,9 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// `WS_MAX_CONNECTIONS_PER_ORG`: WebSockets one organisation may hold per replica (100).
     pub ws_max_connections_per_org: usize,
+    /// `WS_PING_INTERVAL_SECONDS`: how often the server sends `{"type":"ping"}` on a quiet
+    /// socket (30; `cullis-sdk` 0.2.x answers `pong`). 0 = never.
+    pub ws_ping_interval_secs: u64,
     /// Raw environment, for modules with their own settings (rate limits).
     pub env: HashMap<String, String>,
 }
@@ -195,6 +198,14 @@ impl Config {
                 Some(text) => text.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                     ConfigError(format!(
                         "WS_MAX_CONNECTIONS_PER_ORG='{text}' is not a positive number of sockets"
+                    ))
+                })?,
+            },
+            ws_ping_interval_secs: match get("WS_PING_INTERVAL_SECONDS") {
+                None => 30,
+                Some(text) => text.parse().map_err(|_| {
+                    ConfigError(format!(
+                        "WS_PING_INTERVAL_SECONDS='{text}' is not a whole number of seconds (0 = no pings)"
                     ))
                 })?,
             },

@@ -215,6 +215,11 @@ async fn response_headers(State(state): State<AppState>, request: Request, next:
         HeaderName::from_static("permissions-policy"),
         HeaderValue::from_static("camera=(), microphone=(), geolocation=()"),
     );
+    // The role this binary plays, as `cullis-sdk` 0.2.x reads it (docs/sdk-generations.md).
+    headers.insert(
+        HeaderName::from_static("x-cullis-role"),
+        HeaderValue::from_static("broker"),
+    );
     if path != "/.well-known/jwks.json" {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

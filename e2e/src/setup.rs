@@ -44,7 +44,12 @@ impl OrgIdentity {
 
     /// A fresh P-256 key and a certificate for `<org>::<name>` from this org's CA.
     pub fn agent_identity(&self, name: &str) -> AgentIdentity {
-        let key = PrivateKey::generate(KeyType::EcP256).expect("key generation");
+        self.agent_identity_with(name, KeyType::EcP256)
+    }
+
+    /// A fresh key of `key_type` and a certificate for `<org>::<name>` from this org's CA.
+    pub fn agent_identity_with(&self, name: &str, key_type: KeyType) -> AgentIdentity {
+        let key = PrivateKey::generate(key_type).expect("key generation");
         let cert = self
             .ca
             .issue_agent_cert(&self.org_id, name, TRUST_DOMAIN, key.public_key(), 30)
@@ -215,8 +220,22 @@ impl BrokerApi {
         name: &str,
         capabilities: &[&str],
     ) -> AgentIdentity {
+        self.register_agent_as(org, name, capabilities, KeyType::EcP256, json!({}))
+            .await
+    }
+
+    /// As [`BrokerApi::register_agent`], with a key of `key_type` and registration `metadata`
+    /// (e.g. `{"e2e": ["cullis-e2e-v2-aeskw"]}` for an agent on `cullis-sdk` 0.2.x).
+    pub async fn register_agent_as(
+        &self,
+        org: &OrgIdentity,
+        name: &str,
+        capabilities: &[&str],
+        key_type: KeyType,
+        metadata: Value,
+    ) -> AgentIdentity {
         let agent_id = format!("{}::{name}", org.org_id);
-        let body = json!({"agent_id": agent_id, "org_id": org.org_id, "display_name": name, "capabilities": capabilities, "description": "test agent"});
+        let body = json!({"agent_id": agent_id, "org_id": org.org_id, "display_name": name, "capabilities": capabilities, "description": "test agent", "metadata": metadata});
         let (status, agent) = self
             .org(org, Method::POST, "/v1/registry/agents", Some(body))
             .await;
@@ -242,6 +261,6 @@ impl BrokerApi {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{approved}");
-        org.agent_identity(name)
+        org.agent_identity_with(name, key_type)
     }
 }

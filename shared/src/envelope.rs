@@ -3,9 +3,16 @@
 //!
 //! Layering: the inner signature covers the plaintext payload; the plaintext
 //! `{"inner_signature", "payload"}` is encrypted with AES-256-GCM under a fresh key, with AAD
-//! `session|sender[|client_seq]`; the key is wrapped with RSA-OAEP-SHA-256 for RSA recipients or
-//! with ephemeral ECDH + HKDF-SHA-256 (`cullis-e2e-v1`) + XOR for EC recipients; the outer
-//! signature covers the canonical cipher blob with the same nonce, timestamp and sequence.
+//! `session|sender[|client_seq]`; the key is wrapped with RSA-OAEP-SHA-256 for RSA recipients or,
+//! for EC recipients, with ephemeral ECDH + HKDF-SHA-256 and then either XOR (`cullis-e2e-v1`,
+//! the reference and the first SDK generation) or AES Key Wrap, RFC 3394
+//! (`cullis-e2e-v2-aeskw`, PyPI `cullis-sdk` 0.2.x); the outer signature covers the canonical
+//! cipher blob with the same nonce, timestamp and sequence.
+//!
+//! The blob carries no version field (0.2.2 adds none), but the two EC wraps differ in length:
+//! XOR leaves the 32-byte key length, AES-KW adds an 8-byte integrity block (40 bytes). Opening
+//! therefore takes whichever arrives; sealing takes the version the recipient accepts
+//! ([`E2eVersion`]), which only the caller can know (docs/sdk-generations.md).
 //!
 //! Unlike the reference, opening also verifies the inner signature against the sender's key
 //! and reports the outcome, so a recipient learns whether the plaintext is the sender's.
@@ -16,14 +23,51 @@ use crate::signature::{self, SignedFields};
 pub use crate::wire::broker::CipherBlob;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use aws_lc_rs::hkdf;
+use aws_lc_rs::key_wrap::{AesKek, KeyWrap, AES_256};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-/// HKDF `info` of the EC key wrap.
-const HKDF_INFO: &[u8] = b"cullis-e2e-v1";
 const KEY_LEN: usize = 32;
 const IV_LEN: usize = 12;
+/// RFC 3394 output: the input plus one 64-bit integrity block.
+const AES_KW_LEN: usize = KEY_LEN + 8;
+
+/// How an EC recipient's AES key is wrapped (RSA recipients: RSA-OAEP in both versions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum E2eVersion {
+    /// ECDH + HKDF (`cullis-e2e-v1`) + XOR: the reference and the first SDK generation.
+    V1,
+    /// ECDH + HKDF (`cullis-e2e-v2-aeskw`) + AES Key Wrap (RFC 3394): `cullis-sdk` 0.2.x,
+    /// which opens nothing else.
+    V2AesKw,
+}
+
+impl E2eVersion {
+    /// Every version, oldest first.
+    pub const ALL: [E2eVersion; 2] = [E2eVersion::V1, E2eVersion::V2AesKw];
+
+    /// The name (also the HKDF `info`), as agent metadata lists it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            E2eVersion::V1 => "cullis-e2e-v1",
+            E2eVersion::V2AesKw => "cullis-e2e-v2-aeskw",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<E2eVersion> {
+        E2eVersion::ALL.into_iter().find(|v| v.as_str() == name)
+    }
+
+    /// The version a wrapped EC key of `len` bytes was sealed with.
+    fn of_wrapped_len(len: usize) -> Option<E2eVersion> {
+        match len {
+            KEY_LEN => Some(E2eVersion::V1),
+            AES_KW_LEN => Some(E2eVersion::V2AesKw),
+            _ => None,
+        }
+    }
+}
 
 /// The blob as a JSON value, which is what the outer signature covers.
 fn blob_value(blob: &CipherBlob) -> Value {
@@ -67,6 +111,8 @@ pub struct Opened {
     pub payload: Value,
     pub inner_signature: String,
     pub inner: InnerSignature,
+    /// The EC key wrap the sender used (`None` for an RSA recipient: RSA-OAEP in every version).
+    pub version: Option<E2eVersion>,
 }
 
 /// AAD: `session|sender` or `session|sender|client_seq` (0 included).
@@ -77,8 +123,21 @@ pub fn aad(session_id: &str, sender_agent_id: &str, client_seq: Option<u64>) -> 
     }
 }
 
-/// Seals `payload` from `sender_key` to `recipient`.
+/// Seals `payload` from `sender_key` to `recipient` with `cullis-e2e-v1`, which every first
+/// generation client opens.
 pub fn seal(
+    sender_key: &PrivateKey,
+    recipient: &PublicKey,
+    fields: &MessageFields<'_>,
+    payload: &Value,
+) -> Result<Sealed, EnvelopeError> {
+    seal_as(E2eVersion::V1, sender_key, recipient, fields, payload)
+}
+
+/// Seals `payload` from `sender_key` to `recipient`, wrapping the key for an EC recipient as
+/// `version` says (an RSA recipient gets RSA-OAEP either way).
+pub fn seal_as(
+    version: E2eVersion,
     sender_key: &PrivateKey,
     recipient: &PublicKey,
     fields: &MessageFields<'_>,
@@ -98,14 +157,14 @@ pub fn seal(
         payload,
         &aes_key,
         &iv,
-        Wrap::Random,
+        Wrap::Random(version),
     )
 }
 
 enum Wrap<'a> {
-    Random,
+    Random(E2eVersion),
     #[cfg_attr(not(test), allow(dead_code))]
-    EphemeralScalar(&'a [u8]),
+    EphemeralScalar(E2eVersion, &'a [u8]),
 }
 
 fn seal_with(
@@ -129,17 +188,23 @@ fn seal_with(
     let (encrypted_key, ephemeral_pubkey) = match recipient.kind() {
         KeyKind::Rsa { .. } => (recipient.rsa_oaep_encrypt(aes_key).map_err(failed)?, None),
         KeyKind::Ec(_) => {
-            let (shared, ephemeral) = match wrap {
-                Wrap::Random => keys::ecdh_ephemeral(recipient),
+            let (version, agreed) = match wrap {
+                Wrap::Random(version) => (version, keys::ecdh_ephemeral(recipient)),
                 #[cfg(test)]
-                Wrap::EphemeralScalar(scalar) => keys::ecdh_with_scalar(scalar, recipient),
+                Wrap::EphemeralScalar(version, scalar) => {
+                    (version, keys::ecdh_with_scalar(scalar, recipient))
+                }
                 #[cfg(not(test))]
-                Wrap::EphemeralScalar(_) => unreachable!("only tests fix the ephemeral key"),
-            }
-            .map_err(failed)?;
-            let wrapped = xor(aes_key, &hkdf_wrap_key(&shared));
+                Wrap::EphemeralScalar(..) => unreachable!("only tests fix the ephemeral key"),
+            };
+            let (shared, ephemeral) = agreed.map_err(failed)?;
+            let kek = hkdf_wrap_key(&shared, version);
+            let wrapped = match version {
+                E2eVersion::V1 => xor(aes_key, &kek).to_vec(),
+                E2eVersion::V2AesKw => aes_kw_wrap(&kek, aes_key)?.to_vec(),
+            };
             (
-                wrapped.to_vec(),
+                wrapped,
                 Some(b64::url_padded(ephemeral.to_spki_pem().as_bytes())),
             )
         }
@@ -155,7 +220,8 @@ fn seal_with(
 }
 
 /// Opens a blob addressed to `recipient_key`. The unwrap method follows the recipient's own
-/// key type, as in the reference. `signed` carries the nonce and integer timestamp the sender
+/// key type, as in the reference, and for EC the wrapped key's length (v1 or v2, see the module
+/// docs). `signed` carries the nonce and integer timestamp the sender
 /// signed with, when the delivery path has them; with `sender_key` it lets the inner signature
 /// be verified.
 pub fn open(
@@ -169,11 +235,15 @@ pub fn open(
 ) -> Result<Opened, EnvelopeError> {
     let decode = |text: &str| b64::decode_lenient(text).map_err(|_| EnvelopeError::Decryption);
     let wrapped = decode(&blob.encrypted_key)?;
+    let mut version = None;
     let aes_key: Zeroizing<Vec<u8>> = match recipient_key.public_key().kind() {
         KeyKind::Rsa { .. } => recipient_key
             .rsa_oaep_decrypt(&wrapped)
             .map_err(|_| EnvelopeError::Decryption)?,
         KeyKind::Ec(_) => {
+            let wrap =
+                E2eVersion::of_wrapped_len(wrapped.len()).ok_or(EnvelopeError::Decryption)?;
+            version = Some(wrap);
             let pem_bytes = decode(
                 blob.ephemeral_pubkey
                     .as_deref()
@@ -184,7 +254,11 @@ pub fn open(
             let shared = recipient_key
                 .ecdh(&ephemeral)
                 .map_err(|_| EnvelopeError::Decryption)?;
-            Zeroizing::new(xor(&wrapped, &hkdf_wrap_key(&shared)).to_vec())
+            let kek = hkdf_wrap_key(&shared, wrap);
+            match wrap {
+                E2eVersion::V1 => Zeroizing::new(xor(&wrapped, &kek).to_vec()),
+                E2eVersion::V2AesKw => Zeroizing::new(aes_kw_unwrap(&kek, &wrapped)?.to_vec()),
+            }
         }
     };
     let key: &[u8; KEY_LEN] = aes_key
@@ -229,6 +303,7 @@ pub fn open(
         payload,
         inner_signature,
         inner: verdict,
+        version,
     })
 }
 
@@ -276,15 +351,43 @@ fn decrypt(
 }
 
 /// HKDF-SHA-256 over the ECDH x-coordinate: no salt (RFC 5869: a hash-length run of zeros),
-/// info `cullis-e2e-v1`, 32 bytes.
-fn hkdf_wrap_key(shared_x: &[u8]) -> Zeroizing<[u8; KEY_LEN]> {
+/// info = the version's name, 32 bytes.
+fn hkdf_wrap_key(shared_x: &[u8], version: E2eVersion) -> Zeroizing<[u8; KEY_LEN]> {
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
     hkdf::Salt::new(hkdf::HKDF_SHA256, &[0u8; 32])
         .extract(shared_x)
-        .expand(&[HKDF_INFO], hkdf::HKDF_SHA256)
+        .expand(&[version.as_str().as_bytes()], hkdf::HKDF_SHA256)
         .and_then(|okm| okm.fill(out.as_mut()))
         .expect("32 bytes is a valid HKDF-SHA-256 output length");
     out
+}
+
+/// RFC 3394 AES-256 Key Wrap of the content key under `kek` (aws-lc).
+fn aes_kw_wrap(
+    kek: &[u8; KEY_LEN],
+    aes_key: &[u8; KEY_LEN],
+) -> Result<[u8; AES_KW_LEN], EnvelopeError> {
+    let failed = |_| EnvelopeError::Encryption("AES key wrap".into());
+    let kek = AesKek::new(&AES_256, kek).map_err(failed)?;
+    let mut out = [0u8; AES_KW_LEN];
+    kek.wrap(aes_key, &mut out).map_err(failed)?;
+    Ok(out)
+}
+
+/// RFC 3394 unwrap; a wrong KEK or any changed bit fails the integrity check.
+fn aes_kw_unwrap(
+    kek: &[u8; KEY_LEN],
+    wrapped: &[u8],
+) -> Result<Zeroizing<[u8; KEY_LEN]>, EnvelopeError> {
+    let kek = AesKek::new(&AES_256, kek).map_err(|_| EnvelopeError::Decryption)?;
+    let mut out = Zeroizing::new([0u8; KEY_LEN]);
+    let unwrapped = kek
+        .unwrap(wrapped, out.as_mut())
+        .map_err(|_| EnvelopeError::Decryption)?;
+    if unwrapped.len() != KEY_LEN {
+        return Err(EnvelopeError::Decryption);
+    }
+    Ok(out)
 }
 
 fn xor(data: &[u8], key: &[u8; KEY_LEN]) -> Zeroizing<[u8; KEY_LEN]> {
@@ -359,13 +462,13 @@ mod tests {
             hex("18c29722af3165712cd6c7a4120e33159896bd921bca9fd175428b0710f009cb")
         );
         assert_eq!(
-            hkdf_wrap_key(&shared).to_vec(),
+            hkdf_wrap_key(&shared, E2eVersion::V1).to_vec(),
             hex("fe956ae48197a37d740052af78ae7c755119901f7cf1a5735bfbbeada635c635")
         );
         let aes_key: [u8; 32] = std::array::from_fn(|i| i as u8);
         let iv: [u8; 12] = std::array::from_fn(|i| i as u8);
         assert_eq!(
-            b64::url_padded(xor(&aes_key, &hkdf_wrap_key(&shared)).as_slice()),
+            b64::url_padded(xor(&aes_key, &hkdf_wrap_key(&shared, E2eVersion::V1)).as_slice()),
             a1_blob().encrypted_key
         );
         assert_eq!(
@@ -394,7 +497,7 @@ mod tests {
             &json!({"text": "hello"}),
             &aes_key,
             &iv,
-            Wrap::EphemeralScalar(&scalar),
+            Wrap::EphemeralScalar(E2eVersion::V1, &scalar),
         )
         .unwrap();
         assert_eq!(sealed.blob.encrypted_key, a1_blob().encrypted_key);
@@ -417,7 +520,10 @@ mod tests {
         let types = [KeyType::Rsa2048, KeyType::EcP256, KeyType::EcP384];
         let payload =
             json!({"order": {"sku": "A-1", "qty": 3, "note": "naïve ☃ 😀", "price": 12.5}});
-        for sender_type in types {
+        for (sender_type, version) in types
+            .into_iter()
+            .flat_map(|t| E2eVersion::ALL.map(|v| (t, v)))
+        {
             let sender = PrivateKey::generate(sender_type).unwrap();
             for recipient_type in types {
                 let recipient = PrivateKey::generate(recipient_type).unwrap();
@@ -428,11 +534,10 @@ mod tests {
                     timestamp: 1_700_000_000,
                     client_seq: Some(7),
                 };
-                let sealed = seal(&sender, recipient.public_key(), &fields, &payload).unwrap();
-                assert_eq!(
-                    sealed.blob.ephemeral_pubkey.is_some(),
-                    recipient_type != KeyType::Rsa2048
-                );
+                let sealed =
+                    seal_as(version, &sender, recipient.public_key(), &fields, &payload).unwrap();
+                let is_ec = recipient_type != KeyType::Rsa2048;
+                assert_eq!(sealed.blob.ephemeral_pubkey.is_some(), is_ec);
                 // The broker's check: the outer signature over the blob.
                 signature::verify(
                     sender.public_key(),
@@ -453,6 +558,8 @@ mod tests {
                 .unwrap();
                 assert_eq!(opened.payload, payload);
                 assert_eq!(opened.inner, InnerSignature::Verified);
+                // The opener tells which wrap arrived, for EC recipients only.
+                assert_eq!(opened.version, is_ec.then_some(version));
                 // A forged sender key or a changed timestamp shows as an invalid inner signature.
                 let impostor = PrivateKey::generate(sender_type).unwrap();
                 let forged = open(
@@ -481,10 +588,83 @@ mod tests {
         }
     }
 
+    /// RFC 3394 §4.6: 256 bits of key data wrapped with a 256-bit KEK.
+    #[test]
+    fn aes_key_wrap_matches_rfc_3394() {
+        let kek: [u8; 32] = hex("000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F")
+            .try_into()
+            .unwrap();
+        let key: [u8; 32] = hex("00112233445566778899AABBCCDDEEFF000102030405060708090A0B0C0D0E0F")
+            .try_into()
+            .unwrap();
+        let wrapped = aes_kw_wrap(&kek, &key).unwrap();
+        assert_eq!(
+            wrapped.to_vec(),
+            hex("28C9F404C4B810F4CBCCB35CFB87F8263F5786E2D80ED326CBC7F0E71A99F43BFB988B9B7A02DD21")
+        );
+        assert_eq!(*aes_kw_unwrap(&kek, &wrapped).unwrap(), key);
+        let mut flipped = wrapped;
+        flipped[39] ^= 1;
+        assert_eq!(
+            aes_kw_unwrap(&kek, &flipped),
+            Err(EnvelopeError::Decryption)
+        );
+        assert_eq!(
+            aes_kw_unwrap(&kek, &wrapped[..32]),
+            Err(EnvelopeError::Decryption)
+        );
+    }
+
+    #[test]
+    fn version_names_round_trip() {
+        for version in E2eVersion::ALL {
+            assert_eq!(E2eVersion::from_name(version.as_str()), Some(version));
+        }
+        assert_eq!(E2eVersion::from_name("cullis-e2e-v3"), None);
+    }
+
+    /// A v1-sized or v2-sized key under the other version's KEK, or any other length, fails.
+    #[test]
+    fn a_wrap_length_of_neither_version_fails() {
+        let sender = PrivateKey::generate(KeyType::EcP256).unwrap();
+        let recipient = PrivateKey::generate(KeyType::EcP256).unwrap();
+        let fields = MessageFields {
+            session_id: "s",
+            sender_agent_id: "a::b",
+            nonce: "n",
+            timestamp: 1,
+            client_seq: None,
+        };
+        let sealed = seal_as(
+            E2eVersion::V2AesKw,
+            &sender,
+            recipient.public_key(),
+            &fields,
+            &json!({"x": 1}),
+        )
+        .unwrap();
+        let mut wrapped = b64::decode_lenient(&sealed.blob.encrypted_key).unwrap();
+        assert_eq!(wrapped.len(), 40);
+        wrapped.truncate(36);
+        let blob = CipherBlob {
+            encrypted_key: b64::url_padded(&wrapped),
+            ..sealed.blob.clone()
+        };
+        assert_eq!(
+            open(&recipient, "s", "a::b", None, &blob, None, None),
+            Err(EnvelopeError::Decryption)
+        );
+    }
+
     #[test]
     fn tampering_and_wrong_recipients_fail_decryption() {
         let sender = PrivateKey::generate(KeyType::EcP256).unwrap();
-        for recipient_type in [KeyType::Rsa2048, KeyType::EcP256] {
+        let cases = [
+            (KeyType::Rsa2048, E2eVersion::V1),
+            (KeyType::EcP256, E2eVersion::V1),
+            (KeyType::EcP256, E2eVersion::V2AesKw),
+        ];
+        for (recipient_type, version) in cases {
             let recipient = PrivateKey::generate(recipient_type).unwrap();
             let stranger = PrivateKey::generate(recipient_type).unwrap();
             let fields = MessageFields {
@@ -494,7 +674,14 @@ mod tests {
                 timestamp: 1,
                 client_seq: None,
             };
-            let sealed = seal(&sender, recipient.public_key(), &fields, &json!({"x": 1})).unwrap();
+            let sealed = seal_as(
+                version,
+                &sender,
+                recipient.public_key(),
+                &fields,
+                &json!({"x": 1}),
+            )
+            .unwrap();
             let flip = |text: &str| {
                 let mut bytes = b64::decode_lenient(text).unwrap();
                 bytes[0] ^= 1;

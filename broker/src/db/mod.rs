@@ -9,6 +9,7 @@
 pub mod agents;
 pub mod audit;
 pub mod bindings;
+pub mod delivery;
 pub mod direct;
 pub mod invites;
 pub mod orgs;

@@ -66,7 +66,8 @@ static SEND_CONTEXT_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// [`Db::session_with_messages`]: `$1` session, `$2` after, `$3` reader.
+/// [`Db::session_with_messages`]: `$1` session, `$2` after, `$3` reader, `$4` now (Unix
+/// seconds): a message past its time to live that nobody acknowledged is no longer delivered.
 static POLL_SQL: LazyLock<String> = LazyLock::new(|| {
     let session_columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("s.{c}")).collect();
     format!(
@@ -75,6 +76,7 @@ static POLL_SQL: LazyLock<String> = LazyLock::new(|| {
          m.signature AS m_signature, m.client_seq AS m_client_seq \
          FROM sessions s LEFT JOIN session_messages m \
          ON m.session_id = s.session_id AND m.seq > $2 AND m.sender_agent_id <> $3 \
+         AND (m.expires_at IS NULL OR m.expires_at > $4 OR m.acked_at IS NOT NULL) \
          WHERE s.session_id = $1 ORDER BY m.seq",
         session_columns.join(", ")
     )
@@ -124,6 +126,10 @@ pub struct NewMessage {
     pub signed_timestamp: i64,
     pub signature: String,
     pub client_seq: Option<i64>,
+    /// The sender's idempotency key: one message per (session, sender, key).
+    pub idempotency_key: Option<String>,
+    /// Unix seconds after which the message, unless acknowledged, is no longer delivered.
+    pub expires_at: Option<i64>,
 }
 
 /// Outcome of storing a message.
@@ -135,6 +141,21 @@ pub enum Stored {
     NonceReused,
     /// The session is no longer active.
     NotActive,
+    /// The sender's idempotency key names a message already stored: its sequence number.
+    Duplicate { seq: i64 },
+}
+
+/// (session, sender, idempotency key): what makes a resend the same message.
+type IdempotencyKey<'m> = (&'m str, &'m str, &'m str);
+
+fn idempotency_key(message: &NewMessage) -> Option<IdempotencyKey<'_>> {
+    message.idempotency_key.as_deref().map(|key| {
+        (
+            message.session_id.as_str(),
+            message.sender_agent_id.as_str(),
+            key,
+        )
+    })
 }
 
 impl ChainTx {
@@ -156,22 +177,48 @@ impl ChainTx {
             return Ok(Vec::new());
         }
         let taken = self.taken_nonces(messages).await?;
+        let mut stored_keys = self.stored_idempotency_keys(messages).await?;
         let mut seen = HashSet::with_capacity(messages.len());
-        // Per message: not a replay (of a stored message or of one earlier in this batch).
-        let fresh: Vec<bool> = messages
+        let mut seen_keys = HashSet::new();
+        // Per message: not a replay (of a stored message or of one earlier in this batch), and
+        // not a resend of an idempotency key (likewise).
+        let replayed: Vec<bool> = messages
             .iter()
-            .map(|m| !taken.contains(&m.nonce) && seen.insert(m.nonce.as_str()))
+            .map(|m| taken.contains(&m.nonce) || !seen.insert(m.nonce.as_str()))
+            .collect();
+        let resent: Vec<bool> = messages
+            .iter()
+            .zip(&replayed)
+            .map(|(m, replayed)| match idempotency_key(*m) {
+                Some(key) if !replayed => stored_keys.contains_key(&key) || !seen_keys.insert(key),
+                _ => false,
+            })
+            .collect();
+        let fresh: Vec<bool> = replayed
+            .iter()
+            .zip(&resent)
+            .map(|(replayed, resent)| !replayed && !resent)
             .collect();
         let mut next_seq = self.advance_counters(messages, &fresh).await?;
         let timestamp = self.timestamp.clone();
         let mut outcomes = Vec::with_capacity(messages.len());
         let mut to_insert = Vec::new();
-        for (message, fresh) in messages.iter().zip(fresh) {
-            outcomes.push(if !fresh {
+        for (index, message) in messages.iter().enumerate() {
+            outcomes.push(if replayed[index] {
                 Stored::NonceReused
+            } else if resent[index] {
+                // Stored before, or earlier in this batch (its number is assigned by now).
+                let key = idempotency_key(*message).expect("only keyed messages are resent");
+                match stored_keys.get(&key) {
+                    Some(seq) => Stored::Duplicate { seq: *seq },
+                    None => Stored::NotActive,
+                }
             } else if let Some(next) = next_seq.get_mut(message.session_id.as_str()) {
                 *next += 1;
                 to_insert.push((*message, *next - 1));
+                if let Some(key) = idempotency_key(*message) {
+                    stored_keys.insert(key, *next - 1);
+                }
                 Stored::Ok {
                     seq: *next - 1,
                     timestamp: timestamp.clone(),
@@ -182,6 +229,49 @@ impl ChainTx {
         }
         self.insert_rows(&to_insert).await?;
         Ok(outcomes)
+    }
+
+    /// The sequence numbers of stored messages carrying one of the batch's idempotency keys.
+    /// Messages without a key (every first-generation send) cost nothing here.
+    async fn stored_idempotency_keys<'m>(
+        &mut self,
+        messages: &[&'m NewMessage],
+    ) -> Result<HashMap<IdempotencyKey<'m>, i64>, sqlx::Error> {
+        let keyed: Vec<IdempotencyKey<'m>> = messages
+            .iter()
+            .filter_map(|m| idempotency_key(*m))
+            .collect();
+        let mut found = HashMap::new();
+        if keyed.is_empty() {
+            return Ok(found);
+        }
+        const SQL: &str = "SELECT seq FROM session_messages \
+             WHERE session_id = $1 AND sender_agent_id = $2 AND idempotency_key = $3";
+        for key in keyed {
+            let seq: Option<i64> = match &mut self.conn {
+                ChainConn::Direct(tx) => tx
+                    .connection()
+                    .prepare_cached(&SQL.replace('$', "?"))
+                    .and_then(|mut lookup| {
+                        lookup
+                            .query_row(rusqlite::params![key.0, key.1, key.2], |row| row.get(0))
+                            .optional()
+                    })
+                    .map_err(into_sqlx)?,
+                ChainConn::Pool(tx) => {
+                    sqlx::query_scalar(SQL)
+                        .bind(key.0)
+                        .bind(key.1)
+                        .bind(key.2)
+                        .fetch_optional(&mut **tx)
+                        .await?
+                }
+            };
+            if let Some(seq) = seq {
+                found.insert(key, seq);
+            }
+        }
+        Ok(found)
     }
 
     /// The nonces of `messages` that a stored message already carries.
@@ -299,8 +389,8 @@ impl ChainTx {
                 let mut insert = tx
                     .connection()
                     .prepare_cached(
-                        "INSERT INTO session_messages (session_id, seq, sender_agent_id, payload, nonce, timestamp, signed_timestamp, signature, client_seq) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        "INSERT INTO session_messages (session_id, seq, sender_agent_id, payload, nonce, timestamp, signed_timestamp, signature, client_seq, idempotency_key, expires_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                     )
                     .map_err(into_sqlx)?;
                 for (message, seq) in rows {
@@ -315,6 +405,8 @@ impl ChainTx {
                             message.signed_timestamp,
                             message.signature,
                             message.client_seq,
+                            message.idempotency_key,
+                            message.expires_at,
                         ])
                         .map_err(into_sqlx)?;
                 }
@@ -323,8 +415,8 @@ impl ChainTx {
             ChainConn::Pool(tx) => tx,
         };
         let sql = format!(
-            "INSERT INTO session_messages (session_id, seq, sender_agent_id, payload, nonce, timestamp, signed_timestamp, signature, client_seq) VALUES {}",
-            values_placeholders(rows.len(), 9)
+            "INSERT INTO session_messages (session_id, seq, sender_agent_id, payload, nonce, timestamp, signed_timestamp, signature, client_seq, idempotency_key, expires_at) VALUES {}",
+            values_placeholders(rows.len(), 11)
         );
         let timestamp = self.timestamp.clone();
         let mut query = sqlx::query(&sql);
@@ -338,7 +430,9 @@ impl ChainTx {
                 .bind(&timestamp)
                 .bind(message.signed_timestamp)
                 .bind(&message.signature)
-                .bind(message.client_seq);
+                .bind(message.client_seq)
+                .bind(&message.idempotency_key)
+                .bind(message.expires_at);
         }
         query.execute(&mut **tx).await?;
         Ok(())
@@ -478,11 +572,13 @@ impl Db {
         reader: &str,
         after: i64,
     ) -> Result<Option<(Session, Vec<StoredMessage>)>, sqlx::Error> {
+        let now = super::unix_now();
         if let Some(direct) = self.direct() {
             return direct.read(|c| {
                 let mut statement = c.prepare_cached(&POLL_SQL)?;
-                let mut rows = statement
-                    .query(named_params! { "$1": session_id, "$2": after, "$3": reader })?;
+                let mut rows = statement.query(
+                    named_params! { "$1": session_id, "$2": after, "$3": reader, "$4": now },
+                )?;
                 let Some(first) = rows.next()? else {
                     return Ok(None);
                 };
@@ -500,6 +596,7 @@ impl Db {
             .bind(session_id)
             .bind(after)
             .bind(reader)
+            .bind(now)
             .fetch_all(self.pool())
             .await?;
         let Some(first) = rows.first() else {

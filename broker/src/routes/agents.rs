@@ -1,4 +1,6 @@
-//! `/v1/registry/agents*`: registration, lookup, public keys, certificate rotation.
+//! `/v1/registry/agents*`: registration, lookup, public keys, certificate rotation; and the
+//! read paths again under `/v1/federation/agents*`, where `cullis-sdk` 0.2.x looks for them
+//! (the same handlers: one implementation, two prefixes).
 
 use crate::audit::{AuditEvent, Outcome};
 use crate::auth::agent::AgentAuth;
@@ -29,6 +31,59 @@ pub fn router() -> Router<AppState> {
             "/v1/registry/agents/{agent_id}/rotate-cert",
             post(rotate_cert),
         )
+        .route("/v1/federation/agents", get(federation_list))
+        .route("/v1/federation/agents/search", get(search))
+        .route("/v1/federation/agents/{agent_id}", get(get_agent))
+        .route(
+            "/v1/federation/agents/{agent_id}/public-key",
+            get(public_key),
+        )
+}
+
+/// The metadata key under which an agent declares the E2E envelope versions it opens.
+const E2E_METADATA_KEY: &str = "e2e";
+
+/// `metadata.e2e`, when present, is a list of known envelope version names (422 otherwise).
+fn check_e2e_metadata(metadata: &Map<String, Value>) -> ApiResult<()> {
+    let Some(declared) = metadata.get(E2E_METADATA_KEY) else {
+        return Ok(());
+    };
+    let known = declared.as_array().is_some_and(|names| {
+        !names.is_empty()
+            && names.iter().all(|name| {
+                name.as_str()
+                    .and_then(cullis_shared::envelope::E2eVersion::from_name)
+                    .is_some()
+            })
+    });
+    if known {
+        return Ok(());
+    }
+    let names: Vec<&str> = cullis_shared::envelope::E2eVersion::ALL
+        .iter()
+        .map(|v| v.as_str())
+        .collect();
+    Err(ApiError::validation(
+        "value_error",
+        &["body", "metadata", E2E_METADATA_KEY],
+        format!(
+            "metadata.e2e must be a non-empty list of: {}",
+            names.join(", ")
+        ),
+        declared.clone(),
+    ))
+}
+
+/// The envelope versions the agent declared at registration (checked then), if any.
+fn declared_e2e(metadata_json: &str) -> Option<Vec<String>> {
+    let metadata: Map<String, Value> = serde_json::from_str(metadata_json).ok()?;
+    let names = metadata.get(E2E_METADATA_KEY)?.as_array()?;
+    Some(
+        names
+            .iter()
+            .filter_map(|name| name.as_str().map(str::to_owned))
+            .collect(),
+    )
 }
 
 pub(crate) fn agent_response(state: &AppState, agent: Agent) -> AgentResponse {
@@ -79,6 +134,7 @@ async fn register(
     if request.description.chars().count() > 1024 {
         return Err(too_long("description", "1024 characters"));
     }
+    check_e2e_metadata(&request.metadata)?;
     let metadata_json = Value::Object(request.metadata).to_string();
     if metadata_json.len() > 16 * 1024 {
         return Err(too_long("metadata", "16 KB of JSON"));
@@ -185,15 +241,62 @@ fn non_empty(value: &Option<String>) -> Option<&str> {
     value.as_deref().filter(|v| !v.is_empty())
 }
 
-/// `GET /v1/registry/agents/search` (§4). Only active agents with an approved binding in
-/// their own org are discoverable; the caller's own org is left out unless
-/// `include_own_org=true` (a direct lookup by id never leaves it out).
+/// `GET /v1/registry/agents/search` (§4), also `/v1/federation/agents/search`. Only active
+/// agents with an approved binding in their own org are discoverable; the caller's own org is
+/// left out unless `include_own_org=true` (a direct lookup by id never leaves it out).
 async fn search(
     State(state): State<AppState>,
     caller: AgentAuth,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<AgentListResponse>> {
     let query = parse_search_query(raw.as_deref())?;
+    let unfiltered = query.capability.iter().all(String::is_empty)
+        && [
+            &query.agent_id,
+            &query.agent_uri,
+            &query.org_id,
+            &query.pattern,
+            &query.q,
+        ]
+        .iter()
+        .all(|value| non_empty(value).is_none());
+    if unfiltered {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "At least one search parameter is required",
+        ));
+    }
+    listing(&state, find_agents(&state, &caller, &query).await?)
+}
+
+/// `GET /v1/federation/agents`: the network's discoverable agents, with the search's optional
+/// filters (none needed: no filter = every discoverable agent of the other organisations).
+async fn federation_list(
+    State(state): State<AppState>,
+    caller: AgentAuth,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<AgentListResponse>> {
+    let query = parse_search_query(raw.as_deref())?;
+    listing(&state, find_agents(&state, &caller, &query).await?)
+}
+
+fn listing(state: &AppState, found: Vec<Agent>) -> ApiResult<Json<AgentListResponse>> {
+    let agents: Vec<AgentResponse> = found
+        .into_iter()
+        .map(|a| agent_response(state, a))
+        .collect();
+    Ok(Json(AgentListResponse {
+        total: agents.len() as u64,
+        agents,
+    }))
+}
+
+/// The discovery rules of [`search`] applied to `query` (every filter optional).
+async fn find_agents(
+    state: &AppState,
+    caller: &AgentAuth,
+    query: &AgentSearchQuery,
+) -> ApiResult<Vec<Agent>> {
     let capabilities: Vec<&str> = query
         .capability
         .iter()
@@ -205,18 +308,6 @@ async fn search(
     let org_id = non_empty(&query.org_id);
     let pattern = non_empty(&query.pattern);
     let q = non_empty(&query.q);
-    if capabilities.is_empty()
-        && agent_id.is_none()
-        && agent_uri.is_none()
-        && org_id.is_none()
-        && pattern.is_none()
-        && q.is_none()
-    {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "At least one search parameter is required",
-        ));
-    }
     let has_all = |agent: &Agent| {
         capabilities
             .iter()
@@ -268,14 +359,7 @@ async fn search(
             })
             .collect()
     };
-    let agents: Vec<AgentResponse> = found
-        .into_iter()
-        .map(|a| agent_response(&state, a))
-        .collect();
-    Ok(Json(AgentListResponse {
-        total: agents.len() as u64,
-        agents,
-    }))
+    Ok(found)
 }
 
 /// Same org: always visible. Other org: only an agent its own org has approved.
@@ -325,6 +409,8 @@ async fn public_key(
     Ok(Json(PublicKeyResponse {
         agent_id,
         public_key_pem: key.to_spki_pem(),
+        e2e: declared_e2e(&agent.metadata_json),
+        cert_pem: Some(pem),
     }))
 }
 

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod bindings;
+pub mod delivery;
 pub mod health;
 pub mod onboarding;
 pub mod orgs;
@@ -28,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .merge(bindings::router())
         .merge(policy::router())
         .merge(sessions::router())
+        .merge(delivery::router())
         .merge(rfq::router())
         .merge(crate::ws::router())
         // Unknown paths and methods answer with a `detail` too, as FastAPI does.

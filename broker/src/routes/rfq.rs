@@ -246,6 +246,16 @@ async fn create(
         return Ok((StatusCode::CREATED, Json(response(&state, rfq).await?)));
     }
     for agent in &matched {
+        // §3.9 step 6: the push first, the notification as the durable fallback.
+        let frame = cullis_shared::wire::ws::ServerFrame::RfqRequest {
+            rfq_id: rfq_id.clone(),
+            initiator_agent_id: caller.agent_id().to_owned(),
+            initiator_org_id: caller.org_id().to_owned(),
+            capabilities: request.capability_filter.clone(),
+            payload: request.payload.clone(),
+            timeout_seconds: request.timeout_seconds,
+        };
+        state.hub.push(&agent.agent_id, frame).await;
         state
             .db
             .insert_notification(

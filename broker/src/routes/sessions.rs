@@ -6,6 +6,7 @@
 //! several replicas agree on every session's state and message sequence.
 
 use super::auth::rate_limit;
+use super::delivery::Delivery;
 use super::wire_enum;
 use crate::audit::{AuditEvent, MessageWrite, Outcome};
 use crate::auth::agent::AgentAuth;
@@ -19,8 +20,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use cullis_shared::signature::{self, SignedFields};
 use cullis_shared::wire::broker::{
-    InboxMessage, MessageAccepted, MessageEnvelope, MessagePollQuery, Notification,
-    SessionCreateRequest, SessionListQuery, SessionResponse,
+    InboxMessage, MessageAccepted, MessageEnvelope, MessagePollQuery, MessageSendQuery,
+    Notification, SessionCreateRequest, SessionListQuery, SessionResponse,
 };
 use serde_json::Value;
 
@@ -54,7 +55,7 @@ fn response(session: Session, message: Option<&str>) -> ApiResult<SessionRespons
     })
 }
 
-fn check_uuid(session_id: &str) -> ApiResult<()> {
+pub(super) fn check_uuid(session_id: &str) -> ApiResult<()> {
     uuid::Uuid::try_parse(session_id)
         .ok()
         .filter(|_| session_id.len() == 36)
@@ -72,7 +73,7 @@ fn expired_open(session: &Session) -> bool {
 }
 
 /// Loads a session; one found expired while pending or active is closed on the way.
-async fn load(state: &AppState, session_id: &str) -> ApiResult<Session> {
+pub(super) async fn load(state: &AppState, session_id: &str) -> ApiResult<Session> {
     check_uuid(session_id)?;
     let session = state
         .db
@@ -449,15 +450,18 @@ async fn close(
 }
 
 /// §3.7 in order; the broker verifies the outer signature with the sender's pinned certificate
-/// and stores the message with the session's next sequence number.
+/// and stores the message with the session's next sequence number. With an idempotency key
+/// already used by this sender in this session, the first message's answer instead.
 async fn send(
     State(state): State<AppState>,
     caller: AgentAuth,
     ApiPath(session_id): ApiPath<String>,
     headers: axum::http::HeaderMap,
+    ApiQuery(query): ApiQuery<MessageSendQuery>,
     ApiJson(mut envelope): ApiJson<MessageEnvelope>,
 ) -> ApiResult<(StatusCode, Json<MessageAccepted>)> {
     let (payload, payload_text) = checked_payload(&mut envelope)?;
+    let delivery = Delivery::checked(query)?;
     rate_limit(&state, "broker.message", caller.agent_id()).await?;
     check_uuid(&session_id)?;
     if envelope.session_id != session_id {
@@ -481,18 +485,39 @@ async fn send(
         return Err(ApiError::conflict("Session not active"));
     }
     check_sender(&state, &caller, &context, &envelope, &payload).await?;
+    if let Some(seq) = first_with_key(&state, &caller, &session_id, &delivery).await? {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(delivery.accepted(session_id, seq, true)),
+        ));
+    }
     let transaction = consume_transaction(&state, &caller, &headers, &payload).await?;
     let evaluated = match check_message_policy(&state, &caller, &session_id, &payload).await {
         Ok(evaluated) => evaluated,
         Err(error) => return Err(release(&state, transaction, error).await),
     };
-    let write = message_write(&caller, &envelope, &payload, payload_text, evaluated);
+    let write = message_write(
+        &caller,
+        &envelope,
+        &payload,
+        payload_text,
+        evaluated,
+        &delivery,
+    );
     let stored = match state.audit.store_message(write).await {
         Ok(stored) => stored,
         Err(error) => return Err(release(&state, transaction, error.into()).await),
     };
     let seq = match stored {
         Stored::Ok { seq, .. } => seq,
+        // Raced with the first send of the same key (the writer decides): its answer.
+        Stored::Duplicate { seq } => {
+            give_back(&state, transaction).await;
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(delivery.accepted(session_id, seq, true)),
+            ))
+        }
         Stored::NonceReused => {
             let error = ApiError::conflict("Nonce already used — possible replay attack");
             return Err(release(&state, transaction, error).await);
@@ -518,10 +543,7 @@ async fn send(
         .await;
     Ok((
         StatusCode::ACCEPTED,
-        Json(MessageAccepted {
-            status: "accepted".into(),
-            session_id,
-        }),
+        Json(delivery.accepted(session_id, seq, false)),
     ))
 }
 
@@ -550,10 +572,31 @@ async fn consume_transaction(
 
 /// A send that consumed a transaction token failed after all: the token is given back.
 async fn release(state: &AppState, transaction: Option<String>, error: ApiError) -> ApiError {
+    give_back(state, transaction).await;
+    error
+}
+
+/// The consumed transaction token, if any, becomes usable again (its message was not stored).
+async fn give_back(state: &AppState, transaction: Option<String>) {
     if let Some(jti) = transaction {
         crate::transaction_tokens::release(state, &jti).await;
     }
-    error
+}
+
+/// The message this sender already stored in this session under the send's idempotency key.
+async fn first_with_key(
+    state: &AppState,
+    caller: &AgentAuth,
+    session_id: &str,
+    delivery: &Delivery,
+) -> ApiResult<Option<i64>> {
+    let Some(key) = &delivery.idempotency_key else {
+        return Ok(None);
+    };
+    Ok(state
+        .db
+        .message_with_idempotency_key(session_id, caller.agent_id(), key)
+        .await?)
 }
 
 /// The envelope's size limits; its payload as a JSON value and as the text to store.
@@ -663,6 +706,7 @@ fn message_write(
     payload: &Value,
     payload_text: String,
     evaluated: AuditEvent,
+    delivery: &Delivery,
 ) -> MessageWrite {
     let payload_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
         cullis_shared::encoding::canonical_json::to_string(payload),
@@ -692,6 +736,8 @@ fn message_write(
             signed_timestamp: envelope.timestamp,
             signature: envelope.signature.clone(),
             client_seq: envelope.client_seq.map(|seq| seq as i64),
+            idempotency_key: delivery.idempotency_key.clone(),
+            expires_at: delivery.expires_at(),
         },
         evaluated,
         forwarded,

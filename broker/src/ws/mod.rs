@@ -6,7 +6,11 @@
 //! directly, so each socket gets each event exactly once. Without Redis, delivery is local.
 //!
 //! `new_message` frames carry `seq`, `sender_agent_id`, `payload`, `timestamp` (push time,
-//! `+00:00`) and `client_seq` when the sender sent one, as in §6.3 (no nonce or signature).
+//! `+00:00`) and `client_seq` when the sender sent one, as in §6.3 (no nonce or signature), and
+//! for `cullis-sdk` 0.2.x `msg_id` and `queued: true` (acknowledge me). Also for 0.2.x: the server
+//! sends `{"type":"ping"}` on a quiet socket (`WS_PING_INTERVAL_SECONDS`), and a client's
+//! `{"type":"resume","session_id","last_seq"}` replays that session's messages after `last_seq`
+//! (`replayed: true`) — what it missed while disconnected.
 
 use crate::auth::dpop::{expected_htu, verify_proof};
 use crate::state::AppState;
@@ -256,7 +260,48 @@ pub fn new_message(
             timestamp,
             client_seq,
         },
+        msg_id: Some(crate::routes::delivery::msg_id(seq)),
+        queued: Some(true),
+        replayed: None,
     }
+}
+
+/// The `new_message` frames that answer a `resume`: the session's messages to `agent_id` after
+/// `last_seq` (still deliverable), marked `replayed`. None when the agent is not a participant.
+async fn replay(
+    state: &AppState,
+    agent_id: &str,
+    session_id: &str,
+    last_seq: i64,
+) -> Result<Vec<ServerFrame>, sqlx::Error> {
+    let Some((session, messages)) = state
+        .db
+        .session_with_messages(session_id, agent_id, last_seq)
+        .await?
+    else {
+        return Ok(Vec::new());
+    };
+    if !session.is_participant(agent_id) {
+        return Ok(Vec::new());
+    }
+    Ok(messages
+        .into_iter()
+        .map(|message| {
+            let payload = serde_json::from_str(&message.payload).unwrap_or_default();
+            let client_seq = message.client_seq.map(|seq| seq.max(0) as u64);
+            let mut frame = new_message(
+                session_id,
+                &message.sender_agent_id,
+                message.seq,
+                payload,
+                client_seq,
+            );
+            if let ServerFrame::NewMessage { replayed, .. } = &mut frame {
+                *replayed = Some(true);
+            }
+            frame
+        })
+        .collect())
 }
 
 pub fn router() -> Router<AppState> {
@@ -422,18 +467,59 @@ async fn run(state: AppState, host: Option<String>, mut socket: WebSocket) {
         .await
         .is_ok()
     {
-        steady_state(&mut socket, &claims, &mut commands).await;
+        steady_state(&state, &mut socket, &claims, &mut commands).await;
     }
     state.hub.unregister(&agent_id, id);
 }
 
+/// When the next heartbeat is due (never, with pings off).
+fn next_ping(state: &AppState, from: Instant) -> Instant {
+    match state.config.ws_ping_interval_secs {
+        0 => from + Duration::from_secs(365 * 24 * 3600),
+        secs => from + Duration::from_secs(secs),
+    }
+}
+
+/// Answers a client frame after the handshake. `false` when the socket is gone.
+async fn on_client_frame(
+    state: &AppState,
+    socket: &mut WebSocket,
+    agent_id: &str,
+    frame: ClientFrame,
+) -> bool {
+    match frame {
+        ClientFrame::Ping => socket.send(text(&ServerFrame::Pong)).await.is_ok(),
+        ClientFrame::Resume {
+            session_id: Some(session_id),
+            last_seq,
+        } => {
+            let frames = match replay(state, agent_id, &session_id, last_seq.unwrap_or(-1)).await {
+                Ok(frames) => frames,
+                Err(e) => {
+                    tracing::warn!("ws resume for {agent_id}: {e}");
+                    return true;
+                }
+            };
+            for frame in frames {
+                if socket.send(text(&frame)).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        }
+        _ => true,
+    }
+}
+
 async fn steady_state(
+    state: &AppState,
     socket: &mut WebSocket,
     claims: &AccessTokenClaims,
     commands: &mut mpsc::UnboundedReceiver<Command>,
 ) {
     let mut recent: VecDeque<Instant> = VecDeque::new();
     let mut last_frame = Instant::now();
+    let mut ping_at = next_ping(state, last_frame);
     // W-13: the socket lives no longer than its token, idle or not (one second past `exp`,
     // when the token stops verifying).
     let remaining = (claims.exp - crate::db::unix_now() + 1).max(0) as u64;
@@ -468,6 +554,12 @@ async fn steady_state(
                 close(socket, 1000, "Idle timeout").await;
                 return;
             }
+            _ = tokio::time::sleep_until(ping_at) => {
+                if socket.send(text(&ServerFrame::Ping)).await.is_err() {
+                    return;
+                }
+                ping_at = next_ping(state, Instant::now());
+            }
             received = socket.recv() => {
                 let message = match received {
                     None | Some(Err(_)) => return,
@@ -495,8 +587,8 @@ async fn steady_state(
                     close(socket, 1000, "").await;
                     return;
                 };
-                if let Ok(ClientFrame::Ping) = serde_json::from_value::<ClientFrame>(value) {
-                    if socket.send(text(&ServerFrame::Pong)).await.is_err() {
+                if let Ok(frame) = serde_json::from_value::<ClientFrame>(value) {
+                    if !on_client_frame(state, socket, &claims.agent_id, frame).await {
                         return;
                     }
                 }

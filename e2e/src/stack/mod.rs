@@ -4,6 +4,7 @@
 pub mod broker;
 pub mod openbao;
 pub mod proxy;
+pub mod sdk022;
 pub mod tls;
 pub mod two_orgs;
 

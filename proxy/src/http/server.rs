@@ -220,6 +220,8 @@ fn head(
         header.insert_header(*name, *value)?;
     }
     header.insert_header("Content-Type", content_type)?;
+    // The role this binary plays, as `cullis-sdk` 0.2.x reads it (docs/sdk-generations.md).
+    header.insert_header("x-cullis-role", "proxy")?;
     for (name, value) in extra {
         header.append_header(*name, value.as_str())?;
     }

@@ -1,6 +1,11 @@
 //! End-to-end crypto on behalf of agents: the public-key cache (300 s TTL, invalidated on
 //! failure), sealing a send, opening a poll.
 //!
+//! Which envelope version a recipient gets: `cullis-e2e-v2-aeskw` when the broker's public-key
+//! answer lists it under `e2e` (the recipient's org declared it in the agent's registration
+//! metadata), else `cullis-e2e-v1`, which every first-generation client opens. Opening takes
+//! whichever arrives.
+//!
 //! An inbox item that cannot be opened does not fail the whole poll (one poisoned message would
 //! otherwise block an agent's inbox forever): it is returned with `verified: false`, `error` set,
 //! and the payload `{"cullis_error": "<why>"}`, and a warning is logged with its seq.
@@ -9,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cullis_shared::envelope::{self, CipherBlob, InnerSignature, MessageFields};
+use cullis_shared::envelope::{self, CipherBlob, E2eVersion, InnerSignature, MessageFields};
 use cullis_shared::keys::PublicKey;
 use cullis_shared::wire::broker::{InboxMessage, MessageEnvelope};
 use cullis_shared::wire::registry::PublicKeyResponse;
@@ -23,30 +28,43 @@ use super::{path_segment, AgentCredentials, ReceivedMessage, Uplink};
 /// How long a fetched public key is trusted without asking the broker again.
 const KEY_TTL: Duration = Duration::from_secs(300);
 
+/// A peer's public key and the newest envelope version it declared that we seal.
+type PeerKey = (Arc<PublicKey>, E2eVersion);
+
 /// Public keys by agent id. Keys are public and the same for every caller, so one cache
 /// serves all local agents.
 #[derive(Default)]
-pub(crate) struct KeyCache(Mutex<HashMap<String, (Arc<PublicKey>, Instant)>>);
+pub(crate) struct KeyCache(Mutex<HashMap<String, (PeerKey, Instant)>>);
 
 impl KeyCache {
-    fn get(&self, agent_id: &str) -> Option<Arc<PublicKey>> {
+    fn get(&self, agent_id: &str) -> Option<PeerKey> {
         let entries = self.0.lock().expect("lock");
         entries
             .get(agent_id)
             .filter(|(_, at)| at.elapsed() < KEY_TTL)
-            .map(|(key, _)| key.clone())
+            .map(|(peer, _)| peer.clone())
     }
 
-    fn put(&self, agent_id: &str, key: Arc<PublicKey>) {
+    fn put(&self, agent_id: &str, peer: PeerKey) {
         self.0
             .lock()
             .expect("lock")
-            .insert(agent_id.to_owned(), (key, Instant::now()));
+            .insert(agent_id.to_owned(), (peer, Instant::now()));
     }
 
     pub fn invalidate(&self, agent_id: &str) {
         self.0.lock().expect("lock").remove(agent_id);
     }
+}
+
+/// The newest version in the broker's `e2e` list that we seal; v1 when it lists none.
+fn seal_version(declared: Option<&[String]>) -> E2eVersion {
+    declared
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|name| E2eVersion::from_name(name))
+        .max_by_key(|version| E2eVersion::ALL.iter().position(|v| v == version))
+        .unwrap_or(E2eVersion::V1)
 }
 
 impl Uplink {
@@ -56,8 +74,17 @@ impl Uplink {
         caller: &AgentCredentials,
         agent_id: &str,
     ) -> Result<Arc<PublicKey>, UplinkError> {
-        if let Some(key) = self.inner.keys.get(agent_id) {
-            return Ok(key);
+        Ok(self.peer_key(caller, agent_id).await?.0)
+    }
+
+    /// `agent_id`'s public key and the envelope version to seal to it.
+    async fn peer_key(
+        &self,
+        caller: &AgentCredentials,
+        agent_id: &str,
+    ) -> Result<PeerKey, UplinkError> {
+        if let Some(peer) = self.inner.keys.get(agent_id) {
+            return Ok(peer);
         }
         let path = format!("/v1/registry/agents/{}/public-key", path_segment(agent_id));
         let response = self
@@ -69,9 +96,9 @@ impl Uplink {
         let key = PublicKey::from_spki_pem(&body.public_key_pem).map_err(|e| {
             UplinkError::Protocol(format!("public key of {agent_id} unreadable: {e}"))
         })?;
-        let key = Arc::new(key);
-        self.inner.keys.put(agent_id, key.clone());
-        Ok(key)
+        let peer = (Arc::new(key), seal_version(body.e2e.as_deref()));
+        self.inner.keys.put(agent_id, peer.clone());
+        Ok(peer)
     }
 
     /// Seals `payload` for `recipient_agent_id` and builds the broker envelope.
@@ -83,7 +110,7 @@ impl Uplink {
         payload: &Value,
         client_seq: u64,
     ) -> Result<MessageEnvelope, UplinkError> {
-        let recipient = self.public_key(agent, recipient_agent_id).await?;
+        let (recipient, version) = self.peer_key(agent, recipient_agent_id).await?;
         let nonce = uuid::Uuid::new_v4().to_string();
         let timestamp = unix_now();
         let fields = MessageFields {
@@ -93,10 +120,11 @@ impl Uplink {
             timestamp,
             client_seq: Some(client_seq),
         };
-        let sealed = envelope::seal(&agent.key, &recipient, &fields, payload).map_err(|e| {
-            self.inner.keys.invalidate(recipient_agent_id);
-            UplinkError::Crypto(e.to_string())
-        })?;
+        let sealed =
+            envelope::seal_as(version, &agent.key, &recipient, &fields, payload).map_err(|e| {
+                self.inner.keys.invalidate(recipient_agent_id);
+                UplinkError::Crypto(e.to_string())
+            })?;
         let blob = match serde_json::to_value(&sealed.blob) {
             Ok(Value::Object(map)) => map,
             _ => return Err(UplinkError::Crypto("cipher blob is not an object".into())),
@@ -177,5 +205,29 @@ impl Uplink {
             }
             return Ok((opened.payload, opened.inner == InnerSignature::Verified));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seals_the_newest_declared_version_we_know_and_v1_by_default() {
+        let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(seal_version(None), E2eVersion::V1);
+        assert_eq!(seal_version(Some(&[])), E2eVersion::V1);
+        assert_eq!(
+            seal_version(Some(&names(&["cullis-e2e-v2-aeskw"]))),
+            E2eVersion::V2AesKw
+        );
+        assert_eq!(
+            seal_version(Some(&names(&["cullis-e2e-v2-aeskw", "cullis-e2e-v1"]))),
+            E2eVersion::V2AesKw
+        );
+        assert_eq!(
+            seal_version(Some(&names(&["cullis-e2e-v9", "cullis-e2e-v1"]))),
+            E2eVersion::V1
+        );
     }
 }

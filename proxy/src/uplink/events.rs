@@ -357,7 +357,9 @@ impl Uplink {
             Err(_) => return Forward::Event(Box::new(AgentEvent::Other { frame: value })),
         };
         let event = match frame {
-            ServerFrame::AuthOk { .. } | ServerFrame::Pong => return Forward::Nothing,
+            ServerFrame::AuthOk { .. } | ServerFrame::Pong | ServerFrame::Ping => {
+                return Forward::Nothing
+            }
             ServerFrame::AuthError { detail } => return Forward::Reauth(detail),
             ServerFrame::SessionPending {
                 session_id,
@@ -380,6 +382,7 @@ impl Uplink {
             ServerFrame::NewMessage {
                 session_id,
                 message,
+                ..
             } => self.new_message(agent, session_id, message).await,
             ServerFrame::RfqRequest { .. } | ServerFrame::TransactionToken { .. } => {
                 AgentEvent::Other { frame: value }

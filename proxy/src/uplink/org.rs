@@ -51,11 +51,18 @@ impl Uplink {
         display_name: &str,
         capabilities: &[String],
     ) -> Result<bool, UplinkError> {
+        // Our agents open every envelope version (cullis_shared::envelope), so peers may seal
+        // the newest one they know to them.
+        let e2e: Vec<&str> = cullis_shared::envelope::E2eVersion::ALL
+            .iter()
+            .map(|v| v.as_str())
+            .collect();
         let agent = json!({
             "agent_id": agent_id,
             "org_id": org.org_id,
             "display_name": display_name,
             "capabilities": capabilities,
+            "metadata": {"e2e": e2e},
         });
         let registered = self
             .org_call(org, Method::POST, "/v1/registry/agents", Some(&agent))

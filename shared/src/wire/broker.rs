@@ -124,12 +124,34 @@ pub struct CipherBlob {
     pub ephemeral_pubkey: Option<String>,
 }
 
-/// 202 body of `POST /v1/broker/sessions/{id}/messages`: `{"status":"accepted","session_id"}`
-/// (no seq is returned).
+/// 202 body of `POST /v1/broker/sessions/{id}/messages`: `{"status":"accepted","session_id",
+/// "msg_id"}`, or, when the sender asked for acknowledged delivery (`ttl_seconds` or
+/// `idempotency_key`, as `cullis-sdk` 0.2.x does), `{"status":"queued","session_id","msg_id",
+/// "deduped"}`; `deduped: true` = this idempotency key was seen before and `msg_id` is the
+/// first message's. `msg_id` is what `…/messages/{msg_id}/ack` takes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageAccepted {
     pub status: String,
     pub session_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msg_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deduped: Option<bool>,
+}
+
+/// Longest `ttl_seconds` of [`MessageSendQuery`] (a day, as `cullis-sdk` 0.2.x documents).
+pub const MAX_MESSAGE_TTL_SECONDS: i64 = 86_400;
+
+/// Query of `POST /v1/broker/sessions/{id}/messages` (both optional): `ttl_seconds` (1..=86400)
+/// after which a message nobody acknowledged is no longer delivered; `idempotency_key` (1..=128
+/// characters): a resend with the same key from the same sender in the same session returns the
+/// first message instead of storing a second.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageSendQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// Default `after` of [`MessagePollQuery`].

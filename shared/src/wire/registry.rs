@@ -140,12 +140,20 @@ pub struct AgentSearchQuery {
     pub include_own_org: bool,
 }
 
-/// `GET /v1/registry/agents/{agent_id}/public-key` 200 body:
-/// `{"agent_id","public_key_pem":"-----BEGIN PUBLIC KEY-----…"}` (SPKI PEM of the pinned cert).
+/// `GET /v1/registry/agents/{agent_id}/public-key` (and `/v1/federation/…`) 200 body:
+/// `{"agent_id","public_key_pem":"-----BEGIN PUBLIC KEY-----…","cert_pem":"-----BEGIN
+/// CERTIFICATE-----…"[,"e2e":["cullis-e2e-v1",…]]}`: the SPKI PEM of the pinned certificate and
+/// the certificate itself (`cullis-sdk` 0.2.x prefers `cert_pem` and binds the sender's identity
+/// to it). `e2e` is present when the agent's registration metadata declares the E2E envelope
+/// versions it opens (docs/sdk-generations.md); absent, senders assume `cullis-e2e-v1`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicKeyResponse {
     pub agent_id: String,
     pub public_key_pem: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_pem: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e: Option<Vec<String>>,
 }
 
 /// `POST /v1/registry/agents/{agent_id}/rotate-cert` request body: `{"new_certificate":"<PEM>"}`.

@@ -24,6 +24,17 @@ pub enum ClientFrame {
     },
     /// `{"type":"ping"}` → server answers [`ServerFrame::Pong`].
     Ping,
+    /// `{"type":"pong"}`: the answer to the server's [`ServerFrame::Ping`].
+    Pong,
+    /// `{"type":"resume","session_id","last_seq"}` (`cullis-sdk` 0.2.x, after a reconnect): the
+    /// server replays the session's messages after `last_seq` as `new_message` frames with
+    /// `replayed: true`. Members optional so a malformed resume is ignored, not fatal.
+    Resume {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_seq: Option<i64>,
+    },
     /// Any other `type`.
     #[serde(other, skip_serializing)]
     Other,
@@ -40,6 +51,8 @@ pub enum ServerFrame {
     AuthError { detail: String },
     /// `{"type":"pong"}` — reply to ping.
     Pong,
+    /// `{"type":"ping"}` — the server's heartbeat; `cullis-sdk` 0.2.x answers `pong`.
+    Ping,
     /// New session targeting this agent.
     SessionPending {
         session_id: String,
@@ -52,10 +65,18 @@ pub enum ServerFrame {
         session_id: String,
         rejected_by: String,
     },
-    /// A message was stored for this agent (no nonce, no signature in the frame).
+    /// A message was stored for this agent (no nonce, no signature in the frame). `msg_id` and
+    /// `queued: true` ask for an acknowledgement (`…/messages/{msg_id}/ack`, `cullis-sdk` 0.2.x
+    /// sends it by itself); `replayed: true` marks a frame sent again for a `resume`.
     NewMessage {
         session_id: String,
         message: WsMessage,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        msg_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queued: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replayed: Option<bool>,
     },
     /// RFQ broadcast to a matched supplier.
     RfqRequest {
@@ -213,6 +234,32 @@ mod tests {
         assert!(
             matches!(t, ServerFrame::TransactionToken { ref txn_type, .. } if txn_type == "CREATE_ORDER")
         );
+    }
+
+    #[test]
+    fn heartbeat_resume_and_acked_new_message() {
+        let ping: ServerFrame = roundtrip_exact(r#"{"type":"ping"}"#);
+        assert_eq!(ping, ServerFrame::Ping);
+        let pong: ClientFrame = roundtrip_exact(r#"{"type":"pong"}"#);
+        assert_eq!(pong, ClientFrame::Pong);
+        let resume: ClientFrame = roundtrip_exact(&format!(
+            r#"{{"type":"resume","session_id":"{SID}","last_seq":4}}"#
+        ));
+        assert_eq!(
+            resume,
+            ClientFrame::Resume {
+                session_id: Some(SID.into()),
+                last_seq: Some(4)
+            }
+        );
+        let frame: ServerFrame = roundtrip_exact(&format!(
+            r#"{{"type":"new_message","session_id":"{SID}","message":{{"seq":5,"sender_agent_id":"acme::buyer","payload":{{}},"timestamp":"2026-04-08T12:00:01+00:00"}},"msg_id":"5","queued":true,"replayed":true}}"#
+        ));
+        assert!(matches!(
+            frame,
+            ServerFrame::NewMessage { ref msg_id, queued: Some(true), replayed: Some(true), .. }
+                if msg_id.as_deref() == Some("5")
+        ));
     }
 
     #[test]
