@@ -1,6 +1,7 @@
 //! `POLICY_BACKEND=opa`: one call per decision to a remote Open Policy Agent,
 //! `POST {OPA_URL}/v1/data/atn/session/allow` with `{"input": …}` (reference §5.4).
 
+use tracing::Instrument;
 use super::ssrf::{check_url, AddressPolicy, GuardedResolver};
 use super::webhook::read_capped;
 use super::{error_chain, interpret_result, seconds, Backend, Decision, SessionPolicyInput};
@@ -70,7 +71,13 @@ impl OpaClient {
     /// Asks OPA; every failure is a denial attributed to `opa`.
     pub async fn evaluate(&self, input: &SessionPolicyInput) -> Decision {
         let body = json!({ "input": super::policy_input(input) });
-        let outcome = tokio::time::timeout(self.timeout, self.ask(&body)).await;
+        let span = tracing::info_span!(
+            "pdp.opa_call",
+            pdp.backend = "opa",
+            pdp.initiator_org = crate::telemetry::bounded(&input.initiator_org_id),
+            pdp.target_org = crate::telemetry::bounded(&input.target_org_id),
+        );
+        let outcome = tokio::time::timeout(self.timeout, self.ask(&body).instrument(span)).await;
         let (allowed, reason) = match outcome {
             Ok(result) => result,
             Err(_) => (
@@ -98,7 +105,11 @@ impl OpaClient {
             tracing::warn!(%why, "OPA_URL rejected");
             return (false, why);
         }
-        let response = match self.http.post(&self.endpoint).json(body).send().await {
+        let mut call = self.http.post(&self.endpoint).json(body);
+        for (name, value) in cullis_telemetry::outgoing_headers() {
+            call = call.header(name, value);
+        }
+        let response = match call.send().await {
             Ok(response) => response,
             Err(error) => return (false, self.transport_error(error)),
         };

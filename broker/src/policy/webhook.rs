@@ -2,6 +2,7 @@
 //! (reference §5.3). Both orgs are asked, concurrently; either one can deny; a missing,
 //! unreachable, slow, oversized or unintelligible PDP denies.
 
+use tracing::Instrument;
 use super::ssrf::{check_url, AddressPolicy, GuardedResolver};
 use super::{error_chain, seconds, truncate_reason, Backend, Decision, SessionPolicyInput};
 use cullis_shared::wire::pdp::{PdpRequest, PdpWebhookReply, SessionContext};
@@ -122,9 +123,14 @@ impl WebhookClient {
             ));
         };
         let started = std::time::Instant::now();
+        let span = tracing::info_span!(
+            "pdp.webhook_call",
+            pdp.org_id = crate::telemetry::bounded(org_id),
+            pdp.context = request.session_context.as_str(),
+        );
         let verdict = match tokio::time::timeout(
             self.options.timeout,
-            self.ask_unbounded(org_id, url, request),
+            self.ask_unbounded(org_id, url, request).instrument(span),
         )
         .await
         {
@@ -134,6 +140,10 @@ impl WebhookClient {
                 seconds(self.options.timeout)
             )),
         };
+        crate::telemetry::metrics().pdp_webhook_latency.record(
+            started.elapsed().as_secs_f64() * 1000.0,
+            &[opentelemetry::KeyValue::new("org_id", org_id.to_owned())],
+        );
         tracing::debug!(
             pdp.org_id = org_id,
             pdp.context = request.session_context.as_str(),
@@ -158,7 +168,12 @@ impl WebhookClient {
                 ));
             }
         };
-        let response = match self.http.post(url).json(request).send().await {
+        // The PDP's spans join this trace (its server span is a child of pdp.webhook_call).
+        let mut call = self.http.post(url).json(request);
+        for (name, value) in cullis_telemetry::outgoing_headers() {
+            call = call.header(name, value);
+        }
+        let response = match call.send().await {
             Ok(response) => response,
             Err(error) => return transport_error(org_id, self.options.timeout, error),
         };

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod bindings;
 pub mod health;
+pub mod metrics;
 pub mod onboarding;
 pub mod orgs;
 pub mod policy;
@@ -19,6 +20,7 @@ use axum::Router;
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(health::router())
+        .merge(metrics::router())
         .merge(auth::router())
         .merge(onboarding::router())
         .merge(admin::router())

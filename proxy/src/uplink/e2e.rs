@@ -93,7 +93,10 @@ impl Uplink {
             timestamp,
             client_seq: Some(client_seq),
         };
-        let sealed = envelope::seal(&agent.key, &recipient, &fields, payload).map_err(|e| {
+        let sealed = tracing::info_span!("e2e.seal")
+            .in_scope(|| envelope::seal(&agent.key, &recipient, &fields, payload));
+        count("seal", sealed.is_ok());
+        let sealed = sealed.map_err(|e| {
             self.inner.keys.invalidate(recipient_agent_id);
             UplinkError::Crypto(e.to_string())
         })?;
@@ -119,7 +122,12 @@ impl Uplink {
         session_id: &str,
         item: InboxMessage,
     ) -> ReceivedMessage {
-        let outcome = self.try_open(agent, session_id, &item).await;
+        let outcome = {
+            use tracing::Instrument;
+            let span = tracing::info_span!("e2e.open", message.seq = item.seq);
+            self.try_open(agent, session_id, &item).instrument(span).await
+        };
+        count("open", outcome.is_ok());
         let (payload, verified, error) = match outcome {
             Ok((payload, verified)) => (payload, verified, None),
             Err(why) => {
@@ -178,4 +186,15 @@ impl Uplink {
             return Ok((opened.payload, opened.inner == InnerSignature::Verified));
         }
     }
+}
+
+/// `cullis_proxy_e2e_operations_total{operation, result}`.
+fn count(operation: &'static str, ok: bool) {
+    crate::telemetry::metrics().e2e.add(
+        1,
+        &[
+            opentelemetry::KeyValue::new("operation", operation),
+            opentelemetry::KeyValue::new("result", if ok { "ok" } else { "error" }),
+        ],
+    );
 }
