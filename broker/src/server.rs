@@ -215,9 +215,15 @@ async fn response_headers(State(state): State<AppState>, request: Request, next:
     if path != "/.well-known/jwks.json" {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    let nonce_free = ["/dashboard", "/health", "/.well-known/", "/readyz", "/metrics"]
-        .iter()
-        .any(|prefix| path.starts_with(prefix));
+    let nonce_free = [
+        "/dashboard",
+        "/health",
+        "/.well-known/",
+        "/readyz",
+        "/metrics",
+    ]
+    .iter()
+    .any(|prefix| path.starts_with(prefix));
     if !nonce_free && !headers.contains_key(&crate::auth::dpop::DPOP_NONCE) {
         if let Ok(nonce) = state.nonces.current().await {
             if let Ok(value) = HeaderValue::from_str(&nonce) {

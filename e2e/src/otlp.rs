@@ -224,7 +224,10 @@ async fn http_traces(State(collector): State<Collector>, body: Bytes) -> (Status
     match ExportTraceServiceRequest::decode(body) {
         Ok(request) => {
             collector.record_traces(request);
-            (StatusCode::OK, ExportTraceServiceResponse::default().encode_to_vec())
+            (
+                StatusCode::OK,
+                ExportTraceServiceResponse::default().encode_to_vec(),
+            )
         }
         Err(_) => (StatusCode::BAD_REQUEST, Vec::new()),
     }
@@ -234,7 +237,10 @@ async fn http_metrics(State(collector): State<Collector>, body: Bytes) -> (Statu
     match ExportMetricsServiceRequest::decode(body) {
         Ok(request) => {
             collector.record_metrics(request);
-            (StatusCode::OK, ExportMetricsServiceResponse::default().encode_to_vec())
+            (
+                StatusCode::OK,
+                ExportMetricsServiceResponse::default().encode_to_vec(),
+            )
         }
         Err(_) => (StatusCode::BAD_REQUEST, Vec::new()),
     }

@@ -49,7 +49,11 @@ fn unknown_series(text: &str, exported: &BTreeSet<String>) -> Vec<String> {
                 break;
             }
         }
-        let name = name.strip_suffix("_milliseconds").unwrap_or(&name).to_owned();
+        let name = ["_milliseconds", "_seconds"]
+            .iter()
+            .find_map(|unit| name.strip_suffix(unit))
+            .unwrap_or(&name)
+            .to_owned();
         if !exported.contains(&name) {
             unknown.push(c[1].to_owned());
         }
@@ -68,7 +72,10 @@ fn promtool_accepts_the_config_and_the_alert_rules() {
     std::fs::create_dir_all(&scratch).unwrap();
     let config = std::fs::read_to_string(dir.join("prometheus.yml"))
         .unwrap()
-        .replace("/etc/prometheus/alerts.yml", dir.join("alerts.yml").to_str().unwrap());
+        .replace(
+            "/etc/prometheus/alerts.yml",
+            dir.join("alerts.yml").to_str().unwrap(),
+        );
     let copy = scratch.join("prometheus.yml");
     std::fs::write(&copy, config).unwrap();
     let (ok, text) = promtool(&["check", "config", copy.to_str().unwrap()]);
@@ -92,10 +99,16 @@ fn alerts_keep_the_reference_names_and_query_exported_series() {
         "CullisBrokerDown",
         "CullisBrokerNotReady",
     ] {
-        assert!(alerts.contains(&format!("alert: {name}\n")), "{name} missing");
+        assert!(
+            alerts.contains(&format!("alert: {name}\n")),
+            "{name} missing"
+        );
     }
     let unknown = unknown_series(&alerts, &exported_names());
-    assert!(unknown.is_empty(), "alert rules query unknown series: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "alert rules query unknown series: {unknown:?}"
+    );
 }
 
 #[test]
@@ -112,5 +125,8 @@ fn the_dashboard_queries_exported_series() {
         .collect();
     assert!(exprs.len() >= 10, "{exprs:?}");
     let unknown = unknown_series(&exprs.join("\n"), &exported_names());
-    assert!(unknown.is_empty(), "the dashboard queries unknown series: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "the dashboard queries unknown series: {unknown:?}"
+    );
 }

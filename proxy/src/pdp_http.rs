@@ -47,7 +47,10 @@ pub async fn policy(state: &AppState, request: &Request) -> ApiResult<Response> 
     });
     crate::telemetry::metrics().pdp_decisions.add(
         1,
-        &[opentelemetry::KeyValue::new("decision", decision.decision.as_str())],
+        &[opentelemetry::KeyValue::new(
+            "decision",
+            decision.decision.as_str(),
+        )],
     );
     tracing::info!(
         initiator = body.initiator_agent_id,

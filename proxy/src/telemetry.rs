@@ -80,8 +80,10 @@ impl Metrics {
         Metrics {
             request_duration: meter
                 .f64_histogram("cullis.proxy.request.duration")
-                .with_unit("ms")
-                .with_description("Local requests (egress, MCP, PDP, admin), by operation and status")
+                .with_unit("s")
+                .with_description(
+                    "Local requests (egress, MCP, PDP, admin), by operation and status",
+                )
                 .build(),
             uplink_logins: meter
                 .u64_counter("cullis.proxy.uplink.logins")
@@ -89,12 +91,14 @@ impl Metrics {
                 .build(),
             uplink_requests: meter
                 .f64_histogram("cullis.proxy.uplink.request.duration")
-                .with_unit("ms")
+                .with_unit("s")
                 .with_description("Requests to the broker, by outcome")
                 .build(),
             broker_errors: meter
                 .u64_counter("cullis.proxy.broker.errors")
-                .with_description("Broker calls that failed, by kind (unreachable, status class, protocol)")
+                .with_description(
+                    "Broker calls that failed, by kind (unreachable, status class, protocol)",
+                )
                 .build(),
             pdp_decisions: meter
                 .u64_counter("cullis.proxy.pdp.decisions")
@@ -109,9 +113,9 @@ impl Metrics {
     }
 
     /// One answered local request.
-    pub fn request(&self, operation: &'static str, status: u16, elapsed_ms: f64) {
+    pub fn request(&self, operation: &'static str, status: u16, elapsed_seconds: f64) {
         self.request_duration.record(
-            elapsed_ms,
+            elapsed_seconds,
             &[
                 KeyValue::new("operation", operation),
                 KeyValue::new("status", i64::from(status)),

@@ -170,7 +170,10 @@ mod tests {
     #[test]
     fn trace_ids_are_written_when_a_source_has_them() {
         let line = one_line(JsonLines::with_trace_ids(|| {
-            Some(("4bf92f3577b34da6a3ce929d0e0e4736".into(), "00f067aa0ba902b7".into()))
+            Some((
+                "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+                "00f067aa0ba902b7".into(),
+            ))
         }));
         assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(line["span_id"], "00f067aa0ba902b7");

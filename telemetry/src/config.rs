@@ -51,11 +51,9 @@ impl TelemetryConfig {
         let protocol = match get("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref().map(str::trim) {
             None | Some("") | Some("grpc") => Protocol::Grpc,
             Some("http/protobuf") => Protocol::HttpProtobuf,
-            Some(other) => {
-                return Err(TelemetryConfigError(format!(
-                    "OTEL_EXPORTER_OTLP_PROTOCOL='{other}' is not supported: use grpc or http/protobuf"
-                )))
-            }
+            Some(other) => return Err(TelemetryConfigError(format!(
+                "OTEL_EXPORTER_OTLP_PROTOCOL='{other}' is not supported: use grpc or http/protobuf"
+            ))),
         };
         let default_endpoint = match protocol {
             Protocol::Grpc => "http://localhost:4317",
@@ -71,11 +69,16 @@ impl TelemetryConfig {
         }
         let interval_ms = match get("OTEL_METRICS_EXPORT_INTERVAL_MS") {
             None => 10_000,
-            Some(text) => text.trim().parse::<u64>().ok().filter(|ms| *ms >= 100).ok_or_else(|| {
-                TelemetryConfigError(format!(
+            Some(text) => text
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms >= 100)
+                .ok_or_else(|| {
+                    TelemetryConfigError(format!(
                     "OTEL_METRICS_EXPORT_INTERVAL_MS='{text}' is not a number of milliseconds ≥ 100"
                 ))
-            })?,
+                })?,
         };
         Ok(TelemetryConfig {
             otel_enabled: flag("OTEL_ENABLED")?.unwrap_or(false),
@@ -99,10 +102,7 @@ impl TelemetryConfig {
 /// The sampler names of the OpenTelemetry specification, reduced to the one number this
 /// implementation needs: the share of traces kept. Whichever name is chosen, a remote parent's
 /// "sampled" flag is never trusted on its own (see [`crate::sampler`]).
-fn sample_ratio(
-    sampler: Option<String>,
-    arg: Option<String>,
-) -> Result<f64, TelemetryConfigError> {
+fn sample_ratio(sampler: Option<String>, arg: Option<String>) -> Result<f64, TelemetryConfigError> {
     let ratio = || -> Result<f64, TelemetryConfigError> {
         match arg.as_deref().map(str::trim) {
             None | Some("") => Ok(1.0),
@@ -145,8 +145,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn read(pairs: &[(&str, &str)]) -> Result<TelemetryConfig, TelemetryConfigError> {
-        let env: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         TelemetryConfig::from_env(|name| env.get(name).cloned(), "svc", "PROMETHEUS_ENABLED")
     }
 
@@ -171,8 +173,11 @@ mod tests {
     #[test]
     fn sampler_names_map_to_a_ratio() {
         let ratio = |sampler: &str, arg: &str| {
-            read(&[("OTEL_TRACES_SAMPLER", sampler), ("OTEL_TRACES_SAMPLER_ARG", arg)])
-                .map(|c| c.sample_ratio)
+            read(&[
+                ("OTEL_TRACES_SAMPLER", sampler),
+                ("OTEL_TRACES_SAMPLER_ARG", arg),
+            ])
+            .map(|c| c.sample_ratio)
         };
         assert_eq!(ratio("parentbased_traceidratio", "0.25").unwrap(), 0.25);
         assert_eq!(ratio("always_off", "0.25").unwrap(), 0.0);

@@ -19,7 +19,9 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// At most one warning per signal in this interval.
 const REPORT_EVERY: Duration = Duration::from_secs(60);
 
-pub(crate) fn span_exporter(config: &TelemetryConfig) -> Result<Reported<opentelemetry_otlp::SpanExporter>, String> {
+pub(crate) fn span_exporter(
+    config: &TelemetryConfig,
+) -> Result<Reported<opentelemetry_otlp::SpanExporter>, String> {
     let builder = opentelemetry_otlp::SpanExporter::builder();
     let exporter = match config.protocol {
         Protocol::Grpc => builder
@@ -36,10 +38,17 @@ pub(crate) fn span_exporter(config: &TelemetryConfig) -> Result<Reported<opentel
     };
     exporter
         .map(|inner| Reported::new(inner, "traces", &config.endpoint))
-        .map_err(|e| format!("cannot set up the OTLP trace exporter for {}: {e}", config.endpoint))
+        .map_err(|e| {
+            format!(
+                "cannot set up the OTLP trace exporter for {}: {e}",
+                config.endpoint
+            )
+        })
 }
 
-pub(crate) fn metric_exporter(config: &TelemetryConfig) -> Result<Reported<opentelemetry_otlp::MetricExporter>, String> {
+pub(crate) fn metric_exporter(
+    config: &TelemetryConfig,
+) -> Result<Reported<opentelemetry_otlp::MetricExporter>, String> {
     let builder = opentelemetry_otlp::MetricExporter::builder();
     let exporter = match config.protocol {
         Protocol::Grpc => builder
@@ -56,7 +65,12 @@ pub(crate) fn metric_exporter(config: &TelemetryConfig) -> Result<Reported<opent
     };
     exporter
         .map(|inner| Reported::new(inner, "metrics", &config.endpoint))
-        .map_err(|e| format!("cannot set up the OTLP metric exporter for {}: {e}", config.endpoint))
+        .map_err(|e| {
+            format!(
+                "cannot set up the OTLP metric exporter for {}: {e}",
+                config.endpoint
+            )
+        })
 }
 
 /// An exporter whose failures are reported at most once per [`REPORT_EVERY`].

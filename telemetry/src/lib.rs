@@ -49,10 +49,17 @@ pub struct Telemetry {
 impl Telemetry {
     /// Installs the log subscriber and, as configured, the span pipeline and metric readers.
     /// Call once, before the first request; a second call (tests) keeps the first subscriber.
-    pub fn init(config: &TelemetryConfig, log_format: LogFormat, default_filter: &str) -> Result<Telemetry, String> {
+    pub fn init(
+        config: &TelemetryConfig,
+        log_format: LogFormat,
+        default_filter: &str,
+    ) -> Result<Telemetry, String> {
         let resource = Resource::builder()
             .with_service_name(config.service_name.clone())
-            .with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+            .with_attribute(opentelemetry::KeyValue::new(
+                "service.version",
+                env!("CARGO_PKG_VERSION"),
+            ))
             .build();
         let runtime = config.otel_enabled.then(background_runtime).transpose()?;
         let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
@@ -110,7 +117,10 @@ fn background_runtime() -> Result<tokio::runtime::Handle, String> {
     Ok(handle)
 }
 
-fn tracer_provider(config: &TelemetryConfig, resource: Resource) -> Result<SdkTracerProvider, String> {
+fn tracer_provider(
+    config: &TelemetryConfig,
+    resource: Resource,
+) -> Result<SdkTracerProvider, String> {
     use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
     let exporter = export::span_exporter(config)?;
     let batch = BatchConfigBuilder::default()
@@ -137,7 +147,10 @@ fn tracer_provider(config: &TelemetryConfig, resource: Resource) -> Result<SdkTr
         .build())
 }
 
-fn meter_provider(config: &TelemetryConfig, resource: Resource) -> Result<SdkMeterProvider, String> {
+fn meter_provider(
+    config: &TelemetryConfig,
+    resource: Resource,
+) -> Result<SdkMeterProvider, String> {
     let mut builder = SdkMeterProvider::builder().with_resource(resource);
     if config.prometheus_enabled {
         builder = builder.with_reader(metrics::prometheus_reader()?);

@@ -6,10 +6,10 @@ use cullis_shared::logging::JsonLines;
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::trace::Tracer;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::filter::{filter_fn, FilterExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,41 +24,54 @@ fn not_from_the_sdk(metadata: &tracing::Metadata<'_>) -> bool {
     !metadata.target().starts_with("opentelemetry")
 }
 
+/// What becomes part of an exported trace, whatever `RUST_LOG` says of log lines: every span at
+/// `info` and above (the request, auth, policy, database spans), and warnings and errors as
+/// span events (info lines would crowd out the span's event budget).
+fn exported(metadata: &tracing::Metadata<'_>) -> bool {
+    let level = *metadata.level();
+    let wanted = match metadata.is_span() {
+        true => level <= tracing::Level::INFO,
+        false => level <= tracing::Level::WARN,
+    };
+    wanted && not_from_the_sdk(metadata)
+}
+
 pub(crate) fn install(format: LogFormat, default_filter: &str, tracer: Option<Tracer>) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let exported = tracer.is_some();
-    let json = (format == LogFormat::Json).then(|| {
-        let lines = if exported {
-            JsonLines::with_trace_ids(current_trace_ids)
-        } else {
-            JsonLines::default()
-        };
-        tracing_subscriber::fmt::layer()
-            .with_ansi(false)
-            .with_writer(std::io::stderr)
-            .event_format(lines)
-            .with_filter(filter_fn(not_from_the_sdk))
-    });
-    let text = (format == LogFormat::Text).then(|| {
-        tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_filter(filter_fn(not_from_the_sdk))
-    });
-    let spans = tracer.map(|tracer| {
-        tracing_opentelemetry::layer()
+    // `RUST_LOG` filters log lines only (per layer): a quiet log must not empty the traces.
+    let filter = || {
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new(default_filter))
+            .and(filter_fn(not_from_the_sdk))
+    };
+    let exported_spans = tracer.is_some();
+    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
+    match format {
+        LogFormat::Json => {
+            let lines = match exported_spans {
+                true => JsonLines::with_trace_ids(current_trace_ids),
+                false => JsonLines::default(),
+            };
+            let json = tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::io::stderr)
+                .event_format(lines);
+            layers.push(json.with_filter(filter()).boxed());
+        }
+        LogFormat::Text => {
+            let text = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+            layers.push(text.with_filter(filter()).boxed());
+        }
+    }
+    if let Some(tracer) = tracer {
+        let spans = tracing_opentelemetry::layer()
             .with_tracer(tracer)
             .with_tracked_inactivity(false)
             .with_threads(false)
-            .with_location(false)
-            .with_filter(filter_fn(not_from_the_sdk))
-    });
+            .with_location(false);
+        layers.push(spans.with_filter(filter_fn(exported)).boxed());
+    }
     // A second install (tests in one process) keeps the first subscriber.
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(json)
-        .with(text)
-        .with(spans)
-        .try_init();
+    let _ = tracing_subscriber::registry().with(layers).try_init();
 }
 
 /// The exported trace and span id of the current span, as lowercase hex.

@@ -8,6 +8,22 @@ use std::sync::OnceLock;
 
 static REGISTRY: OnceLock<prometheus::Registry> = OnceLock::new();
 
+/// The method of a request as a metric label: the standard ones, anything else one value (a
+/// caller choosing methods must not choose series).
+pub fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::HEAD => "HEAD",
+        _ => "_OTHER",
+    }
+}
+
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -16,6 +32,13 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const MILLISECOND_BUCKETS: [f64; 17] = [
     0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
     10000.0, 30000.0,
+];
+
+/// The same steps for durations in seconds (this implementation's own histograms use the base
+/// unit Prometheus recommends; the reference's `atn_*` ones keep their milliseconds).
+const SECOND_BUCKETS: [f64; 17] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0,
 ];
 
 /// Buckets for counts per batch (audit writer batch sizes).
@@ -48,7 +71,7 @@ pub fn render() -> Option<String> {
     Some(text)
 }
 
-/// Histogram buckets by unit: `ms` durations and `{batch}`-style counts.
+/// Histogram buckets by unit: `ms` and `s` durations and `{batch}`-style counts.
 pub(crate) fn views() -> impl Fn(&Instrument) -> Option<Stream> + Send + Sync + 'static {
     |instrument: &Instrument| {
         if instrument.kind() != InstrumentKind::Histogram {
@@ -56,6 +79,7 @@ pub(crate) fn views() -> impl Fn(&Instrument) -> Option<Stream> + Send + Sync + 
         }
         let boundaries = match instrument.unit() {
             "ms" => MILLISECOND_BUCKETS.to_vec(),
+            "s" => SECOND_BUCKETS.to_vec(),
             "" | "1" | "{message}" | "{row}" => COUNT_BUCKETS.to_vec(),
             _ => return None,
         };

@@ -78,7 +78,12 @@ mod tests {
     fn an_oversized_tracestate_is_not_read() {
         let mut map = http::HeaderMap::new();
         map.insert("tracestate", "a=".repeat(400).parse().unwrap());
-        map.insert("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".parse().unwrap());
+        map.insert(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                .parse()
+                .unwrap(),
+        );
         let headers = Headers(&map);
         assert!(headers.get("tracestate").is_none());
         assert!(headers.get("traceparent").is_some());

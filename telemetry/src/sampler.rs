@@ -63,29 +63,56 @@ mod tests {
     use super::*;
     use opentelemetry::trace::{SpanContext, SpanId, TraceFlags};
 
-    fn decide(sampler: &LocalRatioSampler, parent: Option<SpanContext>, trace: u128) -> SamplingDecision {
+    fn decide(
+        sampler: &LocalRatioSampler,
+        parent: Option<SpanContext>,
+        trace: u128,
+    ) -> SamplingDecision {
         let cx = parent.map(|p| Context::new().with_remote_span_context(p));
         sampler
-            .should_sample(cx.as_ref(), TraceId::from(trace), "s", &SpanKind::Server, &[], &[])
+            .should_sample(
+                cx.as_ref(),
+                TraceId::from(trace),
+                "s",
+                &SpanKind::Server,
+                &[],
+                &[],
+            )
             .decision
     }
 
     fn remote(trace: u128, sampled: bool) -> SpanContext {
-        let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
-        SpanContext::new(TraceId::from(trace), SpanId::from(7u64), flags, true, TraceState::default())
+        let flags = if sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        SpanContext::new(
+            TraceId::from(trace),
+            SpanId::from(7u64),
+            flags,
+            true,
+            TraceState::default(),
+        )
     }
 
     #[test]
     fn a_remote_sampled_flag_does_not_force_sampling() {
         let never = LocalRatioSampler::new(0.0);
-        assert_eq!(decide(&never, Some(remote(42, true)), 42), SamplingDecision::Drop);
+        assert_eq!(
+            decide(&never, Some(remote(42, true)), 42),
+            SamplingDecision::Drop
+        );
         assert_eq!(decide(&never, None, 42), SamplingDecision::Drop);
     }
 
     #[test]
     fn a_remote_parent_is_kept_by_the_local_ratio() {
         let always = LocalRatioSampler::new(1.0);
-        assert_eq!(decide(&always, Some(remote(42, false)), 42), SamplingDecision::RecordAndSample);
+        assert_eq!(
+            decide(&always, Some(remote(42, false)), 42),
+            SamplingDecision::RecordAndSample
+        );
         assert_eq!(decide(&always, None, 42), SamplingDecision::RecordAndSample);
     }
 

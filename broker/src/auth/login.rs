@@ -50,17 +50,20 @@ pub async fn issue_token(
     // the current CA's verdict is the one reported.
     let certificate = leaf.certificate();
     let verify_started = std::time::Instant::now();
-    let leaf_key = tracing::info_span!("auth.x509_verify", cert.thumbprint = certificate.thumbprint())
-        .in_scope(|| {
-            let mut verdicts = cas
-                .iter()
-                .map(|ca_pem| verify_leaf(state, &leaf, ca_pem, now));
-            let first = verdicts.next().expect("at least one CA");
-            match first {
-                Ok(key) => Ok(key),
-                Err(err) => verdicts.find_map(Result::ok).ok_or(err),
-            }
-        })?;
+    let leaf_key = tracing::info_span!(
+        "auth.x509_verify",
+        cert.thumbprint = certificate.thumbprint()
+    )
+    .in_scope(|| {
+        let mut verdicts = cas
+            .iter()
+            .map(|ca_pem| verify_leaf(state, &leaf, ca_pem, now));
+        let first = verdicts.next().expect("at least one CA");
+        match first {
+            Ok(key) => Ok(key),
+            Err(err) => verdicts.find_map(Result::ok).ok_or(err),
+        }
+    })?;
     crate::telemetry::metrics()
         .x509_verify_duration
         .record(verify_started.elapsed().as_secs_f64() * 1000.0, &[]);

@@ -355,7 +355,10 @@ impl PolicyEngine {
         };
         counter.add(
             1,
-            &[opentelemetry::KeyValue::new("policy_type", decision.backend.as_str())],
+            &[opentelemetry::KeyValue::new(
+                "policy_type",
+                decision.backend.as_str(),
+            )],
         );
         decision
     }

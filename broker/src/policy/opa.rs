@@ -1,13 +1,13 @@
 //! `POLICY_BACKEND=opa`: one call per decision to a remote Open Policy Agent,
 //! `POST {OPA_URL}/v1/data/atn/session/allow` with `{"input": …}` (reference §5.4).
 
-use tracing::Instrument;
 use super::ssrf::{check_url, AddressPolicy, GuardedResolver};
 use super::webhook::read_capped;
 use super::{error_chain, interpret_result, seconds, Backend, Decision, SessionPolicyInput};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Largest OPA answer read (OPA answers are small; anything bigger is not ours).
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;

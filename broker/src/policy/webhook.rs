@@ -2,13 +2,13 @@
 //! (reference §5.3). Both orgs are asked, concurrently; either one can deny; a missing,
 //! unreachable, slow, oversized or unintelligible PDP denies.
 
-use tracing::Instrument;
 use super::ssrf::{check_url, AddressPolicy, GuardedResolver};
 use super::{error_chain, seconds, truncate_reason, Backend, Decision, SessionPolicyInput};
 use cullis_shared::wire::pdp::{PdpRequest, PdpWebhookReply, SessionContext};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Largest PDP answer accepted (the reference's contract: allow ⇔ body ≤ 4096 bytes).
 pub const MAX_RESPONSE_BYTES: usize = 4096;

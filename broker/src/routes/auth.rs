@@ -9,12 +9,12 @@ use crate::auth::org::OrgCredentials;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiResult};
 use crate::limits::LimitError;
 use crate::state::AppState;
+use crate::telemetry::DenyReason;
 use axum::extract::State;
 use axum::http::header::{HOST, RETRY_AFTER};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::post;
 use axum::{Json, Router};
-use crate::telemetry::DenyReason;
 use cullis_shared::wire::auth::{
     TokenRequest, TokenResponse, TransactionTokenRequest, TransactionTokenResponse,
 };

@@ -16,7 +16,10 @@ async fn metrics() -> impl IntoResponse {
     match cullis_telemetry::metrics::render() {
         Some(text) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, cullis_telemetry::metrics::CONTENT_TYPE)],
+            [(
+                header::CONTENT_TYPE,
+                cullis_telemetry::metrics::CONTENT_TYPE,
+            )],
             text,
         ),
         None => (

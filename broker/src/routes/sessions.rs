@@ -134,12 +134,17 @@ async fn open(
         initiator.agent_id = bounded(caller.agent_id()),
         target.agent_id = bounded(&request.target_agent_id),
     );
-    let opened = open_session(&state, &caller, request).instrument(span).await;
+    let opened = open_session(&state, &caller, request)
+        .instrument(span)
+        .await;
     let metrics = crate::telemetry::metrics();
     match &opened {
         Ok(_) => metrics.session_created.add(
             1,
-            &[opentelemetry::KeyValue::new("initiator_org", caller.org_id().to_owned())],
+            &[opentelemetry::KeyValue::new(
+                "initiator_org",
+                caller.org_id().to_owned(),
+            )],
         ),
         Err(error) => {
             let reason = match (error.status().as_u16(), error.detail().unwrap_or("")) {

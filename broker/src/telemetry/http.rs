@@ -22,7 +22,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or(UNMATCHED, MatchedPath::as_str)
         .to_owned();
-    let method = request.method().clone();
+    let method = cullis_telemetry::metrics::method_label(request.method());
     let request_id = request
         .headers()
         .get("x-request-id")
@@ -35,7 +35,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
         otel.kind = "server",
         otel.status_code = Empty,
         request_id = %request_id,
-        http.request.method = %method,
+        http.request.method = method,
         http.route = %route,
         http.response.status_code = Empty,
     );
@@ -50,10 +50,10 @@ pub async fn observe(request: Request, next: Next) -> Response {
         span.record("otel.status_code", "ERROR");
     }
     metrics().http_duration.record(
-        started.elapsed().as_secs_f64() * 1000.0,
+        started.elapsed().as_secs_f64(),
         &[
             KeyValue::new("route", route),
-            KeyValue::new("method", method.as_str().to_owned()),
+            KeyValue::new("method", method),
             KeyValue::new("status", i64::from(status)),
         ],
     );

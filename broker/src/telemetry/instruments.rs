@@ -4,10 +4,11 @@
 
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::KeyValue;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::LazyLock;
 
-static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics::new(&opentelemetry::global::meter(cullis_telemetry::SCOPE)));
+static METRICS: LazyLock<Metrics> =
+    LazyLock::new(|| Metrics::new(&opentelemetry::global::meter(cullis_telemetry::SCOPE)));
 
 /// The instruments (no-ops until [`super::init`] installed a meter provider).
 pub fn metrics() -> &'static Metrics {
@@ -124,34 +125,81 @@ impl Metrics {
             meter.u64_counter(name).with_description(help).build()
         };
         let millis = |name: &'static str, help: &'static str| {
-            meter.f64_histogram(name).with_unit("ms").with_description(help).build()
+            meter
+                .f64_histogram(name)
+                .with_unit("ms")
+                .with_description(help)
+                .build()
         };
         let metrics = Metrics {
             auth_success: counter("atn.auth.success", "Access tokens issued"),
             auth_deny: counter("atn.auth.deny", "Logins refused, by reason"),
             session_created: counter("atn.session.created", "Sessions opened, by initiator org"),
             session_denied: counter("atn.session.denied", "Session requests refused, by reason"),
-            policy_allow: counter("atn.policy.allow", "Policy decisions that allowed, by policy type"),
-            policy_deny: counter("atn.policy.deny", "Policy decisions that denied, by policy type"),
-            ratelimit_reject: counter("atn.ratelimit.reject", "Requests refused by a rate limit, by bucket"),
-            cert_pinning_mismatch: counter("atn.cert_pinning.mismatch", "Logins with a certificate other than the pinned one"),
-            audit_chain_verify_failed: counter("atn.audit_chain.verify_failed", "Audit chain verifications that found a broken entry"),
-            dpop_jti_replay_attempt: counter("atn.dpop.jti_replay_attempt", "DPoP proofs presented a second time"),
-            revoked_token_use_attempt: counter("atn.revoked_token.use_attempt", "Revoked tokens or certificates presented"),
-            kms_seal_check_failed: counter("atn.kms.seal_check_failed", "KMS seal checks that failed (kept for the reference's alert rules)"),
-            policy_dual_org_mismatch: counter("atn.policy.dual_org_mismatch", "Dual-org policy mismatches (kept for the reference's alert rules)"),
+            policy_allow: counter(
+                "atn.policy.allow",
+                "Policy decisions that allowed, by policy type",
+            ),
+            policy_deny: counter(
+                "atn.policy.deny",
+                "Policy decisions that denied, by policy type",
+            ),
+            ratelimit_reject: counter(
+                "atn.ratelimit.reject",
+                "Requests refused by a rate limit, by bucket",
+            ),
+            cert_pinning_mismatch: counter(
+                "atn.cert_pinning.mismatch",
+                "Logins with a certificate other than the pinned one",
+            ),
+            audit_chain_verify_failed: counter(
+                "atn.audit_chain.verify_failed",
+                "Audit chain verifications that found a broken entry",
+            ),
+            dpop_jti_replay_attempt: counter(
+                "atn.dpop.jti_replay_attempt",
+                "DPoP proofs presented a second time",
+            ),
+            revoked_token_use_attempt: counter(
+                "atn.revoked_token.use_attempt",
+                "Revoked tokens or certificates presented",
+            ),
+            kms_seal_check_failed: counter(
+                "atn.kms.seal_check_failed",
+                "KMS seal checks that failed (kept for the reference's alert rules)",
+            ),
+            policy_dual_org_mismatch: counter(
+                "atn.policy.dual_org_mismatch",
+                "Dual-org policy mismatches (kept for the reference's alert rules)",
+            ),
             auth_duration: millis("atn.auth.duration", "Login (token issue) duration"),
-            x509_verify_duration: millis("atn.x509.verify_duration", "Agent certificate verification duration"),
-            pdp_webhook_latency: millis("atn.pdp_webhook.latency", "PDP webhook call latency, by org"),
-            http_duration: millis("cullis.http.server.duration", "HTTP request duration, by route template, method and status"),
+            x509_verify_duration: millis(
+                "atn.x509.verify_duration",
+                "Agent certificate verification duration",
+            ),
+            pdp_webhook_latency: millis(
+                "atn.pdp_webhook.latency",
+                "PDP webhook call latency, by org",
+            ),
+            http_duration: meter
+                .f64_histogram("cullis.http.server.duration")
+                .with_unit("s")
+                .with_description("HTTP request duration, by route template, method and status")
+                .build(),
             messages_relayed: counter("cullis.messages.relayed", "E2E messages accepted for relay"),
             audit_batch_size: meter
                 .u64_histogram("cullis.audit.batch_size")
                 .with_unit("{row}")
                 .with_description("Chained rows written per audit writer transaction")
                 .build(),
-            redis_errors: counter("cullis.redis.errors", "Redis operations that failed, by operation"),
-            token_cache: counter("cullis.token_cache.lookups", "Access token verifications, by result (hit: already verified)"),
+            redis_errors: counter(
+                "cullis.redis.errors",
+                "Redis operations that failed, by operation",
+            ),
+            token_cache: counter(
+                "cullis.token_cache.lookups",
+                "Access token verifications, by result (hit: already verified)",
+            ),
             websocket_connections: AtomicI64::new(0),
             audit_queue_depth: AtomicI64::new(0),
             sessions_active: AtomicI64::new(0),
@@ -170,7 +218,8 @@ impl Metrics {
 
     /// A refused login.
     pub fn auth_denied(&self, reason: DenyReason) {
-        self.auth_deny.add(1, &[KeyValue::new("reason", reason.as_str())]);
+        self.auth_deny
+            .add(1, &[KeyValue::new("reason", reason.as_str())]);
     }
 }
 
@@ -179,12 +228,16 @@ fn observe_gauges(meter: &Meter) {
     meter
         .i64_observable_gauge("cullis.websocket.connections")
         .with_description("Open authenticated WebSockets on this replica")
-        .with_callback(|gauge| gauge.observe(METRICS.websocket_connections.load(Ordering::Relaxed), &[]))
+        .with_callback(|gauge| {
+            gauge.observe(METRICS.websocket_connections.load(Ordering::Relaxed), &[])
+        })
         .build();
     meter
         .i64_observable_gauge("cullis.audit.queue_depth")
         .with_description("Rows waiting for the audit writer")
-        .with_callback(|gauge| gauge.observe(METRICS.audit_queue_depth.load(Ordering::Relaxed), &[]))
+        .with_callback(|gauge| {
+            gauge.observe(METRICS.audit_queue_depth.load(Ordering::Relaxed), &[])
+        })
         .build();
     meter
         .i64_observable_gauge("cullis.sessions.active")
@@ -195,8 +248,14 @@ fn observe_gauges(meter: &Meter) {
         .u64_observable_gauge("cullis.db.pool.connections")
         .with_description("Database pool connections, by state (sampled every 10 s)")
         .with_callback(|gauge| {
-            gauge.observe(METRICS.db_pool_in_use.load(Ordering::Relaxed), &[KeyValue::new("state", "in_use")]);
-            gauge.observe(METRICS.db_pool_idle.load(Ordering::Relaxed), &[KeyValue::new("state", "idle")]);
+            gauge.observe(
+                METRICS.db_pool_in_use.load(Ordering::Relaxed),
+                &[KeyValue::new("state", "in_use")],
+            );
+            gauge.observe(
+                METRICS.db_pool_idle.load(Ordering::Relaxed),
+                &[KeyValue::new("state", "idle")],
+            );
         })
         .build();
 }
@@ -209,14 +268,42 @@ mod tests {
     fn login_refusals_map_to_a_closed_set_of_reasons() {
         let cases = [
             (429, "Too many requests", DenyReason::RateLimited),
-            (401, "Invalid DPoP proof: bad signature", DenyReason::DpopInvalid),
-            (401, "client_assertion already used (replay attack detected)", DenyReason::AssertionReplay),
+            (
+                401,
+                "Invalid DPoP proof: bad signature",
+                DenyReason::DpopInvalid,
+            ),
+            (
+                401,
+                "client_assertion already used (replay attack detected)",
+                DenyReason::AssertionReplay,
+            ),
             (401, "Certificate has been revoked", DenyReason::CertRevoked),
-            (401, "Certificate thumbprint mismatch — use the rotate-cert endpoint to update", DenyReason::CertPinningMismatch),
-            (403, "Organisation 'acme' not yet approved", DenyReason::OrgNotActive),
-            (403, "No approved binding for this agent and organization", DenyReason::NoBinding),
-            (401, "Agent not found or org mismatch", DenyReason::AgentInvalid),
-            (401, "Certificate chain verification failed", DenyReason::CertInvalid),
+            (
+                401,
+                "Certificate thumbprint mismatch — use the rotate-cert endpoint to update",
+                DenyReason::CertPinningMismatch,
+            ),
+            (
+                403,
+                "Organisation 'acme' not yet approved",
+                DenyReason::OrgNotActive,
+            ),
+            (
+                403,
+                "No approved binding for this agent and organization",
+                DenyReason::NoBinding,
+            ),
+            (
+                401,
+                "Agent not found or org mismatch",
+                DenyReason::AgentInvalid,
+            ),
+            (
+                401,
+                "Certificate chain verification failed",
+                DenyReason::CertInvalid,
+            ),
             (401, "something new", DenyReason::AssertionInvalid),
         ];
         for (status, detail, reason) in cases {

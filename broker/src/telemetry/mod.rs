@@ -57,7 +57,11 @@ pub async fn redis_call<T, E>(
     call: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
     use tracing::Instrument;
-    let span = tracing::info_span!("redis.command", db.system = "redis", db.operation = operation);
+    let span = tracing::info_span!(
+        "redis.command",
+        db.system = "redis",
+        db.operation = operation
+    );
     let result = call.instrument(span).await;
     if result.is_err() {
         metrics()

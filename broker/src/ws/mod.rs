@@ -210,10 +210,9 @@ impl Hub {
                         hub.on_redis_message(&message);
                     }
                     tracing::warn!("ws: Redis pub/sub connection lost; reconnecting");
-                    crate::telemetry::metrics().redis_errors.add(
-                        1,
-                        &[opentelemetry::KeyValue::new("operation", "SUBSCRIBE")],
-                    );
+                    crate::telemetry::metrics()
+                        .redis_errors
+                        .add(1, &[opentelemetry::KeyValue::new("operation", "SUBSCRIBE")]);
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 match subscribe(&client).await {

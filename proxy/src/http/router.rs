@@ -12,7 +12,7 @@ use tracing::Instrument;
 pub async fn dispatch(state: &AppState, request: Request) -> Reply {
     let started = std::time::Instant::now();
     let operation = operation(&request.path);
-    let method = method_label(&request.method);
+    let method = cullis_telemetry::metrics::method_label(&request.method);
     let span = tracing::info_span!(
         "request",
         otel.name = Empty,
@@ -40,8 +40,14 @@ pub async fn dispatch(state: &AppState, request: Request) -> Reply {
         span.record("otel.status_code", "ERROR");
     }
     let elapsed = started.elapsed();
-    crate::telemetry::metrics().request(operation, status, elapsed.as_secs_f64() * 1000.0);
-    tracing::debug!(method, operation, status, elapsed_us = elapsed.as_micros() as u64, "request");
+    crate::telemetry::metrics().request(operation, status, elapsed.as_secs_f64());
+    tracing::debug!(
+        method,
+        operation,
+        status,
+        elapsed_us = elapsed.as_micros() as u64,
+        "request"
+    );
     reply
 }
 
@@ -80,20 +86,6 @@ fn operation(path: &str) -> &'static str {
         ["v1", "egress", "tools", "invoke"] => "/v1/egress/tools/invoke",
         ["v1", "admin", ..] => "/v1/admin/*",
         _ => "unmatched",
-    }
-}
-
-/// The method as a label: the standard ones, anything else one value.
-fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::OPTIONS => "OPTIONS",
-        Method::HEAD => "HEAD",
-        _ => "_OTHER",
     }
 }
 
@@ -154,8 +146,14 @@ mod tests {
             operation(&format!("/v1/egress/sessions/{sid}/accept")),
             "/v1/egress/sessions/{session_id}/accept"
         );
-        assert_eq!(operation(&format!("/v1/egress/messages/{sid}")), "/v1/egress/messages/{session_id}");
-        assert_eq!(operation("/v1/admin/agents/buyer/rotate-key"), "/v1/admin/*");
+        assert_eq!(
+            operation(&format!("/v1/egress/messages/{sid}")),
+            "/v1/egress/messages/{session_id}"
+        );
+        assert_eq!(
+            operation("/v1/admin/agents/buyer/rotate-key"),
+            "/v1/admin/*"
+        );
         assert_eq!(operation(&format!("/{}", "x".repeat(25_000))), "unmatched");
     }
 }

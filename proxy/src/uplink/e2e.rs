@@ -125,7 +125,9 @@ impl Uplink {
         let outcome = {
             use tracing::Instrument;
             let span = tracing::info_span!("e2e.open", message.seq = item.seq);
-            self.try_open(agent, session_id, &item).instrument(span).await
+            self.try_open(agent, session_id, &item)
+                .instrument(span)
+                .await
         };
         count("open", outcome.is_ok());
         let (payload, verified, error) = match outcome {

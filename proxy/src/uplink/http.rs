@@ -208,7 +208,7 @@ impl Transport {
         let outcome_label = [opentelemetry::KeyValue::new("outcome", outcome)];
         metrics
             .uplink_requests
-            .record(started.elapsed().as_secs_f64() * 1000.0, &outcome_label);
+            .record(started.elapsed().as_secs_f64(), &outcome_label);
         if outcome != "ok" {
             metrics
                 .broker_errors
