@@ -51,9 +51,11 @@ impl TelemetryConfig {
         let protocol = match get("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref().map(str::trim) {
             None | Some("") | Some("grpc") => Protocol::Grpc,
             Some("http/protobuf") => Protocol::HttpProtobuf,
-            Some(other) => return Err(TelemetryConfigError(format!(
+            Some(other) => {
+                return Err(TelemetryConfigError(format!(
                 "OTEL_EXPORTER_OTLP_PROTOCOL='{other}' is not supported: use grpc or http/protobuf"
-            ))),
+            )))
+            }
         };
         let default_endpoint = match protocol {
             Protocol::Grpc => "http://localhost:4317",

@@ -39,7 +39,7 @@ fn exported(metadata: &tracing::Metadata<'_>) -> bool {
 pub(crate) fn install(format: LogFormat, default_filter: &str, tracer: Option<Tracer>) {
     // `RUST_LOG` filters log lines only (per layer): a quiet log must not empty the traces.
     let filter = || {
-        EnvFilter::try_from_default_env()
+        EnvFilter::try_from_env("RUST_LOG")
             .unwrap_or_else(|_| EnvFilter::new(default_filter))
             .and(filter_fn(not_from_the_sdk))
     };

@@ -49,6 +49,15 @@ pub async fn observe(request: Request, next: Next) -> Response {
     if status >= 500 {
         span.record("otel.status_code", "ERROR");
     }
+    // The access log line, at debug (`RUST_LOG=info,cullis_broker::telemetry::http=debug`), in
+    // the request's span, so it carries the request id (and trace id).
+    span.in_scope(|| {
+        tracing::debug!(
+            status,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "request"
+        )
+    });
     metrics().http_duration.record(
         started.elapsed().as_secs_f64(),
         &[
