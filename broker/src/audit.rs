@@ -245,7 +245,12 @@ async fn committed_outcome<T>(
 
 async fn write_batches(db: Db, mut inbox: mpsc::UnboundedReceiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let metrics = crate::telemetry::metrics();
     while inbox.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        metrics.audit_batch_size.record(batch.len() as u64, &[]);
+        metrics
+            .audit_queue_depth
+            .store(inbox.len() as i64, std::sync::atomic::Ordering::Relaxed);
         match write_batch(&db, &batch).await {
             Ok(outcomes) => {
                 for (job, outcome) in batch.drain(..).zip(outcomes) {

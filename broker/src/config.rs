@@ -35,12 +35,8 @@ pub enum KmsConfig {
     },
 }
 
-/// `LOG_FORMAT`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+/// `LOG_FORMAT` (`text` or `json`).
+pub use cullis_telemetry::LogFormat;
 
 /// Everything the broker reads at start.
 #[derive(Debug, Clone)]
@@ -57,6 +53,8 @@ pub struct Config {
     pub environment: Environment,
     pub kms: KmsConfig,
     pub log_format: LogFormat,
+    /// `OTEL_*` and `PROMETHEUS_ENABLED`: traces, metrics, `/metrics`.
+    pub telemetry: cullis_telemetry::TelemetryConfig,
     /// Peers whose `X-Forwarded-For` is trusted for the client IP.
     pub forwarded_allow_ips: Vec<IpAddr>,
     /// bcrypt cost for org secrets (12 as the reference; tests lower it).
@@ -192,6 +190,12 @@ impl Config {
             environment,
             kms,
             log_format,
+            telemetry: cullis_telemetry::TelemetryConfig::from_env(
+                get,
+                "cullis-broker",
+                "PROMETHEUS_ENABLED",
+            )
+            .map_err(|e| ConfigError(e.0))?,
             forwarded_allow_ips,
             ws_max_connections_per_org: match get("WS_MAX_CONNECTIONS_PER_ORG") {
                 None => 100,

@@ -376,12 +376,13 @@ impl RateLimiter {
                 script,
             } => {
                 let mut conn = conn.clone();
-                let allowed: i64 = script
-                    .key(format!("{prefix}{subject}:{bucket}"))
+                let mut invocation = script.key(format!("{prefix}{subject}:{bucket}"));
+                invocation
                     .arg(limit.window.as_secs_f64())
                     .arg(limit.max)
-                    .arg(uuid::Uuid::new_v4().simple().to_string())
-                    .invoke_async(&mut conn)
+                    .arg(uuid::Uuid::new_v4().simple().to_string());
+                let call = invocation.invoke_async::<i64>(&mut conn);
+                let allowed = crate::telemetry::redis_call("EVALSHA ratelimit", call)
                     .await
                     .map_err(|e| LimitError::Backend(e.to_string()))?;
                 allowed == 1

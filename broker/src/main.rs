@@ -195,7 +195,7 @@ fn serve(mut env: HashMap<String, String>, dev: bool, migrate: bool) -> Result<(
         prepare_dev(&mut env)?;
     }
     let config = Config::from_env(env).map_err(|e| e.to_string())?;
-    cullis_broker::telemetry::init(config.log_format);
+    let mut telemetry = cullis_broker::telemetry::init(&config)?;
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
@@ -211,8 +211,10 @@ fn serve(mut env: HashMap<String, String>, dev: bool, migrate: bool) -> Result<(
         .await
         .map_err(|e| e.to_string())?;
         tracing::info!("Cullis broker shutdown complete");
-        Ok(())
-    })
+        Ok::<(), String>(())
+    })?;
+    telemetry.shutdown();
+    Ok(())
 }
 
 /// `--dev`: a persistent random admin secret and a broker key under ./data/, created once.

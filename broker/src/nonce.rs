@@ -249,12 +249,13 @@ impl NonceManager {
         let rotation_ms = u64::try_from(self.rotation.as_millis()).unwrap_or(u64::MAX);
         let started = Instant::now();
         let mut conn = conn.clone();
-        let (current, previous, age_ms): (String, String, i64) = script
-            .key(key)
+        let mut invocation = script.key(key);
+        invocation
             .arg(rotation_ms)
             .arg(generate_nonce())
-            .arg(if rotate { "1" } else { "0" })
-            .invoke_async(&mut conn)
+            .arg(if rotate { "1" } else { "0" });
+        let call = invocation.invoke_async::<(String, String, i64)>(&mut conn);
+        let (current, previous, age_ms) = crate::telemetry::redis_call("EVALSHA nonce", call)
             .await
             .map_err(|e| NonceError(e.to_string()))?;
         let age = Duration::from_millis(u64::try_from(age_ms).unwrap_or(0));

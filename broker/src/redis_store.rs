@@ -40,13 +40,15 @@ impl ReplayStore for RedisReplayStore {
     fn consume<'a>(&'a self, key: &'a str, ttl: Duration) -> ConsumeFuture<'a> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
-            let reply: Option<String> = redis::cmd("SET")
+            let mut command = redis::cmd("SET");
+            command
                 .arg(key)
                 .arg(1)
                 .arg("NX")
                 .arg("EX")
-                .arg(ttl_secs(ttl))
-                .query_async(&mut conn)
+                .arg(ttl_secs(ttl));
+            let set = command.query_async::<Option<String>>(&mut conn);
+            let reply = crate::telemetry::redis_call("SET NX replay", set)
                 .await
                 .map_err(|e| ReplayStoreError(e.to_string()))?;
             Ok(match reply {

@@ -93,6 +93,7 @@ pub async fn build_state(config: Config, migrate: bool) -> Result<AppState, Star
         policy,
         redis,
     );
+    crate::telemetry::spawn_samplers(&state);
     if let Some(url) = redis_url {
         state
             .hub
@@ -148,12 +149,8 @@ pub fn app(state: AppState) -> Router {
         // still gets the headers above; a body no handler reads is never buffered.
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(cors(&state.config.allowed_origins))
-        .layer(
-            tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-                tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path())
-            }),
-        )
+        // After routing (Router::layer), so the span and the duration know the route template.
+        .layer(middleware::from_fn(crate::telemetry::http::observe))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .with_state(state)
@@ -223,9 +220,15 @@ async fn response_headers(State(state): State<AppState>, request: Request, next:
     if path != "/.well-known/jwks.json" {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    let nonce_free = ["/dashboard", "/health", "/.well-known/", "/readyz"]
-        .iter()
-        .any(|prefix| path.starts_with(prefix));
+    let nonce_free = [
+        "/dashboard",
+        "/health",
+        "/.well-known/",
+        "/readyz",
+        "/metrics",
+    ]
+    .iter()
+    .any(|prefix| path.starts_with(prefix));
     if !nonce_free && !headers.contains_key(&crate::auth::dpop::DPOP_NONCE) {
         if let Ok(nonce) = state.nonces.current().await {
             if let Ok(value) = HeaderValue::from_str(&nonce) {

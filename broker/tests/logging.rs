@@ -10,7 +10,7 @@ use reqwest::Method;
 async fn json_logs_carry_the_request_id_and_no_secrets() {
     let options = Options::default()
         .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info,tower_http=debug");
+        .env("RUST_LOG", "info,cullis_broker::telemetry::http=debug");
     let broker = TestBroker::start_with(Store::Sqlite, options).await;
     let org = broker.onboard("acme").await;
     let response = broker

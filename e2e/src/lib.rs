@@ -5,6 +5,7 @@
 pub mod client;
 pub mod egress;
 pub mod messaging;
+pub mod otlp;
 pub mod setup;
 pub mod stack;
 pub mod ws;

@@ -154,6 +154,12 @@ pub struct ServeSettings {
     /// CORS is off when unset.
     #[arg(long, env = "MCP_PROXY_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// Serve Prometheus text at GET /metrics. Traces and OTLP metrics follow the standard
+    /// OTEL_ENABLED, OTEL_SERVICE_NAME (default cullis-proxy), OTEL_EXPORTER_OTLP_ENDPOINT,
+    /// OTEL_EXPORTER_OTLP_PROTOCOL (grpc | http/protobuf), OTEL_TRACES_SAMPLER(_ARG) variables.
+    #[arg(long, env = "MCP_PROXY_PROMETHEUS_ENABLED")]
+    pub prometheus_enabled: bool,
+
     /// `production` makes `serve` refuse to start while an item of `cullis-proxy check` fails.
     #[arg(long, env = "ENVIRONMENT", default_value = "development")]
     pub environment: String,
@@ -357,6 +363,7 @@ mod tests {
             tls_cert: None,
             tls_key: None,
             allowed_origins: Vec::new(),
+            prometheus_enabled: false,
             environment: "development".into(),
         }
     }

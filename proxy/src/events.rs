@@ -74,6 +74,7 @@ async fn forward(
     tx: mpsc::Sender<Bytes>,
     mut guard: KeyGuard,
 ) {
+    let _counted = crate::telemetry::SseSubscriber::open();
     if tx
         .send(Bytes::from_static(b": connected\n\n"))
         .await

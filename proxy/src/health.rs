@@ -1,4 +1,4 @@
-//! `/health`, `/healthz` (liveness) and `/readyz` (the store answers).
+//! `/health`, `/healthz` (liveness), `/readyz` (the store answers) and `/metrics`.
 
 use crate::http::{ApiResult, Response};
 use crate::state::AppState;
@@ -11,6 +11,24 @@ pub fn health() -> Response {
 
 pub fn healthz() -> Response {
     Response::ok(&json!({"status": "ok"}))
+}
+
+/// `GET /metrics`: Prometheus text when `MCP_PROXY_PROMETHEUS_ENABLED=true`, else 404.
+pub fn metrics() -> Response {
+    match cullis_telemetry::metrics::render() {
+        Some(text) => Response {
+            status: StatusCode::OK,
+            headers: Vec::new(),
+            body: text.into_bytes(),
+            content_type: cullis_telemetry::metrics::CONTENT_TYPE,
+        },
+        None => Response {
+            status: StatusCode::NOT_FOUND,
+            headers: Vec::new(),
+            body: b"Prometheus exporter disabled\n".to_vec(),
+            content_type: "text/plain; charset=utf-8",
+        },
+    }
 }
 
 /// 200 `ready` when the database answers, else 503 `not_ready` with the failing check. The

@@ -19,6 +19,7 @@
 //! | [`audit`] | the hash-chained local audit log |
 //! | [`check`] | the production checklist (`cullis-proxy check`) |
 //! | [`uplink`] | the broker client |
+//! | [`telemetry`] | logs, traces and metrics (`/metrics`) |
 
 pub mod admin;
 pub mod agents;
@@ -33,7 +34,6 @@ pub mod events;
 pub mod health;
 pub mod http;
 pub mod limits;
-pub mod logging;
 pub mod mcp;
 pub mod org;
 pub mod pdp;
@@ -41,4 +41,5 @@ pub mod pdp_http;
 pub mod ratelimit;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod uplink;

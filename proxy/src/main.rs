@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use cullis_proxy::config::{CommonSettings, ServeSettings};
 use cullis_proxy::context::{Context, OpError};
 use cullis_proxy::org::{CaKeyType, CaSource, JoinParams};
-use cullis_proxy::{agents, audit, check, http, logging, org, pdp};
+use cullis_proxy::{agents, audit, check, http, org, pdp, telemetry};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -145,7 +145,14 @@ fn main() -> ExitCode {
     // `./proxy.env` supplies settings the environment does not (as the reference).
     let _ = dotenvy::from_filename("proxy.env");
     let cli = Cli::parse();
-    logging::init();
+    let serving = match &cli.command {
+        Command::Serve(serve) => Some(serve.prometheus_enabled),
+        _ => None,
+    };
+    let _telemetry = match telemetry::init(serving) {
+        Ok(telemetry) => telemetry,
+        Err(err) => return fail(&err),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

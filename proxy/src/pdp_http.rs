@@ -35,7 +35,23 @@ pub async fn policy(state: &AppState, request: &Request) -> ApiResult<Response> 
         return Err(err);
     }
     let rules = pdp::rules(&state.ctx.store).await?;
-    let decision = pdp::evaluate(&rules, &body);
+    let decision = tracing::info_span!(
+        "pdp.decide",
+        pdp.context = body.session_context.as_str(),
+        pdp.decision = tracing::field::Empty,
+    )
+    .in_scope(|| {
+        let decision = pdp::evaluate(&rules, &body);
+        tracing::Span::current().record("pdp.decision", decision.decision.as_str());
+        decision
+    });
+    crate::telemetry::metrics().pdp_decisions.add(
+        1,
+        &[opentelemetry::KeyValue::new(
+            "decision",
+            decision.decision.as_str(),
+        )],
+    );
     tracing::info!(
         initiator = body.initiator_agent_id,
         target = body.target_agent_id,

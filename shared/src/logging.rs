@@ -1,7 +1,7 @@
 //! The JSON log line both binaries write: one object per event with the fields log pipelines
 //! expect — `timestamp` (RFC 3339, UTC), `level`, `logger` (the event's target), `message`,
-//! `request_id` (from the innermost enclosing span that recorded one) — then the event's own
-//! fields. Only the shape lives here; what is logged (never a secret) is each binary's concern.
+//! `request_id` (from the innermost enclosing span that recorded one), `trace_id` and `span_id`
+//! (when the binary exports traces) — then the event's own fields. Only the shape lives here; what is logged (never a secret) is each binary's concern.
 
 use serde_json::{Map, Value};
 use std::fmt;
@@ -18,8 +18,24 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+/// Where the current span's trace and span ids come from (the telemetry crate knows; this
+/// crate only writes them).
+pub type TraceIds = fn() -> Option<(String, String)>;
+
 /// One JSON object per event.
-pub struct JsonLines;
+#[derive(Default)]
+pub struct JsonLines {
+    trace_ids: Option<TraceIds>,
+}
+
+impl JsonLines {
+    /// Lines that also carry `trace_id` and `span_id` from `source` when it has them.
+    pub fn with_trace_ids(source: TraceIds) -> JsonLines {
+        JsonLines {
+            trace_ids: Some(source),
+        }
+    }
+}
 
 impl<S, N> FormatEvent<S, N> for JsonLines
 where
@@ -47,6 +63,10 @@ where
         );
         if let Some(request_id) = request_id(ctx) {
             line.insert("request_id".into(), request_id.into());
+        }
+        if let Some((trace_id, span_id)) = self.trace_ids.and_then(|source| source()) {
+            line.insert("trace_id".into(), trace_id.into());
+            line.insert("span_id".into(), span_id.into());
         }
         for (name, value) in fields.0 {
             line.entry(name).or_insert(value);
@@ -127,13 +147,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn one_json_object_per_event_with_the_pipeline_fields() {
+    /// The one line `format` writes for a warning inside a request span.
+    fn one_line(format: JsonLines) -> Value {
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
-            .event_format(JsonLines)
+            .event_format(format)
             .with_writer(move || writer.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, || {
@@ -144,7 +164,26 @@ mod tests {
         let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 1, "{text}");
-        let line: Value = serde_json::from_str(lines[0]).unwrap();
+        serde_json::from_str(lines[0]).unwrap()
+    }
+
+    #[test]
+    fn trace_ids_are_written_when_a_source_has_them() {
+        let line = one_line(JsonLines::with_trace_ids(|| {
+            Some((
+                "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+                "00f067aa0ba902b7".into(),
+            ))
+        }));
+        assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(line["span_id"], "00f067aa0ba902b7");
+        let without = one_line(JsonLines::default());
+        assert!(without.get("trace_id").is_none() && without.get("span_id").is_none());
+    }
+
+    #[test]
+    fn one_json_object_per_event_with_the_pipeline_fields() {
+        let line = one_line(JsonLines::default());
         assert_eq!(line["level"], "WARN");
         assert_eq!(line["logger"], module_path!());
         assert_eq!(line["message"], "login refused");

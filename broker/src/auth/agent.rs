@@ -88,6 +88,9 @@ impl FromRequestParts<AppState> for AgentAuth {
         // 7. Revocation watermark (second precision: a token of the same second is revoked).
         if let Some(watermark) = state.db.agent_token_watermark(&claims.agent_id).await? {
             if claims.iat <= watermark {
+                crate::telemetry::metrics()
+                    .revoked_token_use_attempt
+                    .add(1, &[opentelemetry::KeyValue::new("kind", "token_revoked")]);
                 return Err(ApiError::unauthorized("Token has been revoked").with_dpop_challenge());
             }
         }

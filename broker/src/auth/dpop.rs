@@ -49,6 +49,10 @@ pub async fn verify_proof(
     dpop::verify(proof, &expect, state.dpop_replay.as_ref()).await.map_err(|error| match error {
         DpopError::NonceRequired => ApiError::unauthorized(error.to_string()).with_header(DPOP_NONCE.clone(), &current),
         DpopError::StoreUnavailable(cause) => ApiError::unavailable("DPoP replay store", cause),
+        DpopError::Replay => {
+            crate::telemetry::metrics().dpop_jti_replay_attempt.add(1, &[]);
+            ApiError::unauthorized(error.to_string())
+        }
         DpopError::HtuMismatch => {
             tracing::warn!(expected = htu_expected, "DPoP htu mismatch — if clients reach the broker through a proxy, set BROKER_PUBLIC_URL to the URL they use");
             ApiError::unauthorized(error.to_string())

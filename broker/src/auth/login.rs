@@ -10,6 +10,7 @@ use cullis_shared::jose::access_token::{self, AccessTokenClaims};
 use cullis_shared::jose::assertion::{AssertionRules, ClientAssertion};
 use cullis_shared::pki::{AgentLeaf, Certificate, LeafError};
 use cullis_shared::wire::auth::TokenResponse;
+use opentelemetry::KeyValue;
 use serde_json::{Map, Value};
 
 /// Runs the whole login. `proof` is the `DPoP` header, `htu` the URL it must name.
@@ -48,16 +49,29 @@ pub async fn issue_token(
     // f–k against the current CA, then (inside a rotation's overlap window) the previous one;
     // the current CA's verdict is the one reported.
     let certificate = leaf.certificate();
-    let mut verdicts = cas
-        .iter()
-        .map(|ca_pem| verify_leaf(state, &leaf, ca_pem, now));
-    let first = verdicts.next().expect("at least one CA");
-    let leaf_key = match first {
-        Ok(key) => key,
-        Err(err) => verdicts.find_map(Result::ok).ok_or(err)?,
-    };
+    let verify_started = std::time::Instant::now();
+    let leaf_key = tracing::info_span!(
+        "auth.x509_verify",
+        cert.thumbprint = certificate.thumbprint()
+    )
+    .in_scope(|| {
+        let mut verdicts = cas
+            .iter()
+            .map(|ca_pem| verify_leaf(state, &leaf, ca_pem, now));
+        let first = verdicts.next().expect("at least one CA");
+        match first {
+            Ok(key) => Ok(key),
+            Err(err) => verdicts.find_map(Result::ok).ok_or(err),
+        }
+    })?;
+    crate::telemetry::metrics()
+        .x509_verify_duration
+        .record(verify_started.elapsed().as_secs_f64() * 1000.0, &[]);
     // l: revocation by serial.
     if state.db.is_serial_revoked(certificate.serial_hex()).await? {
+        crate::telemetry::metrics()
+            .revoked_token_use_attempt
+            .add(1, &[KeyValue::new("kind", "cert_revoked")]);
         return Err(ApiError::unauthorized("Certificate has been revoked"));
     }
     // m–o: the JWT itself.
@@ -88,6 +102,9 @@ pub async fn issue_token(
     }
 
     let agent_id = leaf.agent_id().to_owned();
+    let span = tracing::Span::current();
+    span.record("agent.id", crate::telemetry::bounded(&agent_id));
+    span.record("org.id", crate::telemetry::bounded(&org_id));
     let deny = |reason: &str| {
         AuditEvent::new("auth.token_request", Outcome::Denied)
             .agent(agent_id.clone())
@@ -134,6 +151,9 @@ pub async fn issue_token(
                 .pin_agent_cert(&agent_id, &certificate.to_pem(), thumbprint)
                 .await?)
     {
+        crate::telemetry::metrics()
+            .cert_pinning_mismatch
+            .add(1, &[KeyValue::new("org_id", org_id.clone())]);
         state
             .audit
             .record(deny("cert_thumbprint_mismatch").detail("presented", thumbprint.to_owned()))
@@ -165,9 +185,12 @@ pub async fn issue_token(
         .record(
             AuditEvent::new("auth.token_issued", Outcome::Ok)
                 .agent(agent_id)
-                .org(org_id),
+                .org(org_id.clone()),
         )
         .await?;
+    crate::telemetry::metrics()
+        .auth_success
+        .add(1, &[KeyValue::new("org_id", org_id)]);
     Ok(TokenResponse {
         access_token,
         token_type: "DPoP".into(),
@@ -190,7 +213,9 @@ fn verify_leaf(
             // f: the stored CA was validated on upload; failing here is a broker-side problem.
             let org_ca =
                 Certificate::from_pem(ca_pem).map_err(|_| leaf_error(LeafError::InvalidOrgCa))?;
-            let key = leaf.verify_chain(&org_ca, now).map_err(leaf_error)?;
+            let key = tracing::info_span!("auth.x509_chain_verify")
+                .in_scope(|| leaf.verify_chain(&org_ca, now))
+                .map_err(leaf_error)?;
             state
                 .leaf_cache
                 .insert(certificate.thumbprint(), ca_pem, key.clone());

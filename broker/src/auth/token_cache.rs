@@ -32,6 +32,7 @@ impl CachedTokenVerifier {
     pub fn verify(&self, token: &str, now: i64) -> Result<AccessTokenClaims, KeyError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some((claims, kid)) = self.verified.get(&key) {
+            crate::telemetry::metrics().token_cache_lookup(true);
             self.keys.accepts(&kid, now)?;
             // Same rule as the full check: expired when `exp <= now`, no leeway.
             return if claims.exp > now {
@@ -40,6 +41,7 @@ impl CachedTokenVerifier {
                 Err(KeyError::Token(TokenError::Expired))
             };
         }
+        crate::telemetry::metrics().token_cache_lookup(false);
         let (claims, kid) = self.keys.verify_access(token, now)?;
         self.verified.insert(key, (claims.clone(), Arc::from(kid)));
         Ok(claims)

@@ -58,6 +58,7 @@ pub struct NewAgent<'a> {
 }
 
 impl Db {
+    #[tracing::instrument(name = "db.query", level = "info", skip_all, fields(db.operation = "select agent"))]
     pub async fn agent(&self, agent_id: &str) -> Result<Option<Agent>, sqlx::Error> {
         if let Some(direct) = self.direct() {
             return direct.read(|c| {
@@ -153,6 +154,7 @@ impl Db {
     }
 
     /// The revocation watermark alone (the hot path of every authenticated request).
+    #[tracing::instrument(name = "db.query", level = "info", skip_all, fields(db.operation = "select token watermark"))]
     pub async fn agent_token_watermark(&self, agent_id: &str) -> Result<Option<i64>, sqlx::Error> {
         const WATERMARK: &str = "SELECT token_invalidated_at FROM agents WHERE agent_id = $1";
         if let Some(direct) = self.direct() {

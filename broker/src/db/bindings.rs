@@ -43,6 +43,7 @@ impl Db {
         row.as_ref().map(Binding::from_row).transpose()
     }
 
+    #[tracing::instrument(name = "db.query", level = "info", skip_all, fields(db.operation = "select binding"))]
     pub async fn binding_for(
         &self,
         org_id: &str,

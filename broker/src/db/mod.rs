@@ -185,6 +185,21 @@ impl Db {
             .await
             .map(|_| ())
     }
+
+    /// Pool connections (in use, idle), for the metrics.
+    pub fn pool_usage(&self) -> (u32, u32) {
+        let idle = self.pool.num_idle() as u32;
+        (self.pool.size().saturating_sub(idle), idle)
+    }
+
+    /// Sessions whose status is `active` (expired ones included until something closes them).
+    pub async fn count_active_sessions(&self) -> Result<i64, sqlx::Error> {
+        use sqlx::Row;
+        let row = sqlx::query("SELECT COUNT(*) FROM sessions WHERE status = 'active'")
+            .fetch_one(&self.pool)
+            .await?;
+        row.try_get::<i64, _>(0)
+    }
 }
 
 /// The current time as stored: RFC 3339 UTC with six fraction digits.

@@ -77,6 +77,7 @@ pub struct NewOrg<'a> {
 }
 
 impl Db {
+    #[tracing::instrument(name = "db.query", level = "info", skip_all, fields(db.operation = "select org"))]
     pub async fn org(&self, org_id: &str) -> Result<Option<Org>, sqlx::Error> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM organizations WHERE org_id = $1"

@@ -60,6 +60,7 @@ impl Db {
         row.as_ref().map(RevokedCert::from_row).transpose()
     }
 
+    #[tracing::instrument(name = "db.query", level = "info", skip_all, fields(db.operation = "select revoked serial"))]
     pub async fn is_serial_revoked(&self, serial_hex: &str) -> Result<bool, sqlx::Error> {
         let row = sqlx::query("SELECT 1 AS hit FROM revoked_certs WHERE serial_hex = $1")
             .bind(serial_hex)
@@ -90,6 +91,7 @@ impl Db {
 
     /// Burns a client-assertion `jti` until `expires_at` (Unix seconds); `Ok(false)` = replay.
     /// Expired rows are purged on the way, at most every ten seconds per process.
+    #[tracing::instrument(name = "db.query", level = "info", skip_all, fields(db.operation = "insert assertion jti"))]
     pub async fn burn_assertion_jti(
         &self,
         jti: &str,

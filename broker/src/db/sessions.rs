@@ -462,6 +462,7 @@ impl SendContext {
 impl Db {
     /// The session, the sender's certificate and whether the nonce is taken — one round trip
     /// for the three reads every send makes. `None` when the session does not exist.
+    #[tracing::instrument(name = "db.query", level = "info", skip_all, fields(db.operation = "select send context"))]
     pub async fn send_context(
         &self,
         session_id: &str,
@@ -487,6 +488,7 @@ impl Db {
         row.as_ref().map(SendContext::from_row).transpose()
     }
 
+    #[tracing::instrument(name = "db.query", level = "info", skip_all, fields(db.operation = "insert session"))]
     pub async fn insert_session(&self, session: &Session) -> Result<(), sqlx::Error> {
         sqlx::query(&format!(
             "INSERT INTO sessions ({COLUMNS}, next_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0)"
@@ -506,6 +508,7 @@ impl Db {
         Ok(())
     }
 
+    #[tracing::instrument(name = "db.query", level = "info", skip_all, fields(db.operation = "select session"))]
     pub async fn session(&self, session_id: &str) -> Result<Option<Session>, sqlx::Error> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM sessions WHERE session_id = $1"
@@ -518,6 +521,7 @@ impl Db {
 
     /// Moves a session from one of `from` to `to` (compare-and-set); `None` when its status was
     /// not one of `from` any more. `closed_at` is set for terminal states.
+    #[tracing::instrument(name = "db.query", level = "info", skip_all, fields(db.operation = "update session"))]
     pub async fn transition_session(
         &self,
         session_id: &str,

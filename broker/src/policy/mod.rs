@@ -342,11 +342,25 @@ impl PolicyEngine {
         if !self.enforcement_enabled() {
             return Decision::allow(DEMO_MODE_REASON, self.backend());
         }
-        match &self.0.backend {
+        let decision = match &self.0.backend {
             BackendImpl::Webhook(client) => client.evaluate(input).await,
             BackendImpl::Opa(client) => client.evaluate(input).await,
             BackendImpl::Rego(policy) => policy.evaluate(input),
-        }
+        };
+        let metrics = crate::telemetry::metrics();
+        let counter = if decision.allowed {
+            &metrics.policy_allow
+        } else {
+            &metrics.policy_deny
+        };
+        counter.add(
+            1,
+            &[opentelemetry::KeyValue::new(
+                "policy_type",
+                decision.backend.as_str(),
+            )],
+        );
+        decision
     }
 }
 

@@ -7,6 +7,7 @@ use super::{error_chain, interpret_result, seconds, Backend, Decision, SessionPo
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Largest OPA answer read (OPA answers are small; anything bigger is not ours).
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -70,7 +71,13 @@ impl OpaClient {
     /// Asks OPA; every failure is a denial attributed to `opa`.
     pub async fn evaluate(&self, input: &SessionPolicyInput) -> Decision {
         let body = json!({ "input": super::policy_input(input) });
-        let outcome = tokio::time::timeout(self.timeout, self.ask(&body)).await;
+        let span = tracing::info_span!(
+            "pdp.opa_call",
+            pdp.backend = "opa",
+            pdp.initiator_org = crate::telemetry::bounded(&input.initiator_org_id),
+            pdp.target_org = crate::telemetry::bounded(&input.target_org_id),
+        );
+        let outcome = tokio::time::timeout(self.timeout, self.ask(&body).instrument(span)).await;
         let (allowed, reason) = match outcome {
             Ok(result) => result,
             Err(_) => (
@@ -98,7 +105,11 @@ impl OpaClient {
             tracing::warn!(%why, "OPA_URL rejected");
             return (false, why);
         }
-        let response = match self.http.post(&self.endpoint).json(body).send().await {
+        let mut call = self.http.post(&self.endpoint).json(body);
+        for (name, value) in cullis_telemetry::outgoing_headers() {
+            call = call.header(name, value);
+        }
+        let response = match call.send().await {
             Ok(response) => response,
             Err(error) => return (false, self.transport_error(error)),
         };

@@ -8,6 +8,7 @@ use cullis_shared::wire::pdp::{PdpRequest, PdpWebhookReply, SessionContext};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Largest PDP answer accepted (the reference's contract: allow ⇔ body ≤ 4096 bytes).
 pub const MAX_RESPONSE_BYTES: usize = 4096;
@@ -122,9 +123,14 @@ impl WebhookClient {
             ));
         };
         let started = std::time::Instant::now();
+        let span = tracing::info_span!(
+            "pdp.webhook_call",
+            pdp.org_id = crate::telemetry::bounded(org_id),
+            pdp.context = request.session_context.as_str(),
+        );
         let verdict = match tokio::time::timeout(
             self.options.timeout,
-            self.ask_unbounded(org_id, url, request),
+            self.ask_unbounded(org_id, url, request).instrument(span),
         )
         .await
         {
@@ -134,6 +140,10 @@ impl WebhookClient {
                 seconds(self.options.timeout)
             )),
         };
+        crate::telemetry::metrics().pdp_webhook_latency.record(
+            started.elapsed().as_secs_f64() * 1000.0,
+            &[opentelemetry::KeyValue::new("org_id", org_id.to_owned())],
+        );
         tracing::debug!(
             pdp.org_id = org_id,
             pdp.context = request.session_context.as_str(),
@@ -158,7 +168,12 @@ impl WebhookClient {
                 ));
             }
         };
-        let response = match self.http.post(url).json(request).send().await {
+        // The PDP's spans join this trace (its server span is a child of pdp.webhook_call).
+        let mut call = self.http.post(url).json(request);
+        for (name, value) in cullis_telemetry::outgoing_headers() {
+            call = call.header(name, value);
+        }
+        let response = match call.send().await {
             Ok(response) => response,
             Err(error) => return transport_error(org_id, self.options.timeout, error),
         };

@@ -33,6 +33,12 @@ async fn verify(
     _admin: AdminAuth,
 ) -> ApiResult<Json<AuditVerifyResponse>> {
     let report = verify_chain(&state.db).await?;
+    if !report.valid {
+        crate::telemetry::metrics().audit_chain_verify_failed.add(
+            1,
+            &[opentelemetry::KeyValue::new("reason", "hash_mismatch")],
+        );
+    }
     Ok(Json(AuditVerifyResponse {
         valid: report.valid,
         total: report.total,

@@ -9,6 +9,7 @@ use crate::auth::org::OrgCredentials;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiResult};
 use crate::limits::LimitError;
 use crate::state::AppState;
+use crate::telemetry::DenyReason;
 use axum::extract::State;
 use axum::http::header::{HOST, RETRY_AFTER};
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -17,6 +18,7 @@ use axum::{Json, Router};
 use cullis_shared::wire::auth::{
     TokenRequest, TokenResponse, TransactionTokenRequest, TransactionTokenResponse,
 };
+use tracing::Instrument;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -35,6 +37,10 @@ pub(crate) async fn rate_limit(
     match state.limiter.check(bucket, subject).await {
         Ok(()) => Ok(()),
         Err(error @ LimitError::Exceeded { .. }) => {
+            crate::telemetry::metrics().ratelimit_reject.add(
+                1,
+                &[opentelemetry::KeyValue::new("bucket", bucket.to_owned())],
+            );
             let retry_after = error.retry_after_secs().unwrap_or(60).to_string();
             Err(
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, error.to_string())
@@ -52,20 +58,37 @@ async fn token(
     headers: HeaderMap,
     body: Result<ApiJson<TokenRequest>, ApiError>,
 ) -> ApiResult<Json<TokenResponse>> {
-    // 0. Request shape (422) — the DPoP header is a required parameter, like the body.
-    // Present but not visible ASCII: kept as an empty proof, refused as malformed (401).
-    let proof = headers
-        .get("dpop")
-        .map(|v| v.to_str().unwrap_or_default().to_owned());
-    let ApiJson(request) = body?;
-    let proof = proof.ok_or_else(|| ApiError::missing_header("DPoP"))?;
-    // 1. Rate limit by client IP, before any work.
-    rate_limit(&state, "auth.token", &ip).await?;
-    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
-    let htu = expected_htu(&state, host, uri.path());
-    Ok(Json(
-        issue_token(&state, &proof, &htu, &request.client_assertion).await?,
-    ))
+    let started = std::time::Instant::now();
+    let span = tracing::info_span!(
+        "auth.issue_token",
+        agent.id = tracing::field::Empty,
+        org.id = tracing::field::Empty
+    );
+    let issued = async {
+        // 0. Request shape (422) — the DPoP header is a required parameter, like the body.
+        // Present but not visible ASCII: kept as an empty proof, refused as malformed (401).
+        let proof = headers
+            .get("dpop")
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
+        let ApiJson(request) = body?;
+        let proof = proof.ok_or_else(|| ApiError::missing_header("DPoP"))?;
+        // 1. Rate limit by client IP, before any work.
+        rate_limit(&state, "auth.token", &ip).await?;
+        let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+        let htu = expected_htu(&state, host, uri.path());
+        issue_token(&state, &proof, &htu, &request.client_assertion).await
+    }
+    .instrument(span)
+    .await;
+    let metrics = crate::telemetry::metrics();
+    metrics
+        .auth_duration
+        .record(started.elapsed().as_secs_f64() * 1000.0, &[]);
+    if let Err(error) = &issued {
+        let reason = DenyReason::of(error.status().as_u16(), error.detail().unwrap_or(""));
+        metrics.auth_denied(reason);
+    }
+    Ok(Json(issued?))
 }
 
 /// §4.4: a single-use token for one operation of the caller itself (`act.sub` = the caller).

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bindings;
 pub mod delivery;
 pub mod health;
+pub mod metrics;
 pub mod onboarding;
 pub mod orgs;
 pub mod policy;
@@ -20,6 +21,7 @@ use axum::Router;
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(health::router())
+        .merge(metrics::router())
         .merge(auth::router())
         .merge(onboarding::router())
         .merge(admin::router())

@@ -121,12 +121,55 @@ fn denial_event(caller: &AgentAuth, event: &'static str, detail: &[(&str, Value)
     audit
 }
 
-/// §5.1 in order: rate limit, target exists and is active, org matches, target approved,
-/// scopes, not self, both orgs' policy, then store.
+/// `POST /v1/broker/sessions`, in the `broker.create_session` span, counted as created or
+/// denied (by a closed set of reasons).
 async fn open(
     State(state): State<AppState>,
     caller: AgentAuth,
     ApiJson(request): ApiJson<SessionCreateRequest>,
+) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
+    use crate::telemetry::bounded;
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "broker.create_session",
+        initiator.agent_id = bounded(caller.agent_id()),
+        target.agent_id = bounded(&request.target_agent_id),
+    );
+    let opened = open_session(&state, &caller, request)
+        .instrument(span)
+        .await;
+    let metrics = crate::telemetry::metrics();
+    match &opened {
+        Ok(_) => metrics.session_created.add(
+            1,
+            &[opentelemetry::KeyValue::new(
+                "initiator_org",
+                caller.org_id().to_owned(),
+            )],
+        ),
+        Err(error) => {
+            let reason = match (error.status().as_u16(), error.detail().unwrap_or("")) {
+                (404, _) => "target_not_found",
+                (403, detail) if detail.starts_with("Policy:") => "pdp_denied",
+                (403, _) => "scope_denied",
+                (429, _) => "rate_limited",
+                (500.., _) => "unavailable",
+                _ => "invalid_request",
+            };
+            metrics
+                .session_denied
+                .add(1, &[opentelemetry::KeyValue::new("reason", reason)]);
+        }
+    }
+    opened
+}
+
+/// §5.1 in order: rate limit, target exists and is active, org matches, target approved,
+/// scopes, not self, both orgs' policy, then store.
+async fn open_session(
+    state: &AppState,
+    caller: &AgentAuth,
+    request: SessionCreateRequest,
 ) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
     let context_len = Value::Object(request.context.clone()).to_string().len();
     if context_len > 16 * 1024 || depth(&Value::Object(request.context.clone())) > 4 {
@@ -137,13 +180,13 @@ async fn open(
             Value::Null,
         ));
     }
-    rate_limit(&state, "broker.session", caller.agent_id()).await?;
+    rate_limit(state, "broker.session", caller.agent_id()).await?;
     let target = match state.db.agent(&request.target_agent_id).await? {
         Some(agent) if agent.is_active => agent,
         _ => {
             deny(
-                &state,
-                &caller,
+                state,
+                caller,
                 "broker.session_request",
                 &[
                     ("target", request.target_agent_id.clone().into()),
@@ -167,8 +210,8 @@ async fn open(
         Some(binding) if binding.status == "approved" => binding,
         _ => {
             deny(
-                &state,
-                &caller,
+                state,
+                caller,
                 "broker.session_request",
                 &[
                     ("target", target.agent_id.clone().into()),
@@ -183,8 +226,8 @@ async fn open(
         for cap in &request.requested_capabilities {
             if !caller.claims.scope.contains(cap) {
                 deny(
-                    &state,
-                    &caller,
+                    state,
+                    caller,
                     "broker.session_request",
                     &[
                         ("cap", cap.clone().into()),
@@ -198,8 +241,8 @@ async fn open(
             }
             if !target_binding.scope.contains(cap) {
                 deny(
-                    &state,
-                    &caller,
+                    state,
+                    caller,
                     "broker.session_request",
                     &[
                         ("cap", cap.clone().into()),
@@ -215,8 +258,8 @@ async fn open(
         for cap in &request.requested_capabilities {
             if !target.capabilities.contains(cap) {
                 deny(
-                    &state,
-                    &caller,
+                    state,
+                    caller,
                     "broker.session_request",
                     &[
                         ("cap", cap.clone().into()),
@@ -252,8 +295,8 @@ async fn open(
         .await;
     if !decision.allowed {
         deny(
-            &state,
-            &caller,
+            state,
+            caller,
             "policy.session_denied",
             &[
                 ("reason", decision.reason.clone().into()),
@@ -527,6 +570,7 @@ async fn send(
             return Err(release(&state, transaction, error).await);
         }
     };
+    crate::telemetry::metrics().messages_relayed.add(1, &[]);
     let Value::Object(payload) = payload else {
         unreachable!("built from an object by checked_payload")
     };

@@ -102,11 +102,10 @@ impl Hub {
             let channel = format!("{CHANNEL_PREFIX}{agent_id}");
             match serde_json::to_string(&envelope) {
                 Ok(text) => {
-                    let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-                        .arg(&channel)
-                        .arg(text)
-                        .query_async(&mut redis)
-                        .await;
+                    let mut command = redis::cmd("PUBLISH");
+                    command.arg(&channel).arg(text);
+                    let publish = command.query_async::<i64>(&mut redis);
+                    let published = crate::telemetry::redis_call("PUBLISH", publish).await;
                     match published {
                         Ok(_) => return,
                         Err(e) => tracing::warn!(
@@ -133,6 +132,7 @@ impl Hub {
         };
         if dead {
             connections.remove(agent_id);
+            Self::count(&connections);
         }
     }
 
@@ -141,6 +141,13 @@ impl Hub {
             .connections
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Publishes the number of open sockets (after any change to the map).
+    fn count(connections: &HashMap<String, Connection>) {
+        crate::telemetry::metrics()
+            .websocket_connections
+            .store(connections.len() as i64, Ordering::Relaxed);
     }
 
     /// Registers a socket, closing the agent's previous one. `None` when the org is at its cap.
@@ -167,6 +174,7 @@ impl Hub {
                 tx,
             },
         );
+        Self::count(&connections);
         if let Some(previous) = previous {
             let _ = previous.tx.send(Command::Close(1000, String::new()));
         }
@@ -177,14 +185,17 @@ impl Hub {
         let mut connections = self.lock();
         if connections.get(agent_id).is_some_and(|c| c.id == id) {
             connections.remove(agent_id);
+            Self::count(&connections);
         }
     }
 
     /// Closes every local socket (shutdown: 1012 `server restarting`).
     pub fn close_all(&self, code: u16, reason: &str) {
-        for (_, connection) in self.lock().drain() {
+        let mut connections = self.lock();
+        for (_, connection) in connections.drain() {
             let _ = connection.tx.send(Command::Close(code, reason.to_owned()));
         }
+        Self::count(&connections);
     }
 
     /// Subscribes to `ws:agent:*` on a dedicated pub/sub connection (the subscription is in place
@@ -203,6 +214,9 @@ impl Hub {
                         hub.on_redis_message(&message);
                     }
                     tracing::warn!("ws: Redis pub/sub connection lost; reconnecting");
+                    crate::telemetry::metrics()
+                        .redis_errors
+                        .add(1, &[opentelemetry::KeyValue::new("operation", "SUBSCRIBE")]);
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 match subscribe(&client).await {

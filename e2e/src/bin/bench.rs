@@ -58,6 +58,10 @@ struct Args {
     /// `half` paces at half of the `poll` peak, so it needs `poll` too.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Scenario>,
+    /// With --spawn: the broker exports every span (sampling 1.0) and its metrics over OTLP/gRPC
+    /// to a receiver in this process, and serves /metrics — the cost of telemetry switched on.
+    #[arg(long, requires = "spawn")]
+    otel: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -341,6 +345,9 @@ fn pool_size(seconds: u64, workers: usize) -> usize {
     (seconds as usize * PRESEALED_PER_SECOND / workers).clamp(200, 100_000)
 }
 
+/// The OTLP receiver of an `--otel` run.
+static OTLP: std::sync::OnceLock<cullis_e2e::otlp::OtlpReceiver> = std::sync::OnceLock::new();
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -350,10 +357,19 @@ async fn main() {
                 Spawn::Sqlite => Store::Sqlite,
                 Spawn::Postgres => Store::PostgresRedis,
             };
-            let options = Options::default()
+            let mut options = Options::default()
                 .env("RATE_LIMITS", "off")
                 .env("RUST_LOG", "error")
                 .env("POLICY_WEBHOOK_ALLOW_PRIVATE_IPS", "true");
+            if args.otel {
+                let receiver = cullis_e2e::otlp::OtlpReceiver::start_counting().await;
+                options = options
+                    .env("OTEL_ENABLED", "true")
+                    .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint())
+                    .env("OTEL_TRACES_SAMPLER_ARG", "1.0")
+                    .env("PROMETHEUS_ENABLED", "true");
+                let _ = OTLP.set(receiver);
+            }
             let broker = TestBroker::start_with(store, options).await;
             let _ = BROKER_PID.set(broker.pid());
             let api = broker.api.clone();
@@ -450,6 +466,15 @@ async fn main() {
         "\naims (DESIGN.md, 2-core machine): logins ≥ 1,500/s, authenticated requests ≥ 5,000/s, \
          messages relayed ≥ 3,000/s, p99 < 5 ms at half of peak"
     );
+    if let Some(receiver) = OTLP.get() {
+        // Let the last batch leave the broker's queue.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        println!(
+            "--otel: {} spans and {} export requests received over OTLP/gRPC (sampling 1.0)",
+            receiver.span_count(),
+            receiver.requests()
+        );
+    }
 }
 
 async fn bench_login(world: &Arc<World>, concurrency: usize, duration: Duration) -> Outcome {

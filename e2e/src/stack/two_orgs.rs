@@ -19,6 +19,16 @@ pub struct TwoOrgs {
 impl TwoOrgs {
     /// Starts the broker on `store` (webhook PDPs on loopback allowed) and two proxies.
     pub async fn start(store: Store, options: Options) -> TwoOrgs {
+        TwoOrgs::start_with_proxies(store, options, &[], &[]).await
+    }
+
+    /// As [`TwoOrgs::start`], with extra settings for alpha's and beta's proxies.
+    pub async fn start_with_proxies(
+        store: Store,
+        options: Options,
+        alpha_env: &[(&str, &str)],
+        beta_env: &[(&str, &str)],
+    ) -> TwoOrgs {
         let broker = TestBroker::start_with(
             store,
             options.env("POLICY_WEBHOOK_ALLOW_PRIVATE_IPS", "true"),
@@ -26,8 +36,8 @@ impl TwoOrgs {
         .await;
         TwoOrgs {
             broker,
-            alpha: TestProxy::start(&[]).await,
-            beta: TestProxy::start(&[]).await,
+            alpha: TestProxy::start(alpha_env).await,
+            beta: TestProxy::start(beta_env).await,
         }
     }
 

@@ -137,8 +137,20 @@ impl Auth {
         Ok(())
     }
 
-    /// `POST /v1/auth/token` with a client assertion and a proof from a new DPoP key.
+    /// `POST /v1/auth/token` in an `uplink.login` span, counted by result.
     async fn login_now(&self, agent: &AgentCredentials) -> Result<Token, UplinkError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!("uplink.login", agent.id = %agent.agent_id);
+        let result = self.login_exchange(agent).instrument(span).await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        crate::telemetry::metrics()
+            .uplink_logins
+            .add(1, &[opentelemetry::KeyValue::new("result", outcome)]);
+        result
+    }
+
+    /// `POST /v1/auth/token` with a client assertion and a proof from a new DPoP key.
+    async fn login_exchange(&self, agent: &AgentCredentials) -> Result<Token, UplinkError> {
         let dpop = DpopKey::generate().map_err(|e| UplinkError::Crypto(e.to_string()))?;
         let client_assertion =
             assertion::build(&agent.cert_der, &agent.key, &agent.agent_id, unix_now())

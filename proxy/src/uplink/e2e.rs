@@ -120,11 +120,14 @@ impl Uplink {
             timestamp,
             client_seq: Some(client_seq),
         };
-        let sealed =
-            envelope::seal_as(version, &agent.key, &recipient, &fields, payload).map_err(|e| {
-                self.inner.keys.invalidate(recipient_agent_id);
-                UplinkError::Crypto(e.to_string())
-            })?;
+        let sealed = tracing::info_span!("e2e.seal").in_scope(|| {
+            envelope::seal_as(version, &agent.key, &recipient, &fields, payload)
+        });
+        count("seal", sealed.is_ok());
+        let sealed = sealed.map_err(|e| {
+            self.inner.keys.invalidate(recipient_agent_id);
+            UplinkError::Crypto(e.to_string())
+        })?;
         let blob = match serde_json::to_value(&sealed.blob) {
             Ok(Value::Object(map)) => map,
             _ => return Err(UplinkError::Crypto("cipher blob is not an object".into())),
@@ -147,7 +150,14 @@ impl Uplink {
         session_id: &str,
         item: InboxMessage,
     ) -> ReceivedMessage {
-        let outcome = self.try_open(agent, session_id, &item).await;
+        let outcome = {
+            use tracing::Instrument;
+            let span = tracing::info_span!("e2e.open", message.seq = item.seq);
+            self.try_open(agent, session_id, &item)
+                .instrument(span)
+                .await
+        };
+        count("open", outcome.is_ok());
         let (payload, verified, error) = match outcome {
             Ok((payload, verified)) => (payload, verified, None),
             Err(why) => {
@@ -206,6 +216,17 @@ impl Uplink {
             return Ok((opened.payload, opened.inner == InnerSignature::Verified));
         }
     }
+}
+
+/// `cullis_proxy_e2e_operations_total{operation, result}`.
+fn count(operation: &'static str, ok: bool) {
+    crate::telemetry::metrics().e2e.add(
+        1,
+        &[
+            opentelemetry::KeyValue::new("operation", operation),
+            opentelemetry::KeyValue::new("result", if ok { "ok" } else { "error" }),
+        ],
+    );
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::upstreams::peer::HttpPeer;
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::error::{detail_of, UplinkError};
 use super::tls::TlsSettings;
@@ -171,16 +172,49 @@ impl Transport {
         }
     }
 
-    /// Sends `request` and reads the whole answer within the configured deadline.
+    /// Sends `request` and reads the whole answer within the configured deadline, in an
+    /// `uplink.request` span whose context travels to the broker as `traceparent`.
     pub async fn send(&self, request: &Request) -> Result<Response, UplinkError> {
         self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match tokio::time::timeout(self.timeout, self.exchange(request)).await {
+        let started = Instant::now();
+        let span = tracing::info_span!(
+            "uplink.request",
+            otel.kind = "client",
+            http.request.method = %request.method,
+            url.path = bounded_path(&request.path),
+            http.response.status_code = tracing::field::Empty,
+        );
+        let exchange = tokio::time::timeout(self.timeout, self.exchange(request));
+        let result = match exchange.instrument(span.clone()).await {
             Ok(result) => result,
             Err(_) => Err(UplinkError::Unreachable(format!(
                 "no answer from the broker within {} ms",
                 self.timeout.as_millis()
             ))),
+        };
+        let outcome = match &result {
+            Ok(response) => {
+                span.record("http.response.status_code", response.status);
+                match response.status {
+                    200..=399 => "ok",
+                    400..=499 => "status_4xx",
+                    _ => "status_5xx",
+                }
+            }
+            Err(UplinkError::Unreachable(_)) => "unreachable",
+            Err(_) => "protocol",
+        };
+        let metrics = crate::telemetry::metrics();
+        let outcome_label = [opentelemetry::KeyValue::new("outcome", outcome)];
+        metrics
+            .uplink_requests
+            .record(started.elapsed().as_secs_f64(), &outcome_label);
+        if outcome != "ok" {
+            metrics
+                .broker_errors
+                .add(1, &[opentelemetry::KeyValue::new("kind", outcome)]);
         }
+        result
     }
 
     async fn exchange(&self, request: &Request) -> Result<Response, UplinkError> {
@@ -255,6 +289,15 @@ impl Transport {
     }
 }
 
+/// A request path as a span attribute: without the query, at most 128 characters.
+fn bounded_path(path: &str) -> &str {
+    let path = path.split('?').next().unwrap_or("");
+    match path.char_indices().nth(128) {
+        Some((end, _)) => &path[..end],
+        None => path,
+    }
+}
+
 /// Writes the request and reads the complete response on one session.
 async fn roundtrip(
     session: &mut HttpSession,
@@ -271,6 +314,9 @@ async fn roundtrip(
     )?;
     for (name, value) in &request.headers {
         header.insert_header(*name, value.as_str())?;
+    }
+    for (name, value) in cullis_telemetry::outgoing_headers() {
+        header.insert_header(name, value)?;
     }
     match &request.body {
         Some(body) => {
