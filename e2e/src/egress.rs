@@ -92,6 +92,11 @@ impl EgressClient {
         self.call(Method::GET, &path, None).await
     }
 
+    pub async fn ack(&self, session_id: &str, msg_id: &str) -> (StatusCode, Value) {
+        let path = format!("/v1/egress/messages/{session_id}/{msg_id}/ack");
+        self.call(Method::POST, &path, None).await
+    }
+
     pub async fn invoke_tool(
         &self,
         session_id: &str,

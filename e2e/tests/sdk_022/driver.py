@@ -8,17 +8,24 @@
 CONFIG names the broker URL and the agents (id, org, cert and key PEM). Every check raises
 with a message; the last line on stdout is a JSON summary the Rust test reads.
 """
+import hashlib
 import json
 import sys
 import threading
 import time
+import uuid
 import warnings
 
 # The direct client is deprecated in 0.2.x and says so on every call; the test runs it anyway.
 warnings.simplefilter("ignore", DeprecationWarning)
 
 from cullis_sdk import CullisClient  # noqa: E402
-from cullis_sdk.crypto.e2e import decrypt_from_agent, verify_inner_signature  # noqa: E402
+from cullis_sdk.crypto.e2e import (  # noqa: E402
+    decrypt_from_agent,
+    encrypt_for_agent,
+    verify_inner_signature,
+)
+from cullis_sdk.crypto.message_signer import sign_message  # noqa: E402
 
 
 def check(condition, what):
@@ -134,6 +141,64 @@ def rfq(buyer, seller):
     return result.rfq_id
 
 
+def canonical(value):
+    """The canonical JSON both sides hash (sorted keys, no spaces, ASCII escapes)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def sealed_envelope(client, session_id, sender_id, recipient_id, payload):
+    """What 0.2.2's ``send`` posts, built with its own crypto (``send`` has no header argument)."""
+    nonce, timestamp = str(uuid.uuid4()), int(time.time())
+    client_seq = client._client_seq.get(session_id, 0)
+    client._client_seq[session_id] = client_seq + 1
+    key = client._signing_key_pem
+    inner = sign_message(key, session_id, sender_id, nonce, timestamp, payload,
+                         client_seq=client_seq)
+    blob = encrypt_for_agent(client.get_agent_public_key(recipient_id), payload, inner,
+                             session_id, sender_id, client_seq=client_seq)
+    outer = sign_message(key, session_id, sender_id, nonce, timestamp, blob,
+                         client_seq=client_seq)
+    return {"session_id": session_id, "sender_agent_id": sender_id, "payload": blob,
+            "nonce": nonce, "timestamp": timestamp, "signature": outer, "client_seq": client_seq}
+
+
+def post_with_transaction_token(client, envelope, token):
+    """POST the envelope with the SDK's DPoP headers plus ``X-Transaction-Token``."""
+    path = f"/v1/broker/sessions/{envelope['session_id']}/messages"
+    for _ in range(2):  # a DPoP nonce challenge is answered once, as the SDK does
+        headers = {**client._headers("POST", path), "X-Transaction-Token": token}
+        resp = client._http.request("POST", f"{client.base}{path}", headers=headers,
+                                    json=envelope)
+        client._update_nonce(resp)
+        if not (resp.status_code == 401 and "use_dpop_nonce" in resp.text):
+            return resp
+    return resp
+
+
+def transaction_token(buyer, buyer_id, seller, seller_id, session_id):
+    """0.2.2's ``request_transaction_token`` bound to the hash of the sealed payload; the token
+    authorises exactly one send of exactly that payload."""
+    order = {"order": "PO-7", "qty": 3}
+    envelope = sealed_envelope(buyer, session_id, buyer_id, seller_id, order)
+    digest = hashlib.sha256(canonical(envelope["payload"]).encode()).hexdigest()
+    issued = buyer.request_transaction_token("CREATE_ORDER", digest, session_id=session_id,
+                                             counterparty_agent_id=seller_id)
+    check(set(issued) >= {"transaction_token", "jti", "txn_type", "expires_in"}, f"{issued}")
+    check(issued["txn_type"] == "CREATE_ORDER", f"txn_type {issued}")
+    token = issued["transaction_token"]
+    sent = post_with_transaction_token(buyer, envelope, token)
+    check(sent.status_code == 202, f"send with token: {sent.status_code} {sent.text}")
+    again = sealed_envelope(buyer, session_id, buyer_id, seller_id, order)
+    replay = post_with_transaction_token(buyer, again, token)
+    check(replay.status_code == 403 and "Transaction token invalid" in replay.text,
+          f"token used twice: {replay.status_code} {replay.text}")
+    other = sealed_envelope(buyer, session_id, buyer_id, seller_id, {"order": "PO-8"})
+    fresh = buyer.request_transaction_token("CREATE_ORDER", digest, session_id=session_id)
+    wrong = post_with_transaction_token(buyer, other, fresh["transaction_token"])
+    check(wrong.status_code == 403, f"token for another payload: {wrong.status_code} {wrong.text}")
+    return issued["jti"]
+
+
 def broker_flow(cfg):
     base, agents = cfg["base"], cfg["agents"]
     clients = {name: login(base, agent) for name, agent in agents.items()}
@@ -153,12 +218,14 @@ def broker_flow(cfg):
     keyed = idempotent_resend_and_ttl(clients["buyer_ec"], ids["buyer_ec"], clients["seller_ec"],
                                       ids["seller_ec"], ec_session)
     rfq_id = rfq(clients["buyer_ec"], clients["seller_ec"])
+    txn_jti = transaction_token(clients["buyer_ec"], ids["buyer_ec"], clients["seller_ec"],
+                                ids["seller_ec"], ec_session)
     for session_id in (rsa_session, ec_session):
         clients["buyer_ec" if session_id == ec_session else "buyer_rsa"].close_session(session_id)
     closed = {s.session_id: s.status for s in clients["buyer_ec"].list_sessions()}
     check(closed.get(ec_session) == "closed", f"closed {closed}")
     return {"ec_session": ec_session, "rsa_session": rsa_session, "pushed_msg_ids": pushed,
-            "keyed_msg_id": keyed, "rfq_id": rfq_id}
+            "keyed_msg_id": keyed, "rfq_id": rfq_id, "transaction_jti": txn_jti}
 
 
 def accept_and_send(cfg):

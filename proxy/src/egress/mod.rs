@@ -21,6 +21,7 @@ pub async fn route(state: &AppState, request: &Request, rest: &[&str]) -> Reply 
             | ["sessions", _, "accept" | "close"]
             | ["send"]
             | ["messages", _]
+            | ["messages", _, _, "ack"]
             | ["discover"]
             | ["tools", "invoke"]
     );
@@ -31,6 +32,9 @@ pub async fn route(state: &AppState, request: &Request, rest: &[&str]) -> Reply 
         (&Method::POST, ["sessions", sid, "close"]) => ops::close(state, request, sid).await,
         (&Method::POST, ["send"]) => ops::send(state, request).await,
         (&Method::GET, ["messages", sid]) => ops::messages(state, request, sid).await,
+        (&Method::POST, ["messages", sid, msg_id, "ack"]) => {
+            ops::ack(state, request, sid, msg_id).await
+        }
         (&Method::POST, ["discover"]) => ops::discover(state, request).await,
         (&Method::POST, ["tools", "invoke"]) => ops::tools_invoke(state, request).await,
         _ if known_path => Err(ApiError::new(

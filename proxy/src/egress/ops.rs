@@ -25,6 +25,8 @@ pub struct Egress {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MessageView {
     pub seq: i64,
+    /// What `POST /v1/egress/messages/{session_id}/{msg_id}/ack` takes.
+    pub msg_id: String,
     pub sender_agent_id: String,
     pub payload: Value,
     pub nonce: String,
@@ -38,6 +40,7 @@ impl From<ReceivedMessage> for MessageView {
     fn from(m: ReceivedMessage) -> MessageView {
         MessageView {
             seq: m.seq,
+            msg_id: m.msg_id,
             sender_agent_id: m.sender_agent_id,
             payload: m.payload,
             nonce: m.nonce,
@@ -229,6 +232,17 @@ impl Egress {
         Ok(messages.into_iter().map(MessageView::from).collect())
     }
 
+    /// The agent confirms it processed a message: the broker stops redelivering it.
+    pub async fn ack(&self, state: &AppState, session_id: &str, msg_id: &str) -> ApiResult<()> {
+        path_session_id(session_id)?;
+        if msg_id.is_empty() || msg_id.len() > 32 || !msg_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::not_found("Message not found"));
+        }
+        let (uplink, creds) = self.bind(state).await?;
+        uplink.ack_message(&creds, session_id, msg_id).await?;
+        Ok(())
+    }
+
     pub async fn discover(
         &self,
         state: &AppState,
@@ -398,6 +412,18 @@ pub async fn messages(
     let after = after_param(request)?;
     let messages = egress.messages(state, session_id, after).await?;
     ok(json!({"count": messages.len(), "messages": messages}))
+}
+
+/// `POST /v1/egress/messages/{session_id}/{msg_id}/ack` → `{"status": "acked"}`.
+pub async fn ack(
+    state: &AppState,
+    request: &Request,
+    session_id: &str,
+    msg_id: &str,
+) -> ApiResult<Response> {
+    let egress = egress_for(state, request).await?;
+    egress.ack(state, session_id, msg_id).await?;
+    ok(json!({"status": "acked", "session_id": session_id, "msg_id": msg_id}))
 }
 
 /// `after` (default -1) as FastAPI validates an int query parameter.

@@ -82,6 +82,9 @@ fn operation(path: &str) -> &'static str {
         ["v1", "egress", "sessions", _, "close"] => "/v1/egress/sessions/{session_id}/close",
         ["v1", "egress", "send"] => "/v1/egress/send",
         ["v1", "egress", "messages", _] => "/v1/egress/messages/{session_id}",
+        ["v1", "egress", "messages", _, _, "ack"] => {
+            "/v1/egress/messages/{session_id}/{msg_id}/ack"
+        }
         ["v1", "egress", "discover"] => "/v1/egress/discover",
         ["v1", "egress", "tools", "invoke"] => "/v1/egress/tools/invoke",
         ["v1", "admin", ..] => "/v1/admin/*",

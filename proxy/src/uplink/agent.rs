@@ -121,6 +121,26 @@ impl Uplink {
         Ok(())
     }
 
+    /// Acknowledges message `msg_id` of `session_id` at the broker for `agent` (its recipient):
+    /// the broker then stops redelivering it. Acknowledging twice is fine.
+    pub async fn ack_message(
+        &self,
+        agent: &AgentCredentials,
+        session_id: &str,
+        msg_id: &str,
+    ) -> Result<(), UplinkError> {
+        let path = format!(
+            "/v1/broker/sessions/{}/messages/{}/ack",
+            path_segment(session_id),
+            path_segment(msg_id)
+        );
+        self.inner
+            .auth
+            .call(agent, Method::POST, &path, None)
+            .await?;
+        Ok(())
+    }
+
     /// Seal (E2E) and send; the caller allocates and persists `client_seq` per (agent, session).
     /// Any failure drops the cached recipient key, so the next attempt fetches it again.
     pub async fn send(

@@ -173,6 +173,7 @@ impl Uplink {
         };
         ReceivedMessage {
             seq: item.seq as i64,
+            msg_id: item.seq.to_string(),
             sender_agent_id: item.sender_agent_id,
             payload,
             nonce: item.nonce,

@@ -105,6 +105,8 @@ impl std::fmt::Debug for AgentCredentials {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReceivedMessage {
     pub seq: i64,
+    /// The broker's id of the message, for `POST /v1/egress/messages/{session_id}/{msg_id}/ack`.
+    pub msg_id: String,
     pub sender_agent_id: String,
     /// The decrypted inner payload (`{"cullis_error": …}` when it could not be opened).
     pub payload: Value,

@@ -1,0 +1,57 @@
+//! Acknowledged delivery through the proxy: an agent behind a proxy acknowledges what it
+//! received (`POST /v1/egress/messages/{session_id}/{msg_id}/ack`) with the broker's acks, as a
+//! `cullis-sdk` 0.2.x agent does directly. Real broker, two real proxies.
+
+use cullis_e2e::stack::two_orgs::TwoOrgs;
+use cullis_e2e::stack::Store;
+use reqwest::StatusCode;
+use serde_json::json;
+use std::time::Duration;
+
+const CAPS: [&str; 1] = ["procurement.read"];
+
+#[tokio::test]
+async fn an_agent_behind_a_proxy_acknowledges_what_it_received() {
+    let stack = TwoOrgs::start(Store::Sqlite).await;
+    stack.onboard(&stack.alpha, "alpha").await;
+    stack.onboard(&stack.beta, "beta").await;
+    let (buyer_id, buyer) = stack.agent(&stack.alpha, "buyer", &CAPS).await;
+    let (seller_id, seller) = stack.agent(&stack.beta, "seller", &CAPS).await;
+    let (status, opened) = buyer.open_session(&seller_id, "beta", &CAPS).await;
+    assert_eq!(status, StatusCode::OK, "{opened}");
+    let session_id = opened["session_id"].as_str().unwrap().to_owned();
+    let (status, body) = seller.accept(&session_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = buyer
+        .send(&session_id, &seller_id, &json!({"order": "PO-9"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let message = seller
+        .wait_for_message(&session_id, -1, Duration::from_secs(20), |m| {
+            m["payload"]["order"] == "PO-9"
+        })
+        .await
+        .unwrap();
+    let msg_id = message["msg_id"].as_str().expect("msg_id in the poll answer");
+    assert_eq!(msg_id, message["seq"].to_string(), "the broker's msg_id is its seq");
+
+    let (status, body) = seller.ack(&session_id, msg_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "acked");
+    let (status, body) = seller.ack(&session_id, msg_id).await;
+    assert_eq!(status, StatusCode::OK, "acknowledging twice is fine: {body}");
+
+    // Only the recipient acknowledges; unknown and malformed ids are 404 with a detail.
+    let (status, body) = buyer.ack(&session_id, msg_id).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the sender cannot ack: {body}");
+    assert_eq!(body["detail"], "Message not found");
+    for bad in ["999999", "x1", "-1"] {
+        let (status, body) = seller.ack(&session_id, bad).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{bad}: {body}");
+        assert!(body["detail"].is_string(), "{body}");
+    }
+    let (status, body) = seller.ack("not-a-session", msg_id).await;
+    assert!(status.is_client_error(), "{status} {body}");
+    assert!(body["detail"].is_string(), "{body}");
+    let _ = buyer_id;
+}
