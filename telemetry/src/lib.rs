@@ -9,12 +9,14 @@
 //! | [`propagation`] | W3C `traceparent` in and out |
 //! | [`metrics`] | the Prometheus registry and its text exposition |
 //! | `export` | OTLP exporters whose failures are reported once a minute |
+//! | `batch` | finished spans buffered for the exporter without a wake-up per span |
 //! | `logs` | the subscriber: log lines plus the span pipeline |
 //!
 //! Off (the default) it installs only the log subscriber: no span pipeline, no-op instruments,
 //! no thread, nothing sent anywhere. On, exports run on one background thread with its own
 //! small runtime, so request threads only hand finished spans to a bounded queue.
 
+mod batch;
 pub mod config;
 mod export;
 mod logs;
@@ -28,17 +30,13 @@ pub use propagation::{outgoing_headers, set_remote_parent, tracing_enabled};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, SdkTracerProvider, SpanLimits};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanLimits};
 use opentelemetry_sdk::Resource;
 use std::time::Duration;
 
 /// The instrumentation scope of every span and instrument (the reference's name, so its
 /// dashboards and queries keep matching).
 pub const SCOPE: &str = "agent_trust";
-
-/// Spans waiting for export; beyond this they are dropped (bounded memory when the collector
-/// is slow or down).
-const SPAN_QUEUE: usize = 4096;
 
 /// The running telemetry of a process. Dropping it flushes what is queued (best effort).
 pub struct Telemetry {
@@ -121,15 +119,8 @@ fn tracer_provider(
     config: &TelemetryConfig,
     resource: Resource,
 ) -> Result<SdkTracerProvider, String> {
-    use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
     let exporter = export::span_exporter(config)?;
-    let batch = BatchConfigBuilder::default()
-        .with_max_queue_size(SPAN_QUEUE)
-        .with_scheduled_delay(Duration::from_millis(500))
-        .build();
-    let processor = BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio)
-        .with_batch_config(batch)
-        .build();
+    let processor = batch::BufferedSpans::start(exporter, &resource);
     // Attribute values come from bounded sources (route templates, ids checked against their
     // grammar); the count limits are the second line of defence.
     let limits = SpanLimits {
