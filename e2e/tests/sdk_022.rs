@@ -109,6 +109,30 @@ async fn direct_flow(store: Store) {
     )
     .await;
     assert_eq!(summary["pushed_msg_ids"].as_array().map(Vec::len), Some(3));
+    // 0.2.2's request_transaction_token: one send of the bound payload went through, a replay
+    // and another payload were refused (checked by the driver); the broker recorded the use.
+    let jti = summary["transaction_jti"]
+        .as_str()
+        .expect("transaction token used");
+    let audit = broker
+        .http
+        .get(broker.url("/v1/admin/audit/export?event_type=broker.transaction_executed"))
+        .header("x-admin-secret", cullis_e2e::stack::broker::ADMIN_SECRET)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        audit.lines().count(),
+        1,
+        "one executed transaction: {audit}"
+    );
+    assert!(
+        audit.contains(jti),
+        "transaction {jti} in the audit log: {audit}"
+    );
     // The SDK acknowledged every pushed message by itself (frames carry queued + msg_id).
     let session = summary["ec_session"].as_str().unwrap();
     assert!(acked(&broker, session).await >= 3, "{summary}");

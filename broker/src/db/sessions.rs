@@ -189,7 +189,7 @@ impl ChainTx {
         let resent: Vec<bool> = messages
             .iter()
             .zip(&replayed)
-            .map(|(m, replayed)| match idempotency_key(*m) {
+            .map(|(m, replayed)| match idempotency_key(m) {
                 Some(key) if !replayed => stored_keys.contains_key(&key) || !seen_keys.insert(key),
                 _ => false,
             })
@@ -208,7 +208,7 @@ impl ChainTx {
                 Stored::NonceReused
             } else if resent[index] {
                 // Stored before, or earlier in this batch (its number is assigned by now).
-                let key = idempotency_key(*message).expect("only keyed messages are resent");
+                let key = idempotency_key(message).expect("only keyed messages are resent");
                 match stored_keys.get(&key) {
                     Some(seq) => Stored::Duplicate { seq: *seq },
                     None => Stored::NotActive,
@@ -216,7 +216,7 @@ impl ChainTx {
             } else if let Some(next) = next_seq.get_mut(message.session_id.as_str()) {
                 *next += 1;
                 to_insert.push((*message, *next - 1));
-                if let Some(key) = idempotency_key(*message) {
+                if let Some(key) = idempotency_key(message) {
                     stored_keys.insert(key, *next - 1);
                 }
                 Stored::Ok {
@@ -237,10 +237,8 @@ impl ChainTx {
         &mut self,
         messages: &[&'m NewMessage],
     ) -> Result<HashMap<IdempotencyKey<'m>, i64>, sqlx::Error> {
-        let keyed: Vec<IdempotencyKey<'m>> = messages
-            .iter()
-            .filter_map(|m| idempotency_key(*m))
-            .collect();
+        let keyed: Vec<IdempotencyKey<'m>> =
+            messages.iter().filter_map(|m| idempotency_key(m)).collect();
         let mut found = HashMap::new();
         if keyed.is_empty() {
             return Ok(found);

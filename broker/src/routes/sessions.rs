@@ -559,7 +559,7 @@ async fn send(
             return Ok((
                 StatusCode::ACCEPTED,
                 Json(delivery.accepted(session_id, seq, true)),
-            ))
+            ));
         }
         Stored::NonceReused => {
             let error = ApiError::conflict("Nonce already used — possible replay attack");

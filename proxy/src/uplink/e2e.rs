@@ -120,9 +120,8 @@ impl Uplink {
             timestamp,
             client_seq: Some(client_seq),
         };
-        let sealed = tracing::info_span!("e2e.seal").in_scope(|| {
-            envelope::seal_as(version, &agent.key, &recipient, &fields, payload)
-        });
+        let sealed = tracing::info_span!("e2e.seal")
+            .in_scope(|| envelope::seal_as(version, &agent.key, &recipient, &fields, payload));
         count("seal", sealed.is_ok());
         let sealed = sealed.map_err(|e| {
             self.inner.keys.invalidate(recipient_agent_id);
