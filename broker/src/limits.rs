@@ -57,11 +57,15 @@ pub const BROKER_RFQ_RESPOND: (&str, RateLimit) =
     ("broker.rfq_respond", RateLimit::per_secs(20, 60));
 /// `POST /v1/onboarding/join`, per client IP.
 pub const ONBOARDING_JOIN: (&str, RateLimit) = ("onboarding.join", RateLimit::per_secs(5, 300));
+/// `POST /v1/auth/token/transaction`, per agent (not a reference bucket: its endpoint did not
+/// work over HTTP there). One token per order-like send, so the message budget.
+pub const AUTH_TRANSACTION_TOKEN: (&str, RateLimit) =
+    ("auth.transaction_token", RateLimit::per_secs(60, 60));
 /// Dashboard login, register and OIDC callback (shared), per client IP.
 pub const DASHBOARD_LOGIN: (&str, RateLimit) = ("dashboard.login", RateLimit::per_secs(5, 300));
 
-/// The reference's buckets with their default budgets.
-pub const REFERENCE_BUCKETS: [(&str, RateLimit); 7] = [
+/// The reference's buckets with their default budgets, and the transaction-token bucket.
+pub const REFERENCE_BUCKETS: [(&str, RateLimit); 8] = [
     AUTH_TOKEN,
     BROKER_SESSION,
     BROKER_MESSAGE,
@@ -69,6 +73,7 @@ pub const REFERENCE_BUCKETS: [(&str, RateLimit); 7] = [
     BROKER_RFQ_RESPOND,
     ONBOARDING_JOIN,
     DASHBOARD_LOGIN,
+    AUTH_TRANSACTION_TOKEN,
 ];
 
 /// Most (subject, bucket) logs the memory backend keeps; the oldest inserted is evicted beyond.
@@ -692,6 +697,7 @@ mod tests {
         assert_eq!(get("broker.rfq_respond"), RateLimit::per_secs(20, 60));
         assert_eq!(get("onboarding.join"), RateLimit::per_secs(5, 300));
         assert_eq!(get("dashboard.login"), RateLimit::per_secs(5, 300));
+        assert_eq!(get("auth.transaction_token"), RateLimit::per_secs(60, 60));
         assert_eq!(c.get("broker.poll"), None);
         assert_eq!(
             env_var_name("broker.rfq_respond"),

@@ -385,3 +385,29 @@ async fn rfq_quote_approval_issues_a_token_and_pushes_the_frame() {
         (StatusCode::OK, Some("approved"))
     );
 }
+
+#[tokio::test]
+async fn transaction_tokens_are_rate_limited_per_agent() {
+    let broker = TestBroker::start_with(
+        Store::Sqlite,
+        Options::default().env("RATE_LIMIT_AUTH_TRANSACTION_TOKEN", "2/60s"),
+    )
+    .await;
+    let acme = broker.onboard("acme").await;
+    let buyer = broker.register_agent(&acme, "buyer", &["order"]).await;
+    let other = broker.register_agent(&acme, "other", &["order"]).await;
+    let buyer = buyer.login(&broker.base, &broker.http).await.unwrap();
+    let other = other.login(&broker.base, &broker.http).await.unwrap();
+    let ask =
+        |agent: &str| json!({"agent_id": agent, "txn_type": "CREATE_ORDER", "payload_hash": "ab"});
+    for _ in 0..2 {
+        let (status, body) = request_token(&buyer, ask("acme::buyer")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body) = request_token(&buyer, ask("acme::buyer")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(body["detail"].is_string(), "{body}");
+    // The budget is the agent's own: another agent of the same org still gets tokens.
+    let (status, body) = request_token(&other, ask("acme::other")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -160,6 +160,17 @@ fn issue(
 ) -> Result<(Arc<PrivateKey>, String), OpError> {
     let key = PrivateKey::generate(AGENT_KEY_TYPE)
         .map_err(|e| OpError::Internal(format!("key generation failed: {e}")))?;
+    issue_for(ctx, ca, org_id, name, Arc::new(key))
+}
+
+/// A certificate from `ca` for an existing key pair.
+fn issue_for(
+    ctx: &Context,
+    ca: &OrgCa,
+    org_id: &str,
+    name: &str,
+    key: Arc<PrivateKey>,
+) -> Result<(Arc<PrivateKey>, String), OpError> {
     let cert = ca
         .issue_agent_cert(
             org_id,
@@ -169,7 +180,7 @@ fn issue(
             ctx.settings.agent_cert_days,
         )
         .map_err(|e| OpError::Internal(format!("certificate issue failed: {e}")))?;
-    Ok((Arc::new(key), cert.to_pem()))
+    Ok((key, cert.to_pem()))
 }
 
 fn credentials(
@@ -244,11 +255,29 @@ pub async fn rotate_api_key(ctx: &Context, name: &str) -> Result<CreatedAgent, O
     })
 }
 
-/// A new key pair and certificate, registered through the broker's rotate-cert.
-pub async fn rotate_cert(ctx: &Context, name: &str) -> Result<Value, OpError> {
+/// What a re-issued certificate certifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPair {
+    /// A new key pair (`agent rotate-cert`: the old key may be compromised).
+    New,
+    /// The agent's current key pair (`org rotate-ca`: only the issuer changes, so the public
+    /// key other organisations' proxies cached for sealing stays right — a new key would make
+    /// messages sealed to the old one unreadable until their cache expires).
+    Keep,
+}
+
+/// A new certificate (and, with [`KeyPair::New`], key pair) from the current org CA,
+/// registered through the broker's rotate-cert.
+pub async fn rotate_cert(ctx: &Context, name: &str, key_pair: KeyPair) -> Result<Value, OpError> {
     let row = existing(ctx, name).await?;
     let joined = joined(ctx).await?;
-    let (key, cert_pem) = issue(ctx, &joined.ca, &joined.org.org_id, name)?;
+    let (key, cert_pem) = match key_pair {
+        KeyPair::New => issue(ctx, &joined.ca, &joined.org.org_id, name)?,
+        KeyPair::Keep => {
+            let current = ctx.agent_key(&row.agent_id).await?;
+            issue_for(ctx, &joined.ca, &joined.org.org_id, name, current)?
+        }
+    };
     joined
         .uplink
         .rotate_cert(&joined.org, &row.agent_id, &cert_pem)
@@ -272,14 +301,14 @@ pub async fn rotate_cert(ctx: &Context, name: &str) -> Result<Value, OpError> {
 /// `rotate-cert` for every active agent, one after the other (each is independent: a failure
 /// is reported and the others still rotate). Disabled agents are left alone — they are
 /// revoked at the broker.
-pub async fn rotate_all_certs(ctx: &Context) -> Result<Value, OpError> {
+pub async fn rotate_all_certs(ctx: &Context, key_pair: KeyPair) -> Result<Value, OpError> {
     let mut rotated = Vec::new();
     let mut failed = Vec::new();
     for row in ctx.store.list_agents().await? {
         if !row.is_active {
             continue;
         }
-        match rotate_cert(ctx, &row.name).await {
+        match rotate_cert(ctx, &row.name, key_pair).await {
             Ok(_) => rotated.push(row.agent_id),
             Err(err) => failed.push(json!({"agent_id": row.agent_id, "error": err.to_string()})),
         }

@@ -159,22 +159,27 @@ impl Context {
         })?;
         let cert = Certificate::from_pem(cert_pem)
             .map_err(|e| OpError::Internal(format!("stored certificate unreadable: {e}")))?;
+        Ok(AgentCredentials {
+            agent_id: row.agent_id.clone(),
+            cert_der: cert.der().to_vec(),
+            key: self.agent_key(&row.agent_id).await?,
+        })
+    }
+
+    /// The agent's private key from custody.
+    pub async fn agent_key(&self, agent_id: &str) -> Result<Arc<PrivateKey>, OpError> {
         let key = self
             .custody
-            .get(&keys::agent_key(&row.agent_id))
+            .get(&keys::agent_key(agent_id))
             .await?
             .ok_or_else(|| {
-                OpError::NotFound(format!("Private key not found for agent {}", row.agent_id))
+                OpError::NotFound(format!("Private key not found for agent {agent_id}"))
             })?;
         let key_pem = std::str::from_utf8(&key)
             .map_err(|_| OpError::Internal("agent key is not PEM".into()))?;
         let key = PrivateKey::from_pem(key_pem)
             .map_err(|e| OpError::Internal(format!("agent key unreadable: {e}")))?;
-        Ok(AgentCredentials {
-            agent_id: row.agent_id.clone(),
-            cert_der: cert.der().to_vec(),
-            key: Arc::new(key),
-        })
+        Ok(Arc::new(key))
     }
 }
 

@@ -350,9 +350,16 @@ async fn run_agent(ctx: &Context, command: AgentCommand) -> Result<Value, OpErro
         )),
         AgentCommand::List => Ok(json!({"agents": agents::list(ctx).await?})),
         AgentCommand::RotateKey { name } => Ok(json!(agents::rotate_api_key(ctx, &name).await?)),
-        AgentCommand::RotateCert { all: true, .. } => agents::rotate_all_certs(ctx).await,
+        AgentCommand::RotateCert { all: true, .. } => {
+            agents::rotate_all_certs(ctx, agents::KeyPair::New).await
+        }
         AgentCommand::RotateCert { name, .. } => {
-            agents::rotate_cert(ctx, name.as_deref().unwrap_or_default()).await
+            agents::rotate_cert(
+                ctx,
+                name.as_deref().unwrap_or_default(),
+                agents::KeyPair::New,
+            )
+            .await
         }
         AgentCommand::Disable { name } => agents::disable(ctx, &name).await,
         AgentCommand::Delete { name } => agents::delete(ctx, &name).await,

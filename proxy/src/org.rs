@@ -323,7 +323,7 @@ pub async fn rotate_ca(ctx: &Context, overlap_seconds: i64) -> Result<Value, OpE
         )),
     )
     .await;
-    let agents = crate::agents::rotate_all_certs(ctx).await?;
+    let agents = crate::agents::rotate_all_certs(ctx, crate::agents::KeyPair::Keep).await?;
     Ok(json!({
         "org_id": org.org_id,
         "status": "rotated",

@@ -182,7 +182,8 @@ async fn rotate_cert_all_clears_the_expiry_warning() {
 #[tokio::test]
 async fn org_ca_rotation_keeps_agents_messaging() {
     let broker = broker(Store::Sqlite).await;
-    let orgs = two_orgs(&broker, &[]).await;
+    // The traffic below sends as fast as it can: lift the proxies' per-agent budget.
+    let orgs = two_orgs(&broker, &[("MCP_PROXY_RATE_LIMIT_PER_MINUTE", "100000")]).await;
     let sid = active_session(&orgs).await;
     let send = |proxy: &TestProxy, key: &str, to: &str, marker: &str| {
         proxy.egress(Method::POST, "/v1/egress/send", key).json(
@@ -197,11 +198,79 @@ async fn org_ca_rotation_keeps_agents_messaging() {
     .await;
     let ca_before = call(orgs.alpha.admin(Method::GET, "/v1/admin/org")).await.1;
 
-    let rotated = orgs
-        .alpha
-        .cli_ok(&["org", "rotate-ca", "--overlap-seconds", "600"])
-        .await;
+    // Both agents keep sending to each other while `org rotate-ca` re-issues and re-pins: no
+    // send may fail, and every message arrives verified.
+    let rotating = std::sync::atomic::AtomicBool::new(true);
+    let rotate = async {
+        let rotated = orgs
+            .alpha
+            .cli_ok(&["org", "rotate-ca", "--overlap-seconds", "600"])
+            .await;
+        rotating.store(false, std::sync::atomic::Ordering::SeqCst);
+        rotated
+    };
+    let traffic = async {
+        let (mut rounds, mut failures) = (0, Vec::new());
+        while rotating.load(std::sync::atomic::Ordering::SeqCst) || rounds < 3 {
+            let marker = format!("during-{rounds}");
+            let (status, body) =
+                call(send(&orgs.alpha, &orgs.buyer_key, "beta::seller", &marker)).await;
+            if status != StatusCode::OK {
+                failures.push(format!("alpha {marker}: {status} {body}"));
+            }
+            let marker = format!("reply-{rounds}");
+            let (status, body) =
+                call(send(&orgs.beta, &orgs.seller_key, "alpha::buyer", &marker)).await;
+            if status != StatusCode::OK {
+                failures.push(format!("beta {marker}: {status} {body}"));
+            }
+            rounds += 1;
+        }
+        (rounds, failures)
+    };
+    let (rotated, (rounds, failures)) = tokio::join!(rotate, traffic);
+    assert!(
+        failures.is_empty(),
+        "sends failed during the rotation: {failures:#?}"
+    );
     assert_eq!(rotated["status"], "rotated", "{rotated}");
+    let last = format!("during-{}", rounds - 1);
+    wait_message(&orgs.beta, &orgs.seller_key, &sid, -1, |m| {
+        m["payload"]["marker"] == last.as_str()
+    })
+    .await;
+    let last = format!("reply-{}", rounds - 1);
+    wait_message(&orgs.alpha, &orgs.buyer_key, &sid, -1, |m| {
+        m["payload"]["marker"] == last.as_str()
+    })
+    .await;
+    for (proxy, key, prefix) in [
+        (&orgs.beta, &orgs.seller_key, "during-"),
+        (&orgs.alpha, &orgs.buyer_key, "reply-"),
+    ] {
+        let (_, inbox) = call(proxy.egress(
+            Method::GET,
+            &format!("/v1/egress/messages/{sid}?after=-1"),
+            key,
+        ))
+        .await;
+        let received: Vec<&Value> = inbox["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| {
+                m["payload"]["marker"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(prefix))
+            })
+            .collect();
+        assert_eq!(
+            received.len(),
+            rounds,
+            "every {prefix}* message arrived: {inbox}"
+        );
+        assert!(received.iter().all(|m| m["verified"] == true), "{inbox}");
+    }
     assert_eq!(rotated["agents"], json!(["alpha::buyer"]), "{rotated}");
 
     // Both directions still work, signatures verified with the re-issued certificate's key.

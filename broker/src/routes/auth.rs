@@ -98,6 +98,7 @@ async fn transaction_token(
     agent: AgentAuth,
     ApiJson(request): ApiJson<TransactionTokenRequest>,
 ) -> ApiResult<Json<TransactionTokenResponse>> {
+    rate_limit(&state, "auth.transaction_token", agent.agent_id()).await?;
     crate::transaction_tokens::validate(&request)?;
     if request.agent_id != agent.agent_id() {
         return Err(ApiError::forbidden(

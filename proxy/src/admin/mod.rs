@@ -51,7 +51,9 @@ pub async fn route(state: &AppState, request: &Request, rest: &[&str]) -> ApiRes
             return Ok(Response::json(StatusCode::CREATED, &created));
         }
         (&Method::POST, ["agents", "rotate-cert"]) => {
-            agents::rotate_all_certs(ctx).await.map_err(op_error)?
+            agents::rotate_all_certs(ctx, agents::KeyPair::New)
+                .await
+                .map_err(op_error)?
         }
         (&Method::POST, ["agents", name, "rotate-key"]) => {
             let rotated = agents::rotate_api_key(ctx, name).await.map_err(op_error)?;
@@ -59,7 +61,9 @@ pub async fn route(state: &AppState, request: &Request, rest: &[&str]) -> ApiRes
             json!(rotated)
         }
         (&Method::POST, ["agents", name, "rotate-cert"]) => {
-            agents::rotate_cert(ctx, name).await.map_err(op_error)?
+            agents::rotate_cert(ctx, name, agents::KeyPair::New)
+                .await
+                .map_err(op_error)?
         }
         (&Method::POST, ["agents", name, "disable"]) => {
             let done = agents::disable(ctx, name).await.map_err(op_error)?;

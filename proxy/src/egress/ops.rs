@@ -14,7 +14,12 @@ use cullis_shared::wire::egress::{
 use cullis_shared::wire::error::LocItem;
 use http::StatusCode;
 use serde_json::{json, Value};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The broker's login answer for a certificate other than the pinned one.
+const PINNED_ELSEWHERE: &str = "Certificate thumbprint mismatch";
+/// How long a request waits for a rotating process to store the re-issued certificate.
+const REISSUE_WAIT: Duration = Duration::from_secs(2);
 
 /// An authenticated local agent about to act at the broker.
 pub struct Egress {
@@ -65,6 +70,44 @@ impl Egress {
         let uplink = state.uplink().await?;
         let creds = state.credentials(&self.agent, &uplink).await?;
         Ok((uplink, creds))
+    }
+
+    /// Whether the broker refused this agent's certificate as not the pinned one: another
+    /// process (`org rotate-ca`, `agent rotate-cert`) has just re-pinned the agent and is storing
+    /// its new certificate. The caller then retries once with [`Egress::reissued_credentials`],
+    /// so messaging goes on through a rotation.
+    fn pinned_elsewhere(err: &ApiError) -> bool {
+        err.detail_text()
+            .is_some_and(|detail| detail.starts_with(PINNED_ELSEWHERE))
+    }
+
+    /// The credentials of the agent as re-issued (see [`Egress::reissued`]).
+    async fn reissued_credentials(
+        &self,
+        state: &AppState,
+        uplink: &Uplink,
+    ) -> ApiResult<AgentCredentials> {
+        let row = self.reissued(state).await?;
+        state.credentials(&row, uplink).await
+    }
+
+    /// The agent as stored once its certificate differs from the one this request started
+    /// with (the rotating process stores it right after the broker re-pinned it), or as
+    /// stored after [`REISSUE_WAIT`].
+    async fn reissued(&self, state: &AppState) -> ApiResult<AgentRow> {
+        let until = Instant::now() + REISSUE_WAIT;
+        loop {
+            let row = state
+                .ctx
+                .store
+                .agent_by_name(&self.agent.name)
+                .await?
+                .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "Agent not found"))?;
+            if row.cert_pem != self.agent.cert_pem || Instant::now() >= until {
+                return Ok(row);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Runs `op` and audits it as `action` (success detail from `describe`, error detail =
@@ -181,8 +224,17 @@ impl Egress {
         limits::text(&["body", "recipient_agent_id"], recipient, MAX_AGENT_ID)?;
         let op = async {
             let (uplink, creds) = self.bind(state).await?;
-            self.send_sealed(state, &uplink, &creds, session_id, recipient, payload)
-                .await
+            let sent = self
+                .send_sealed(state, &uplink, &creds, session_id, recipient, payload)
+                .await;
+            match sent {
+                Err(err) if Self::pinned_elsewhere(&err) => {
+                    let creds = self.reissued_credentials(state, &uplink).await?;
+                    self.send_sealed(state, &uplink, &creds, session_id, recipient, payload)
+                        .await
+                }
+                other => other,
+            }
         };
         self.audited(state, "egress_send", None, op, |seq| {
             format!("session={session_id} recipient={recipient} client_seq={seq}")
@@ -228,7 +280,17 @@ impl Egress {
     ) -> ApiResult<Vec<MessageView>> {
         path_session_id(session_id)?;
         let (uplink, creds) = self.bind(state).await?;
-        let messages = uplink.poll(&creds, session_id, after).await?;
+        let messages = match uplink
+            .poll(&creds, session_id, after)
+            .await
+            .map_err(ApiError::from)
+        {
+            Err(err) if Self::pinned_elsewhere(&err) => {
+                let creds = self.reissued_credentials(state, &uplink).await?;
+                uplink.poll(&creds, session_id, after).await?
+            }
+            other => other?,
+        };
         Ok(messages.into_iter().map(MessageView::from).collect())
     }
 
