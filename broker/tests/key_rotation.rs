@@ -212,6 +212,12 @@ async fn rotation_under_load_on_two_replicas_fails_nothing_and_retire_cuts_off()
         String::from_utf8_lossy(&unknown.stderr).contains("no broker signing key 'no-such-kid'")
     );
 
+    // A WebSocket opened with an old-key token, on each replica.
+    let mut sockets = vec![
+        cullis_e2e::ws::authed(&old_on_a, &a.base).await,
+        cullis_e2e::ws::authed(&old_on_b, &b.base).await,
+    ];
+
     // Emergency retire of the old key: its (cached) tokens get 401 on both replicas.
     let retired = a.cli(&["keys", "retire", "--kid", &first]).await;
     assert!(
@@ -227,6 +233,21 @@ async fn rotation_under_load_on_two_replicas_fails_nothing_and_retire_cuts_off()
             status == StatusCode::UNAUTHORIZED && body["detail"] == RETIRED
         })
         .await;
+    }
+    // Its open sockets are told why and closed (policy violation), on both replicas.
+    for socket in &mut sockets {
+        let told = loop {
+            let frame = cullis_e2e::ws::next(socket)
+                .await
+                .expect("auth_error before the close");
+            if frame["type"] != "ping" {
+                break frame;
+            }
+        };
+        assert_eq!(told["type"], "auth_error", "{told}");
+        assert_eq!(told["detail"], RETIRED, "{told}");
+        let closed = cullis_e2e::ws::next(socket).await.unwrap_err();
+        assert_eq!(closed.0, 1008, "{closed:?}");
     }
     for replica in [&a, &b] {
         eventually("the retired key leaves the JWKS", async || {

@@ -382,7 +382,7 @@ async fn authenticate(
     state: &AppState,
     host: Option<&str>,
     socket: &mut WebSocket,
-) -> Result<AccessTokenClaims, ()> {
+) -> Result<(AccessTokenClaims, String), ()> {
     let first = match tokio::time::timeout(AUTH_TIMEOUT, socket.recv()).await {
         Err(_) => {
             close(socket, 1008, "Auth timeout").await;
@@ -462,11 +462,11 @@ async fn authenticate(
             return Err(());
         }
     }
-    Ok(claims)
+    Ok((claims, token))
 }
 
 async fn run(state: AppState, host: Option<String>, mut socket: WebSocket) {
-    let Ok(claims) = authenticate(&state, host.as_deref(), &mut socket).await else {
+    let Ok((claims, token)) = authenticate(&state, host.as_deref(), &mut socket).await else {
         return;
     };
     let agent_id = claims.agent_id.clone();
@@ -481,10 +481,14 @@ async fn run(state: AppState, host: Option<String>, mut socket: WebSocket) {
         .await
         .is_ok()
     {
-        steady_state(&state, &mut socket, &claims, &mut commands).await;
+        steady_state(&state, &mut socket, &claims, &token, &mut commands).await;
     }
     state.hub.unregister(&agent_id, id);
 }
+
+/// How often an open socket's token is checked again (the key ring re-reads its table every
+/// 2 s, so a retired key closes its sockets within about 4 s on every replica).
+const TOKEN_RECHECK: Duration = Duration::from_secs(2);
 
 /// When the next heartbeat is due (never, with pings off).
 fn next_ping(state: &AppState, from: Instant) -> Instant {
@@ -529,6 +533,7 @@ async fn steady_state(
     state: &AppState,
     socket: &mut WebSocket,
     claims: &AccessTokenClaims,
+    token: &str,
     commands: &mut mpsc::UnboundedReceiver<Command>,
 ) {
     let mut recent: VecDeque<Instant> = VecDeque::new();
@@ -538,8 +543,28 @@ async fn steady_state(
     // when the token stops verifying).
     let remaining = (claims.exp - crate::db::unix_now() + 1).max(0) as u64;
     let expires = Instant::now() + Duration::from_secs(remaining);
+    let mut recheck_at = Instant::now() + TOKEN_RECHECK;
     loop {
         tokio::select! {
+            // `keys retire` cuts the socket's token off too, not only its next request (a
+            // memo lookup: the token was verified when the socket authenticated).
+            _ = tokio::time::sleep_until(recheck_at) => {
+                let verdict = state.token_verifier.verify(token, crate::db::unix_now());
+                // Expiry has its own branch (and its own "Token expired" detail).
+                let expired = matches!(
+                    verdict,
+                    Err(crate::keyring::KeyError::Token(
+                        cullis_shared::jose::access_token::TokenError::Expired
+                    ))
+                );
+                if let (Err(error), false) = (verdict, expired) {
+                    let detail = error.to_string();
+                    let _ = socket.send(text(&ServerFrame::AuthError { detail: detail.clone() })).await;
+                    close(socket, 1008, &detail).await;
+                    return;
+                }
+                recheck_at = Instant::now() + TOKEN_RECHECK;
+            }
             _ = tokio::time::sleep_until(expires) => {
                 let _ = socket
                     .send(text(&ServerFrame::AuthError {
