@@ -2,7 +2,7 @@
 //! received (`POST /v1/egress/messages/{session_id}/{msg_id}/ack`) with the broker's acks, as a
 //! `cullis-sdk` 0.2.x agent does directly. Real broker, two real proxies.
 
-use cullis_e2e::stack::two_orgs::TwoOrgs;
+use cullis_e2e::stack::two_orgs::{Session, TwoOrgs};
 use cullis_e2e::stack::{Options, Store};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -13,15 +13,13 @@ const CAPS: [&str; 1] = ["procurement.read"];
 #[tokio::test]
 async fn an_agent_behind_a_proxy_acknowledges_what_it_received() {
     let mut stack = TwoOrgs::start(Store::Sqlite, Options::default()).await;
-    stack.onboard(&stack.alpha, "alpha").await;
-    stack.onboard(&stack.beta, "beta").await;
-    let (buyer_id, buyer) = stack.agent(&stack.alpha, "buyer", &CAPS).await;
-    let (seller_id, seller) = stack.agent(&stack.beta, "seller", &CAPS).await;
-    let (status, opened) = buyer.open_session(&seller_id, "beta", &CAPS).await;
-    assert_eq!(status, StatusCode::OK, "{opened}");
-    let session_id = opened["session_id"].as_str().unwrap().to_owned();
-    let (status, body) = seller.accept(&session_id).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let Session {
+        buyer,
+        seller_id,
+        seller,
+        session_id,
+        ..
+    } = stack.accepted_session(&CAPS).await;
     let (status, body) = buyer
         .send(&session_id, &seller_id, &json!({"order": "PO-9"}))
         .await;
@@ -88,5 +86,4 @@ async fn an_agent_behind_a_proxy_acknowledges_what_it_received() {
         .ack(&session_id, later["msg_id"].as_str().unwrap())
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let _ = buyer_id;
 }

@@ -37,20 +37,6 @@ async fn proxy_audit(proxy: &TestProxy, action: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-async fn set_rules(proxy: &TestProxy, rules: Value) {
-    let response = proxy
-        .admin(Method::PUT, "/v1/admin/policy")
-        .json(&rules)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "{}",
-        response.text().await.unwrap()
-    );
-}
-
 #[tokio::test]
 async fn two_organisations_full_stack() {
     // 2. Broker (PostgreSQL + Redis) and the proxies of alpha and beta, healthy.
@@ -264,7 +250,10 @@ async fn two_organisations_full_stack() {
     );
 
     // 24. Beta's PDP blocks alpha::buyer: the broker's 403 and its detail reach the agent.
-    set_rules(&stack.beta, json!({"blocked_agents": ["alpha::buyer"]})).await;
+    stack
+        .beta
+        .set_policy(json!({"blocked_agents": ["alpha::buyer"]}))
+        .await;
     let (status, denied) = buyer
         .open_session(&seller_id, "beta", &["procurement.read"])
         .await;
@@ -273,7 +262,7 @@ async fn two_organisations_full_stack() {
         detail(&denied).contains("Agent blocked by policy"),
         "{denied}"
     );
-    set_rules(&stack.beta, json!({})).await;
+    stack.beta.set_policy(json!({})).await;
 
     // 25. Close; beta can no longer poll it.
     let (status, closed) = buyer.close(&session_id).await;

@@ -5,10 +5,10 @@
 
 use cullis_e2e::egress::EgressClient;
 use cullis_e2e::otlp::{OtlpReceiver, ReceivedSpan};
-use cullis_e2e::stack::proxy::{free_port, TestProxy};
-use cullis_e2e::stack::two_orgs::TwoOrgs;
+use cullis_e2e::stack::proxy::free_port;
+use cullis_e2e::stack::two_orgs::{Session, TwoOrgs};
 use cullis_e2e::stack::{Options, Store, TestBroker};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,29 +16,17 @@ use std::time::{Duration, Instant};
 
 const CAPS: [&str; 1] = ["procurement.read"];
 
-async fn set_rules(proxy: &TestProxy, rules: Value) {
-    let response = proxy
-        .admin(Method::PUT, "/v1/admin/policy")
-        .json(&rules)
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success());
-}
-
 /// Onboards both orgs, creates `alpha::buyer` and `beta::seller`, opens and accepts a session,
 /// exchanges one message each way, then has beta's PDP deny a second session request.
 /// Returns the clients and the id of the accepted session.
 async fn run_scenario(stack: &TwoOrgs) -> (EgressClient, EgressClient, String) {
-    stack.onboard(&stack.alpha, "alpha").await;
-    stack.onboard(&stack.beta, "beta").await;
-    let (_, buyer) = stack.agent(&stack.alpha, "buyer", &CAPS).await;
-    let (seller_id, seller) = stack.agent(&stack.beta, "seller", &CAPS).await;
-    let (status, opened) = buyer.open_session(&seller_id, "beta", &CAPS).await;
-    assert_eq!(status, StatusCode::OK, "{opened}");
-    let session_id = opened["session_id"].as_str().unwrap().to_owned();
-    let (status, body) = seller.accept(&session_id).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let Session {
+        buyer,
+        seller_id,
+        seller,
+        session_id,
+        ..
+    } = stack.accepted_session(&CAPS).await;
     let (status, body) = buyer
         .send(&session_id, &seller_id, &json!({"order": "PO-1"}))
         .await;
@@ -49,10 +37,13 @@ async fn run_scenario(stack: &TwoOrgs) -> (EgressClient, EgressClient, String) {
         })
         .await
         .unwrap();
-    set_rules(&stack.beta, json!({"blocked_agents": ["alpha::buyer"]})).await;
+    stack
+        .beta
+        .set_policy(json!({"blocked_agents": ["alpha::buyer"]}))
+        .await;
     let (status, denied) = buyer.open_session(&seller_id, "beta", &CAPS).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{denied}");
-    set_rules(&stack.beta, json!({})).await;
+    stack.beta.set_policy(json!({})).await;
     (buyer, seller, session_id)
 }
 

@@ -225,7 +225,7 @@ async fn sdk_022_agent_and_proxy_agent_exchange_with_ec_keys() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{sent}");
-    let stored = sqlx_payloads(&broker, &session_id).await;
+    let stored = broker.stored_payloads(&session_id).await;
     let wrapped = stored
         .iter()
         .filter_map(|p| p["encrypted_key"].as_str())
@@ -241,23 +241,4 @@ async fn sdk_022_agent_and_proxy_agent_exchange_with_ec_keys() {
         "both directions wrapped with AES-KW: {stored:?}"
     );
     sdk022::drive(&driver(), "receive", &config).await;
-}
-
-/// The cipher blobs the broker stored for `session_id`, oldest first.
-async fn sqlx_payloads(broker: &TestBroker, session_id: &str) -> Vec<Value> {
-    use sqlx::Row;
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&broker.database_url)
-        .await
-        .expect("broker database");
-    let rows =
-        sqlx::query("SELECT payload FROM session_messages WHERE session_id = $1 ORDER BY seq")
-            .bind(session_id)
-            .fetch_all(&pool)
-            .await
-            .expect("messages");
-    pool.close().await;
-    rows.iter()
-        .map(|row| serde_json::from_str(&row.get::<String, _>("payload")).unwrap())
-        .collect()
 }

@@ -4,6 +4,7 @@
 
 use super::binary;
 use crate::setup::BrokerApi;
+use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -50,6 +51,29 @@ impl Options {
 }
 
 impl TestBroker {
+    /// The cipher blobs the broker stored for `session_id`, oldest first (read straight from
+    /// its database: what an operator with full access to the broker can see).
+    pub async fn stored_payloads(&self, session_id: &str) -> Vec<Value> {
+        use sqlx::Row;
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.database_url)
+            .await
+            .expect("broker database");
+        let rows =
+            sqlx::query("SELECT payload FROM session_messages WHERE session_id = $1 ORDER BY seq")
+                .bind(session_id)
+                .fetch_all(&pool)
+                .await
+                .expect("session_messages");
+        pool.close().await;
+        rows.iter()
+            .map(|row| {
+                let text: String = row.try_get("payload").expect("payload column");
+                serde_json::from_str(&text).unwrap_or(Value::String(text))
+            })
+            .collect()
+    }
+
     pub async fn start(store: Store) -> TestBroker {
         TestBroker::start_with(store, Options::default()).await
     }

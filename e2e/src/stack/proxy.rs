@@ -236,6 +236,22 @@ impl TestProxy {
             .bearer_auth(PROXY_ADMIN_TOKEN)
     }
 
+    /// Replaces the org's local PDP rules (`PUT /v1/admin/policy`; asserts success).
+    pub async fn set_policy(&self, rules: Value) {
+        let response = self
+            .admin(reqwest::Method::PUT, "/v1/admin/policy")
+            .json(&rules)
+            .send()
+            .await
+            .expect("proxy reachable");
+        let status = response.status();
+        assert!(
+            status.is_success(),
+            "{status} {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+
     /// A request with an agent's API key.
     pub fn egress(
         &self,

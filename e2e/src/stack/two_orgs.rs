@@ -90,26 +90,42 @@ impl TwoOrgs {
         (agent_id, EgressClient::new(&proxy.base, &api_key))
     }
 
+    /// Onboards both orgs, creates `alpha::buyer` and `beta::seller` with `capabilities`, and
+    /// has the buyer open a session that the seller accepts.
+    pub async fn accepted_session(&self, capabilities: &[&str]) -> Session {
+        self.onboard(&self.alpha, "alpha").await;
+        self.onboard(&self.beta, "beta").await;
+        let (buyer_id, buyer) = self.agent(&self.alpha, "buyer", capabilities).await;
+        let (seller_id, seller) = self.agent(&self.beta, "seller", capabilities).await;
+        let (status, opened) = buyer.open_session(&seller_id, "beta", capabilities).await;
+        assert_eq!(status, StatusCode::OK, "{opened}");
+        let session_id = opened["session_id"]
+            .as_str()
+            .expect("session_id")
+            .to_owned();
+        let (status, body) = seller.accept(&session_id).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        Session {
+            buyer_id,
+            buyer,
+            seller_id,
+            seller,
+            session_id,
+        }
+    }
+
     /// The ciphertext rows the broker stores for `session_id` (read straight from its
     /// database: what an operator with full access to the broker can see).
     pub async fn stored_payloads(&self, session_id: &str) -> Vec<Value> {
-        use sqlx::Row;
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(&self.broker.database_url)
-            .await
-            .expect("broker database");
-        let rows =
-            sqlx::query("SELECT payload FROM session_messages WHERE session_id = $1 ORDER BY seq")
-                .bind(session_id)
-                .fetch_all(&pool)
-                .await
-                .expect("session_messages");
-        pool.close().await;
-        rows.iter()
-            .map(|row| {
-                let text: String = row.try_get("payload").expect("payload column");
-                serde_json::from_str(&text).unwrap_or(Value::String(text))
-            })
-            .collect()
+        self.broker.stored_payloads(session_id).await
     }
+}
+
+/// An accepted session between `alpha::buyer` and `beta::seller` ([`TwoOrgs::accepted_session`]).
+pub struct Session {
+    pub buyer_id: String,
+    pub buyer: EgressClient,
+    pub seller_id: String,
+    pub seller: EgressClient,
+    pub session_id: String,
 }
