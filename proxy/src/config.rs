@@ -138,6 +138,10 @@ pub struct ServeSettings {
     /// Token for `/v1/admin/*` (at least 32 characters); the admin API is off when unset.
     #[arg(long, env = "MCP_PROXY_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Key that signs the console's session cookies (any long random string). Unset: a random
+    /// key per process, so console sessions end at every restart.
+    #[arg(long, env = "MCP_PROXY_DASHBOARD_SIGNING_KEY", hide_env_values = true)]
+    pub dashboard_signing_key: Option<String>,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "MCP_PROXY_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -358,6 +362,7 @@ mod tests {
             rate_limit_per_minute: 60,
             pdp_rate_limit_per_minute: 600,
             admin_token: token.map(str::to_owned),
+            dashboard_signing_key: None,
             max_body_bytes: 1024,
             threads: 1,
             tls_cert: None,

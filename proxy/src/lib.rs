@@ -12,9 +12,9 @@
 //! | [`org`], [`agents`] | organisation and agent lifecycle (CLI and admin API) |
 //! | [`limits`] | bounds on ids and text from agents and the webhook, checked before any broker call |
 //! | [`api_key`] | local API keys: HMAC-stored, O(1) lookup, constant-time check |
-//! | [`http`] | the pingora listener, router, error type |
-//! | [`egress`], [`events`], [`mcp`] | local agent → broker: REST, SSE, MCP |
-//! | [`pdp`], [`pdp_http`] | broker → org: the policy webhook |
+//! | [`http`] | the pingora listener, router, error type, and the handlers that are only HTTP: SSE events, the PDP webhook, the console (`/proxy/*`), static assets |
+//! | [`egress`], [`mcp`] | local agent → broker: REST, MCP |
+//! | [`pdp`] | broker → org: the policy rules the webhook evaluates |
 //! | [`admin`] | the admin HTTP API |
 //! | [`audit`] | the hash-chained local audit log |
 //! | [`check`] | the production checklist (`cullis-proxy check`) |
@@ -30,14 +30,12 @@ pub mod config;
 pub mod context;
 pub mod custody;
 pub mod egress;
-pub mod events;
 pub mod health;
 pub mod http;
 pub mod limits;
 pub mod mcp;
 pub mod org;
 pub mod pdp;
-pub mod pdp_http;
 pub mod ratelimit;
 pub mod state;
 pub mod store;

@@ -4,6 +4,7 @@
 use crate::api_key;
 use crate::config::ServeSettings;
 use crate::context::{Context, OpError};
+use crate::http::console::ConsoleState;
 use crate::http::{ApiError, ApiResult, Cors};
 use crate::mcp::McpSessions;
 use crate::ratelimit::RateLimiter;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub mcp: McpSessions,
     /// Off unless `MCP_PROXY_ALLOWED_ORIGINS` is set.
     pub cors: Option<Cors>,
+    /// The org admin's console (`/proxy/*`): session key, login limit, broker health.
+    pub console: ConsoleState,
     /// Rebuilt when the broker URL in the store changes (`org join` needs no restart).
     uplink: Mutex<Option<Uplink>>,
     /// Agent credentials by agent id, with the certificate they were loaded for: a CLI
@@ -42,6 +45,7 @@ impl AppState {
             pdp_limiter: RateLimiter::new(serve.pdp_rate_limit_per_minute),
             mcp: McpSessions::default(),
             cors: Cors::new(&serve.allowed_origins),
+            console: ConsoleState::new(&ctx.settings, &serve),
             ctx,
             serve,
             uplink: Mutex::new(None),

@@ -82,6 +82,7 @@ mod tests {
             query: None,
             headers: map,
             body: Default::default(),
+            peer: None,
         }
     }
 

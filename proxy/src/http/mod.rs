@@ -1,8 +1,15 @@
 //! The HTTP surface: one pingora listener, requests read whole (up to the body limit), routed
-//! by method and path, answered as a whole JSON body or as a stream (SSE).
+//! by method and path, answered as a whole body (JSON, or HTML for the console) or as a stream
+//! (SSE). The domain modules (context, org, agents, pdp, audit, store, uplink) import nothing
+//! from here; the handlers that exist only for HTTP live here: `events` (SSE), `pdp_webhook`,
+//! `console` (`/proxy/*`) and `assets` (`/static/*`).
 
+mod assets;
+pub mod console;
 mod cors;
 pub mod error;
+mod events;
+mod pdp_webhook;
 mod router;
 mod server;
 
@@ -23,6 +30,8 @@ pub struct Request {
     pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The client's address (the TCP peer), when known: the console's login limit is per address.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl Request {

@@ -1,8 +1,10 @@
-//! Method + path → handler. Unknown paths are 404, known paths with another method 405.
+//! Method + path → handler. One table says which paths exist, which handler takes each, and
+//! the route template it is reported as (span name, metric label); unknown paths are 404 and
+//! known paths with another method 405.
 
-use super::{ApiError, Reply, Request};
+use super::{assets, console, events, pdp_webhook, ApiError, Reply, Request};
 use crate::state::AppState;
-use crate::{admin, egress, events, health, mcp, pdp_http};
+use crate::{admin, egress, health, mcp};
 use http::{Method, StatusCode};
 use tracing::field::Empty;
 use tracing::Instrument;
@@ -64,64 +66,177 @@ async fn answer(state: &AppState, request: Request) -> Reply {
     reply
 }
 
-/// The route template of a path: what spans are named after and metrics are labelled with
-/// (ids replaced by their parameter name, unknown paths one value).
-fn operation(path: &str) -> &'static str {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["health"] => "/health",
-        ["healthz"] => "/healthz",
-        ["readyz"] => "/readyz",
-        ["metrics"] => "/metrics",
-        ["pdp", "policy"] => "/pdp/policy",
-        ["pdp", "health"] => "/pdp/health",
-        ["mcp"] => "/mcp",
-        ["v1", "egress", "events"] => "/v1/egress/events",
-        ["v1", "egress", "sessions"] => "/v1/egress/sessions",
-        ["v1", "egress", "sessions", _, "accept"] => "/v1/egress/sessions/{session_id}/accept",
-        ["v1", "egress", "sessions", _, "close"] => "/v1/egress/sessions/{session_id}/close",
-        ["v1", "egress", "send"] => "/v1/egress/send",
-        ["v1", "egress", "messages", _] => "/v1/egress/messages/{session_id}",
-        ["v1", "egress", "messages", _, _, "ack"] => {
-            "/v1/egress/messages/{session_id}/{msg_id}/ack"
-        }
-        ["v1", "egress", "discover"] => "/v1/egress/discover",
-        ["v1", "egress", "tools", "invoke"] => "/v1/egress/tools/invoke",
-        ["v1", "admin", ..] => "/v1/admin/*",
-        _ => "unmatched",
+/// Which handler a route goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Health,
+    Healthz,
+    Readyz,
+    Metrics,
+    PdpPolicy,
+    PdpHealth,
+    Mcp,
+    Events,
+    /// `/v1/egress/...` (the egress module checks the method per route).
+    Egress,
+    Admin,
+    Console,
+    Static,
+}
+
+/// One segment of a path pattern.
+#[derive(Debug, Clone, Copy)]
+enum Seg {
+    /// Exactly this text.
+    Lit(&'static str),
+    /// Any one segment (an id).
+    Param,
+    /// Any remaining segments, none included.
+    Rest,
+}
+
+use Seg::{Lit, Param, Rest};
+
+/// A route: its pattern, its template (what spans and metrics call it: ids replaced by their
+/// parameter name), its handler.
+struct Route {
+    pattern: &'static [Seg],
+    template: &'static str,
+    endpoint: Endpoint,
+}
+
+const fn r(pattern: &'static [Seg], template: &'static str, endpoint: Endpoint) -> Route {
+    Route {
+        pattern,
+        template,
+        endpoint,
     }
 }
 
+const V1: Seg = Lit("v1");
+const EGRESS: Seg = Lit("egress");
+
+/// Every path the proxy answers, first match wins.
+static ROUTES: &[Route] = &[
+    r(&[Lit("health")], "/health", Endpoint::Health),
+    r(&[Lit("healthz")], "/healthz", Endpoint::Healthz),
+    r(&[Lit("readyz")], "/readyz", Endpoint::Readyz),
+    r(&[Lit("metrics")], "/metrics", Endpoint::Metrics),
+    r(
+        &[Lit("pdp"), Lit("policy")],
+        "/pdp/policy",
+        Endpoint::PdpPolicy,
+    ),
+    r(
+        &[Lit("pdp"), Lit("health")],
+        "/pdp/health",
+        Endpoint::PdpHealth,
+    ),
+    r(&[Lit("mcp")], "/mcp", Endpoint::Mcp),
+    r(
+        &[V1, EGRESS, Lit("events")],
+        "/v1/egress/events",
+        Endpoint::Events,
+    ),
+    r(
+        &[V1, EGRESS, Lit("sessions")],
+        "/v1/egress/sessions",
+        Endpoint::Egress,
+    ),
+    r(
+        &[V1, EGRESS, Lit("sessions"), Param, Lit("accept")],
+        "/v1/egress/sessions/{session_id}/accept",
+        Endpoint::Egress,
+    ),
+    r(
+        &[V1, EGRESS, Lit("sessions"), Param, Lit("close")],
+        "/v1/egress/sessions/{session_id}/close",
+        Endpoint::Egress,
+    ),
+    r(
+        &[V1, EGRESS, Lit("send")],
+        "/v1/egress/send",
+        Endpoint::Egress,
+    ),
+    r(
+        &[V1, EGRESS, Lit("messages"), Param],
+        "/v1/egress/messages/{session_id}",
+        Endpoint::Egress,
+    ),
+    r(
+        &[V1, EGRESS, Lit("messages"), Param, Param, Lit("ack")],
+        "/v1/egress/messages/{session_id}/{msg_id}/ack",
+        Endpoint::Egress,
+    ),
+    r(
+        &[V1, EGRESS, Lit("discover")],
+        "/v1/egress/discover",
+        Endpoint::Egress,
+    ),
+    r(
+        &[V1, EGRESS, Lit("tools"), Lit("invoke")],
+        "/v1/egress/tools/invoke",
+        Endpoint::Egress,
+    ),
+    r(&[V1, Lit("admin"), Rest], "/v1/admin/*", Endpoint::Admin),
+    r(&[Lit("proxy"), Rest], "/proxy/*", Endpoint::Console),
+    r(&[Lit("static"), Param], "/static/{name}", Endpoint::Static),
+];
+
+fn matches(pattern: &[Seg], segments: &[&str]) -> bool {
+    match (pattern.split_first(), segments.split_first()) {
+        (Some((Rest, _)), _) => true,
+        (None, None) => true,
+        (Some((Lit(text), pattern)), Some((segment, segments))) if text == segment => {
+            matches(pattern, segments)
+        }
+        (Some((Param, pattern)), Some((_, segments))) => matches(pattern, segments),
+        _ => false,
+    }
+}
+
+fn segments(path: &str) -> Vec<&str> {
+    path.trim_start_matches('/').split('/').collect()
+}
+
+fn find(segments: &[&str]) -> Option<&'static Route> {
+    ROUTES.iter().find(|route| matches(route.pattern, segments))
+}
+
+/// The route template of a path (unknown paths are one value, "unmatched").
+fn operation(path: &str) -> &'static str {
+    find(&segments(path)).map_or("unmatched", |route| route.template)
+}
+
 async fn route(state: &AppState, request: Request) -> Reply {
-    let segments: Vec<String> = request
-        .path
-        .trim_start_matches('/')
-        .split('/')
-        .map(str::to_owned)
-        .collect();
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let path = request.path.clone();
+    let segments = segments(&path);
+    let Some(found) = find(&segments) else {
+        return ApiError::not_found("Not Found").into();
+    };
     let m = &request.method;
-    match segments.as_slice() {
-        ["health"] => only(m, &Method::GET, health::health),
-        ["healthz"] => only(m, &Method::GET, health::healthz),
-        ["metrics"] => only(m, &Method::GET, health::metrics),
-        ["readyz"] => match *m {
+    match found.endpoint {
+        Endpoint::Health => only(m, &Method::GET, health::health),
+        Endpoint::Healthz => only(m, &Method::GET, health::healthz),
+        Endpoint::Metrics => only(m, &Method::GET, health::metrics),
+        Endpoint::Readyz => match *m {
             Method::GET => health::readyz(state).await.into(),
             _ => not_allowed(),
         },
-        ["pdp", "policy"] => match *m {
-            Method::POST => pdp_http::policy(state, &request).await.into(),
+        Endpoint::PdpPolicy => match *m {
+            Method::POST => pdp_webhook::policy(state, &request).await.into(),
             _ => not_allowed(),
         },
-        ["pdp", "health"] => only(m, &Method::GET, pdp_http::health),
-        ["v1", "egress", "events"] => match *m {
+        Endpoint::PdpHealth => only(m, &Method::GET, pdp_webhook::health),
+        Endpoint::Events => match *m {
             Method::GET => events::stream(state, &request).await,
             _ => not_allowed(),
         },
-        ["v1", "egress", ..] => egress::route(state, &request, &segments[2..]).await,
-        ["mcp"] => mcp::route(state, &request).await.into(),
-        ["v1", "admin", ..] => admin::route(state, &request, &segments[2..]).await.into(),
-        _ => ApiError::not_found("Not Found").into(),
+        Endpoint::Egress => egress::route(state, &request, &segments[2..]).await,
+        Endpoint::Mcp => mcp::route(state, &request).await.into(),
+        Endpoint::Admin => admin::route(state, &request, &segments[2..]).await.into(),
+        Endpoint::Console => console::route(state, &request, &segments[1..]).await,
+        Endpoint::Static => assets::serve(&request, segments[1]),
     }
 }
 
@@ -140,7 +255,7 @@ pub fn not_allowed() -> Reply {
 
 #[cfg(test)]
 mod tests {
-    use super::operation;
+    use super::*;
 
     #[test]
     fn ids_never_reach_the_operation_label() {
@@ -157,6 +272,24 @@ mod tests {
             operation("/v1/admin/agents/buyer/rotate-key"),
             "/v1/admin/*"
         );
+        assert_eq!(operation("/proxy/agents/buyer"), "/proxy/*");
+        assert_eq!(operation("/static/htmx.min.js"), "/static/{name}");
         assert_eq!(operation(&format!("/{}", "x".repeat(25_000))), "unmatched");
+    }
+
+    #[test]
+    fn patterns_match_whole_paths_only() {
+        let route = |path: &str| find(&segments(path)).map(|r| r.endpoint);
+        assert_eq!(route("/health"), Some(Endpoint::Health));
+        assert_eq!(route("/health/x"), None);
+        assert_eq!(
+            route("/v1/egress/sessions/s/accept"),
+            Some(Endpoint::Egress)
+        );
+        assert_eq!(route("/v1/egress/sessions/s"), None);
+        assert_eq!(route("/v1/egress/nope"), None);
+        assert_eq!(route("/v1/admin"), Some(Endpoint::Admin));
+        assert_eq!(route("/proxy"), Some(Endpoint::Console));
+        assert_eq!(route("/static/a/b"), None);
     }
 }

@@ -71,6 +71,17 @@ pub fn serve(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let address = format!("{}:{}", serve.host, serve.port);
+    if serve
+        .dashboard_signing_key
+        .as_deref()
+        .unwrap_or("")
+        .is_empty()
+    {
+        tracing::warn!(
+            "MCP_PROXY_DASHBOARD_SIGNING_KEY is not set: console sessions are signed with a random \
+             per-process key and end when the proxy restarts"
+        );
+    }
     let tls = serve.tls_files()?;
     let mut service = Service::new(
         "cullis-proxy http".to_owned(),
@@ -168,6 +179,10 @@ async fn read_request(session: &mut ServerSession, limit: usize) -> Result<Reque
     let path = head.uri.path().to_owned();
     let query = head.uri.query().map(str::to_owned);
     let headers = head.headers.clone();
+    let peer = session
+        .client_addr()
+        .and_then(|addr| addr.as_inet())
+        .map(|addr| addr.ip());
     let mut body = BytesMut::new();
     // An oversized body is read to its end (up to a cap) and dropped, so the client, still
     // sending, reads a clean 413 instead of a reset connection.
@@ -200,6 +215,7 @@ async fn read_request(session: &mut ServerSession, limit: usize) -> Result<Reque
         query,
         headers,
         body: body.freeze(),
+        peer,
     })
 }
 
@@ -223,14 +239,30 @@ fn head(
     // The role this binary plays, as `cullis-sdk` 0.2.x reads it (docs/sdk-generations.md).
     header.insert_header("x-cullis-role", "proxy")?;
     for (name, value) in extra {
-        header.append_header(*name, value.as_str())?;
+        // A handler's value for a default header (the console's stricter Referrer-Policy, an
+        // asset's Cache-Control) replaces the default instead of doubling it.
+        if overrides_default(name) {
+            header.insert_header(*name, value.as_str())?;
+        } else {
+            header.append_header(*name, value.as_str())?;
+        }
     }
     Ok(header)
 }
 
+fn overrides_default(name: &str) -> bool {
+    name.eq_ignore_ascii_case("content-type")
+        || SECURITY_HEADERS
+            .iter()
+            .any(|(default, _)| default.eq_ignore_ascii_case(name))
+}
+
 async fn write_whole(session: &mut ServerSession, response: Response) -> pingora_core::Result<()> {
     let mut header = head(response.status, response.content_type, &response.headers)?;
-    header.insert_header("Content-Length", response.body.len().to_string())?;
+    // A 304 has no body and must not claim the length of the body it stands for.
+    if response.status != StatusCode::NOT_MODIFIED {
+        header.insert_header("Content-Length", response.body.len().to_string())?;
+    }
     session.write_response_header(Box::new(header)).await?;
     if !response.body.is_empty() {
         session

@@ -115,6 +115,46 @@ impl Store {
         Ok(rows)
     }
 
+    /// One page of audit rows, newest first, filtered by agent, action and status (each
+    /// optional): `limit` rows after skipping `offset`.
+    pub async fn audit_page(
+        &self,
+        agent_id: Option<&str>,
+        action: Option<&str>,
+        status: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM audit_log WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR action = ?2) \
+             AND (?3 IS NULL OR status = ?3) ORDER BY id DESC LIMIT ?4 OFFSET ?5"
+        ))
+        .bind(agent_id)
+        .bind(action)
+        .bind(status)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// The newest `limit` rows by or about `agent_id`, newest first: its own actions, and the
+    /// admin actions on it (recorded by `admin` with the detail `agent=<id>[ ...]`).
+    pub async fn audit_rows_about(
+        &self,
+        agent_id: &str,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM audit_log WHERE agent_id = ?1 OR detail = 'agent=' || ?1 \
+             OR substr(detail, 1, length(?1) + 7) = 'agent=' || ?1 || ' ' ORDER BY id DESC LIMIT ?2"
+        ))
+        .bind(agent_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     /// Every audit row in id order (for chain verification).
     pub async fn all_audit_rows(&self) -> Result<Vec<AuditRow>, StoreError> {
         Ok(

@@ -45,6 +45,24 @@ impl Store {
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.set_settings(&[(key, value)]).await
     }
+
+    /// Writes `key` only if it has no value yet (one statement, so of two racing writers one
+    /// wins); whether this call wrote it.
+    pub async fn insert_setting_if_absent(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(self.pool())
+        .await?;
+        self.hot.settings_changed();
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 impl Store {

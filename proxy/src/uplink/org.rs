@@ -20,6 +20,18 @@ impl Uplink {
         Ok(())
     }
 
+    /// `GET /.well-known/jwks.json`: the broker's token signing keys (the setup wizard's
+    /// connection test: it proves the URL is a broker, not just an HTTP server).
+    pub async fn jwks(&self) -> Result<Value, UplinkError> {
+        self.inner
+            .auth
+            .transport
+            .send(&Request::new(Method::GET, "/.well-known/jwks.json"))
+            .await?
+            .ok()?
+            .json("jwks")
+    }
+
     /// `POST /v1/onboarding/join` with the §2.2 join body; the broker's answer as is.
     pub async fn join(&self, body: &Value) -> Result<Value, UplinkError> {
         let response = self
