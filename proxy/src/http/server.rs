@@ -71,18 +71,12 @@ pub fn serve(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let address = format!("{}:{}", serve.host, serve.port);
-    if serve
+    let tls = serve.tls_files()?;
+    let random_session_key = serve
         .dashboard_signing_key
         .as_deref()
         .unwrap_or("")
-        .is_empty()
-    {
-        tracing::warn!(
-            "MCP_PROXY_DASHBOARD_SIGNING_KEY is not set: console sessions are signed with a random \
-             per-process key and end when the proxy restarts"
-        );
-    }
-    let tls = serve.tls_files()?;
+        .is_empty();
     let mut service = Service::new(
         "cullis-proxy http".to_owned(),
         HttpApp::new(settings, serve),
@@ -108,6 +102,13 @@ pub fn serve(
             "http"
         }
     };
+    // Warned only once the listener is set up: a refused start-up stays one line.
+    if random_session_key {
+        tracing::warn!(
+            "MCP_PROXY_DASHBOARD_SIGNING_KEY is not set: console sessions are signed with a random \
+             per-process key and end when the proxy restarts"
+        );
+    }
     server.add_service(service);
     tracing::info!(%address, scheme, version = env!("CARGO_PKG_VERSION"), "cullis-proxy listening");
     server.run_forever()
