@@ -44,6 +44,8 @@ pub struct Config {
     pub host: String,
     pub port: u16,
     pub admin_secret: Zeroizing<String>,
+    /// `DASHBOARD_SIGNING_KEY`: signs console session cookies (random per process when unset).
+    pub dashboard_signing_key: Option<Zeroizing<String>>,
     pub database_url: String,
     pub redis_url: Option<String>,
     pub trust_domain: String,
@@ -177,6 +179,7 @@ impl Config {
             host: get("BROKER_HOST").unwrap_or_else(|| "127.0.0.1".into()),
             port: parse(&get("BROKER_PORT"), "BROKER_PORT", 8000)?,
             admin_secret: Zeroizing::new(admin_secret),
+            dashboard_signing_key: get("DASHBOARD_SIGNING_KEY").map(Zeroizing::new),
             database_url,
             redis_url: get("REDIS_URL"),
             trust_domain,

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod checklist;
 pub mod config;
+pub mod dashboard;
 pub mod db;
 pub mod error;
 pub mod key_admin;

@@ -217,11 +217,13 @@ async fn response_headers(State(state): State<AppState>, request: Request, next:
         HeaderName::from_static("x-cullis-role"),
         HeaderValue::from_static("broker"),
     );
-    if path != "/.well-known/jwks.json" {
+    // Responses are not cached unless their handler says otherwise (the JWKS, console assets).
+    if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     let nonce_free = [
         "/dashboard",
+        "/static/",
         "/health",
         "/.well-known/",
         "/readyz",

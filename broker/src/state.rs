@@ -40,6 +40,8 @@ pub struct Inner {
     pub leaf_cache: crate::auth::leaf_cache::LeafCache,
     /// A bcrypt hash checked when an org is unknown, so timing does not reveal which ids exist.
     pub dummy_secret_hash: String,
+    /// The operator console's cookie key and scope.
+    pub console: crate::dashboard::ConsoleKeys,
     draining: AtomicBool,
 }
 
@@ -60,6 +62,10 @@ impl AppState {
         let dummy_secret_hash = bcrypt::hash("cullis-dummy-secret", config.bcrypt_cost)
             .expect("bcrypt with a valid cost");
         let token_verifier = CachedTokenVerifier::new(keys.clone(), 100_000);
+        let console = crate::dashboard::ConsoleKeys::new(
+            config.dashboard_signing_key.as_deref().map(String::as_str),
+            config.broker_public_url.as_deref(),
+        );
         AppState(Arc::new(Inner {
             audit: Audit::new(db.clone()),
             config,
@@ -74,6 +80,7 @@ impl AppState {
             hub,
             redis,
             dummy_secret_hash,
+            console,
             leaf_cache: crate::auth::leaf_cache::LeafCache::new(100_000),
             draining: AtomicBool::new(false),
         }))

@@ -2,6 +2,7 @@
 //! SDK does, in Rust), the organisation-side admin calls, and the load harness built on them.
 //! The same code drives our broker in tests and any compatible broker in benchmarks.
 
+pub mod browser;
 pub mod client;
 pub mod egress;
 pub mod messaging;

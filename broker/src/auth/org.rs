@@ -37,6 +37,16 @@ impl FromRequestParts<AppState> for OrgCredentials {
 }
 
 impl OrgCredentials {
+    /// Credentials typed into a form (the console's org login) rather than sent as headers.
+    pub fn new(org_id: &str, secret: &str) -> OrgCredentials {
+        let visible = |text: &str| text.bytes().all(|b| (0x20..0x7f).contains(&b));
+        OrgCredentials {
+            garbled: !visible(org_id) || !visible(secret),
+            org_id: org_id.to_owned(),
+            secret: Zeroizing::new(secret.to_owned()),
+        }
+    }
+
     /// The org, if it exists and the secret matches (whatever its status).
     pub async fn verify(&self, state: &AppState) -> Result<Option<Org>, ApiError> {
         let org = match self.garbled {

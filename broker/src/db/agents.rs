@@ -175,3 +175,27 @@ impl Db {
         })
     }
 }
+
+impl Db {
+    /// Agents for the console: of `org` (every org when `None`), whose id, name or
+    /// capabilities contain `text` (case-insensitive), by id, at most `limit`.
+    pub async fn agents_listed(
+        &self,
+        org: Option<&str>,
+        text: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Agent>, sqlx::Error> {
+        let pattern = text.map(super::like_pattern);
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM agents WHERE ($1 IS NULL OR org_id = $1) \
+             AND ($2 IS NULL OR LOWER(agent_id || ' ' || display_name || ' ' || capabilities_json) LIKE $2 ESCAPE '\\') \
+             ORDER BY agent_id LIMIT $3"
+        ))
+        .bind(org)
+        .bind(pattern)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(Agent::from_row).collect()
+    }
+}

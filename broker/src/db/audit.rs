@@ -355,3 +355,53 @@ impl Db {
         row.try_get("n")
     }
 }
+
+/// What the console's audit views ask for; every field narrows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditSearch<'a> {
+    pub org_id: Option<&'a str>,
+    pub agent_id: Option<&'a str>,
+    pub event_type: Option<&'a str>,
+    /// Substring of the event type, agent, org, result or details (case-insensitive).
+    pub text: Option<&'a str>,
+    /// Only rows whose result is not `ok`/`success` (denials and errors).
+    pub failures_only: bool,
+}
+
+impl Db {
+    /// The newest `limit` rows matching `search`, newest first.
+    pub async fn audit_recent(
+        &self,
+        search: &AuditSearch<'_>,
+        limit: i64,
+    ) -> Result<Vec<StoredAuditEntry>, sqlx::Error> {
+        let pattern = search.text.map(super::like_pattern);
+        let failures = if search.failures_only {
+            " AND result NOT IN ('ok', 'success')"
+        } else {
+            ""
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audit_log WHERE ($1 IS NULL OR org_id = $1) \
+             AND ($2 IS NULL OR agent_id = $2) AND ($3 IS NULL OR event_type = $3) \
+             AND ($4 IS NULL OR LOWER(event_type || ' ' || COALESCE(agent_id, '') || ' ' || COALESCE(org_id, '') || ' ' || result || ' ' || COALESCE(details, '')) LIKE $4 ESCAPE '\\'){failures} \
+             ORDER BY id DESC LIMIT $5"
+        ))
+        .bind(search.org_id)
+        .bind(search.agent_id)
+        .bind(search.event_type)
+        .bind(pattern)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(StoredAuditEntry::from_row).collect()
+    }
+
+    /// The newest audit id (0 when the log is empty): where live updates start.
+    pub async fn audit_head_id(&self) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS n FROM audit_log")
+            .fetch_one(self.pool())
+            .await?;
+        row.try_get("n")
+    }
+}

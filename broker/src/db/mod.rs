@@ -9,6 +9,7 @@
 pub mod agents;
 pub mod audit;
 pub mod bindings;
+pub mod console;
 pub mod delivery;
 pub mod direct;
 pub mod invites;
@@ -272,6 +273,21 @@ pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
 
 /// Reads a JSON text column as a list of strings (empty on garbage, which only a hand edit
 /// of the database could produce).
+/// `%text%` for a case-insensitive `LIKE … ESCAPE '\\'`: lowercased, with `%`, `_` and `\\`
+/// escaped so a search for `50%` finds that text and nothing else.
+pub(crate) fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 pub(crate) fn json_list(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
 }

@@ -179,3 +179,22 @@ impl Db {
         row.try_get("n")
     }
 }
+
+impl Db {
+    /// RFQs sent by `org`'s agents (every org when `None`), newest first, at most `limit`.
+    pub async fn rfqs_listed(
+        &self,
+        org: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Rfq>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM rfq_requests WHERE ($1 IS NULL OR initiator_org_id = $1) \
+             ORDER BY created_at DESC LIMIT $2"
+        ))
+        .bind(org)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(Rfq::from_row).collect()
+    }
+}

@@ -681,3 +681,25 @@ impl Db {
             .collect()
     }
 }
+
+impl Db {
+    /// Sessions for the console, newest first: those `org` takes part in (every org when
+    /// `None`), of `status` when given, at most `limit`.
+    pub async fn sessions_listed(
+        &self,
+        org: Option<&str>,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Session>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM sessions WHERE ($1 IS NULL OR initiator_org_id = $1 OR target_org_id = $1) \
+             AND ($2 IS NULL OR status = $2) ORDER BY created_at DESC LIMIT $3"
+        ))
+        .bind(org)
+        .bind(status)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(Session::from_row).collect()
+    }
+}

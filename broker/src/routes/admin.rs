@@ -50,6 +50,17 @@ async fn create_invite(
     _admin: AdminAuth,
     ApiJson(request): ApiJson<InviteCreateRequest>,
 ) -> ApiResult<(StatusCode, Json<InviteResponse>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(issue_invite(&state, request).await?),
+    ))
+}
+
+/// Creates an invite; the answer holds the plaintext token, the only time it exists.
+pub(crate) async fn issue_invite(
+    state: &AppState,
+    request: InviteCreateRequest,
+) -> ApiResult<InviteResponse> {
     if !(1..=8760).contains(&request.ttl_hours) {
         return Err(ApiError::validation(
             "less_than_equal",
@@ -86,10 +97,7 @@ async fn create_invite(
                 .detail("ttl_hours", request.ttl_hours),
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(invite_response(invite, Some(token))),
-    ))
+    Ok(invite_response(invite, Some(token)))
 }
 
 async fn list_invites(
@@ -110,6 +118,13 @@ async fn revoke_invite(
     _admin: AdminAuth,
     ApiPath(invite_id): ApiPath<String>,
 ) -> ApiResult<Json<InviteRevokeResponse>> {
+    Ok(Json(revoke_invite_by_id(&state, invite_id).await?))
+}
+
+pub(crate) async fn revoke_invite_by_id(
+    state: &AppState,
+    invite_id: String,
+) -> ApiResult<InviteRevokeResponse> {
     if !state.db.revoke_invite(&invite_id).await? {
         return Err(ApiError::not_found("Invite not found"));
     }
@@ -120,11 +135,11 @@ async fn revoke_invite(
                 .detail("invite_id", invite_id.clone()),
         )
         .await?;
-    Ok(Json(InviteRevokeResponse {
+    Ok(InviteRevokeResponse {
         id: invite_id,
         revoked: true,
         message: "Invite token revoked.".into(),
-    }))
+    })
 }
 
 async fn pending_orgs(
@@ -150,7 +165,7 @@ async fn approve_org(
     _admin: AdminAuth,
     ApiPath(org_id): ApiPath<String>,
 ) -> ApiResult<Json<OrgDecisionResponse>> {
-    decide_org(&state, org_id, &APPROVE).await
+    decide_org(&state, org_id, &APPROVE).await.map(Json)
 }
 
 async fn reject_org(
@@ -158,11 +173,11 @@ async fn reject_org(
     _admin: AdminAuth,
     ApiPath(org_id): ApiPath<String>,
 ) -> ApiResult<Json<OrgDecisionResponse>> {
-    decide_org(&state, org_id, &REJECT).await
+    decide_org(&state, org_id, &REJECT).await.map(Json)
 }
 
 /// An operator's decision on an organisation: which states it applies to and what it records.
-struct OrgDecision {
+pub(crate) struct OrgDecision {
     from: &'static [&'static str],
     to: OrgStatus,
     event: &'static str,
@@ -170,7 +185,7 @@ struct OrgDecision {
     verb: &'static str,
 }
 
-const APPROVE: OrgDecision = OrgDecision {
+pub(crate) const APPROVE: OrgDecision = OrgDecision {
     from: &["pending", "rejected", "suspended"],
     to: OrgStatus::Active,
     event: "onboarding.approved",
@@ -178,7 +193,7 @@ const APPROVE: OrgDecision = OrgDecision {
     verb: "approved",
 };
 
-const REJECT: OrgDecision = OrgDecision {
+pub(crate) const REJECT: OrgDecision = OrgDecision {
     from: &["pending", "active"],
     to: OrgStatus::Rejected,
     event: "onboarding.rejected",
@@ -186,11 +201,21 @@ const REJECT: OrgDecision = OrgDecision {
     verb: "rejected",
 };
 
-async fn decide_org(
+/// An active org stops: its agents cannot log in until it is approved again (console only;
+/// the reference's API has no suspend route).
+pub(crate) const SUSPEND: OrgDecision = OrgDecision {
+    from: &["active"],
+    to: OrgStatus::Suspended,
+    event: "org.suspended",
+    outcome: Outcome::Denied,
+    verb: "suspended",
+};
+
+pub(crate) async fn decide_org(
     state: &AppState,
     org_id: String,
     decision: &OrgDecision,
-) -> ApiResult<Json<OrgDecisionResponse>> {
+) -> ApiResult<OrgDecisionResponse> {
     let org = state
         .db
         .org(&org_id)
@@ -214,11 +239,11 @@ async fn decide_org(
         .audit
         .record(AuditEvent::new(decision.event, decision.outcome).org(org_id.clone()))
         .await?;
-    Ok(Json(OrgDecisionResponse {
+    Ok(OrgDecisionResponse {
         message: format!("Organization '{org_id}' {}.", decision.verb),
         org_id,
         status: decision.to,
-    }))
+    })
 }
 
 /// Serials are normalised (lowercase, no leading zeros, no `0x`) before they are stored, so a
@@ -228,6 +253,15 @@ async fn revoke_cert(
     _admin: AdminAuth,
     ApiJson(request): ApiJson<CertRevokeRequest>,
 ) -> ApiResult<Json<CertRevokeResponse>> {
+    Ok(Json(revoke_certificate(&state, request).await?))
+}
+
+/// Revokes a certificate by serial for the whole network (logins with it fail; tokens already
+/// issued stay valid, as the reference's — revoke those with `auth::revoke_agent_tokens`).
+pub(crate) async fn revoke_certificate(
+    state: &AppState,
+    request: CertRevokeRequest,
+) -> ApiResult<CertRevokeResponse> {
     let serial_hex = normalize_serial_hex(&request.serial_hex).map_err(|_| {
         ApiError::validation(
             "value_error",
@@ -275,14 +309,14 @@ async fn revoke_cert(
                 .detail("revoked_by", request.revoked_by.clone()),
         )
         .await?;
-    Ok(Json(CertRevokeResponse {
+    Ok(CertRevokeResponse {
         message: format!("Certificate {serial_hex} revoked."),
         serial_hex,
         org_id: stored.org_id,
         revoked_at: stored.revoked_at,
         agent_id: stored.agent_id,
         reason: stored.reason,
-    }))
+    })
 }
 
 async fn revoked_certs(

@@ -420,25 +420,38 @@ async fn rotate_cert(
     ApiPath(agent_id): ApiPath<String>,
     ApiJson(request): ApiJson<RotateCertRequest>,
 ) -> ApiResult<Json<RotateCertResponse>> {
+    rotate_agent_cert(&state, &org.org, &agent_id, &request.new_certificate)
+        .await
+        .map(Json)
+}
+
+/// Pins a new certificate for an agent of `org` (it must chain to the org's CA and name the
+/// agent) and revokes the agent's tokens.
+pub(crate) async fn rotate_agent_cert(
+    state: &AppState,
+    org: &crate::db::orgs::Org,
+    agent_id: &str,
+    new_certificate: &str,
+) -> ApiResult<RotateCertResponse> {
+    let agent_id = agent_id.to_owned();
     let agent = state
         .db
         .agent(&agent_id)
         .await?
         .ok_or_else(|| ApiError::not_found("Agent not found"))?;
-    if agent.org_id != org.org.org_id {
+    if agent.org_id != org.org_id {
         return Err(ApiError::forbidden(
             "Agent does not belong to your organization",
         ));
     }
     let ca_pem = org
-        .org
         .ca_certificate
         .as_deref()
         .ok_or_else(|| ApiError::bad_request("Org CA not configured"))?;
     let org_ca = Certificate::from_pem(ca_pem)
         .map_err(|_| ApiError::bad_request("Org CA not configured"))?;
     let now = crate::db::unix_now();
-    let cert = verify_rotation_cert(&request.new_certificate, &agent_id, &org_ca, now)
+    let cert = verify_rotation_cert(new_certificate, &agent_id, &org_ca, now)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let thumbprint = cert.thumbprint().to_owned();
     state
@@ -450,13 +463,13 @@ async fn rotate_cert(
         .record(
             AuditEvent::new("agent.cert_rotated", Outcome::Ok)
                 .agent(agent_id.clone())
-                .org(org.org.org_id.clone())
+                .org(org.org_id.clone())
                 .detail("old_thumbprint", agent.cert_thumbprint)
                 .detail("new_thumbprint", thumbprint.clone()),
         )
         .await?;
-    Ok(Json(RotateCertResponse {
+    Ok(RotateCertResponse {
         agent_id,
         thumbprint,
-    }))
+    })
 }

@@ -32,6 +32,11 @@ async fn verify(
     State(state): State<AppState>,
     _admin: AdminAuth,
 ) -> ApiResult<Json<AuditVerifyResponse>> {
+    Ok(Json(verify_audit_chain(&state).await?))
+}
+
+/// Verifies the whole chain (counting a failure in `atn_audit_chain_verify_failed_total`).
+pub(crate) async fn verify_audit_chain(state: &AppState) -> ApiResult<AuditVerifyResponse> {
     let report = verify_chain(&state.db).await?;
     if !report.valid {
         crate::telemetry::metrics().audit_chain_verify_failed.add(
@@ -39,12 +44,12 @@ async fn verify(
             &[opentelemetry::KeyValue::new("reason", "hash_mismatch")],
         );
     }
-    Ok(Json(AuditVerifyResponse {
+    Ok(AuditVerifyResponse {
         valid: report.valid,
         total: report.total,
         broken_id: report.broken_id.unwrap_or(0),
         reason: report.reason,
-    }))
+    })
 }
 
 /// Export format: `csv`, anything else is NDJSON.
@@ -73,12 +78,19 @@ async fn export(
             Value::from(query.limit),
         ));
     }
-    let format = if query.format == "csv" {
-        Format::Csv
-    } else {
-        Format::Ndjson
-    };
-    let limit = query.limit.min(MAX_EXPORT_LIMIT);
+    export_stream(&state, filter, query.format == "csv", query.limit).await
+}
+
+/// The export as a streamed attachment: CSV or NDJSON, at most `limit` rows (capped at
+/// [`MAX_EXPORT_LIMIT`]) that match `filter`, oldest first.
+pub(crate) async fn export_stream(
+    state: &AppState,
+    filter: AuditFilter,
+    csv: bool,
+    limit: i64,
+) -> ApiResult<Response> {
+    let format = if csv { Format::Csv } else { Format::Ndjson };
+    let limit = limit.min(MAX_EXPORT_LIMIT);
     // The first page is read before the headers go out, so an unreachable database is a 503.
     let first = state
         .db

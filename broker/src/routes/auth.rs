@@ -139,6 +139,31 @@ async fn revoke_self(State(state): State<AppState>, agent: AgentAuth) -> ApiResu
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Revokes every token `agent` holds (its `iat` watermark moves to now) and closes its
+/// WebSocket; `revoked_by` is who asked (an org id, or the console user).
+pub(crate) async fn revoke_agent_tokens(
+    state: &AppState,
+    agent: &crate::db::agents::Agent,
+    revoked_by: &str,
+) -> ApiResult<()> {
+    state
+        .db
+        .invalidate_agent_tokens(&agent.agent_id, crate::db::unix_now())
+        .await?;
+    state.hub.disconnect(&agent.agent_id).await;
+    state
+        .audit
+        .record(
+            AuditEvent::new("auth.token_revoked", Outcome::Ok)
+                .agent(agent.agent_id.clone())
+                .org(agent.org_id.clone())
+                .detail("reason", "admin-revoke")
+                .detail("revoked_by_org", revoked_by.to_owned()),
+        )
+        .await?;
+    Ok(())
+}
+
 async fn revoke_agent(
     State(state): State<AppState>,
     credentials: OrgCredentials,
@@ -158,20 +183,6 @@ async fn revoke_agent(
             "Agent does not belong to your organization",
         ));
     }
-    state
-        .db
-        .invalidate_agent_tokens(&agent_id, crate::db::unix_now())
-        .await?;
-    state.hub.disconnect(&agent_id).await;
-    state
-        .audit
-        .record(
-            AuditEvent::new("auth.token_revoked", Outcome::Ok)
-                .agent(agent_id)
-                .org(org.org_id.clone())
-                .detail("reason", "admin-revoke")
-                .detail("revoked_by_org", org.org_id),
-        )
-        .await?;
+    revoke_agent_tokens(&state, &agent, &org.org_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .merge(delivery::router())
         .merge(rfq::router())
         .merge(crate::ws::router())
+        .merge(crate::dashboard::router())
         // Unknown paths and methods answer with a `detail` too, as FastAPI does.
         .fallback(|| async { crate::error::ApiError::not_found("Not Found") })
         .method_not_allowed_fallback(|| async {

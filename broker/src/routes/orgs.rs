@@ -121,6 +121,11 @@ async fn create_org(
     _admin: AdminAuth,
     ApiJson(request): ApiJson<OrgCreateRequest>,
 ) -> ApiResult<(StatusCode, Json<OrgResponse>)> {
+    Ok((StatusCode::CREATED, Json(create(&state, request).await?)))
+}
+
+/// Creates an active org directly (the operator's onboarding without an invite).
+pub(crate) async fn create(state: &AppState, request: OrgCreateRequest) -> ApiResult<OrgResponse> {
     if validate_org_id(&request.org_id).is_err() {
         return Err(ApiError::validation(
             "string_pattern_mismatch",
@@ -130,7 +135,7 @@ async fn create_org(
         ));
     }
     super::check_display_name(&request.display_name)?;
-    let secret_hash = hash_secret(&state, &request.secret).await?;
+    let secret_hash = hash_secret(state, &request.secret).await?;
     let metadata = serde_json::Value::Object(request.metadata).to_string();
     let org = NewOrg {
         org_id: &request.org_id,
@@ -149,7 +154,7 @@ async fn create_org(
         .org(&request.org_id)
         .await?
         .ok_or_else(|| ApiError::internal("org vanished after insert"))?;
-    Ok((StatusCode::CREATED, Json(org_response(stored)?)))
+    org_response(stored)
 }
 
 async fn list_orgs(
@@ -210,6 +215,21 @@ async fn upload_ca(
     if credentials.verify(&state).await?.is_none() {
         return Err(ApiError::unauthorized("Invalid org credentials"));
     }
+    install_ca(&state, org_id, request.ca_certificate)
+        .await
+        .map(Json)
+}
+
+/// Installs or replaces an org's CA (clearing pins and revoking the org's tokens).
+pub(crate) async fn install_ca(
+    state: &AppState,
+    org_id: String,
+    ca_certificate: String,
+) -> ApiResult<CaCertificateUploadResponse> {
+    if state.db.org(&org_id).await?.is_none() {
+        return Err(ApiError::not_found("Organization not found"));
+    }
+    let request = CaCertificateUploadRequest { ca_certificate };
     let now = crate::db::unix_now();
     accept_org_ca(&request.ca_certificate, now)
         .map_err(|e| ApiError::bad_request(e.upload_detail()))?;
@@ -217,8 +237,8 @@ async fn upload_ca(
         .db
         .replace_org_ca(&org_id, &request.ca_certificate, now)
         .await?;
-    Ok(Json(CaCertificateUploadResponse {
+    Ok(CaCertificateUploadResponse {
         org_id,
         ca_certificate_loaded: true,
-    }))
+    })
 }

@@ -147,6 +147,11 @@ impl TestBroker {
         }
     }
 
+    /// Changes a setting for the next [`TestBroker::restart`].
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.insert(name.into(), value.into());
+    }
+
     /// Stops the broker and starts it again on the same port, database and keys (what an
     /// operator's restart does; clients keep their URL).
     pub async fn restart(&mut self) {
