@@ -7,21 +7,15 @@
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cullis_shared::wire::error::{ErrorDetail, LocItem, ValidationErrorBody, ValidationErrorItem};
+use cullis_shared::wire::error::{ErrorBody, LocItem};
 use serde_json::Value;
 
 /// An error answered to the client.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    body: Body,
+    body: ErrorBody,
     headers: Vec<(HeaderName, HeaderValue)>,
-}
-
-#[derive(Debug)]
-enum Body {
-    Detail(String),
-    Validation(Vec<ValidationErrorItem>),
 }
 
 /// `WWW-Authenticate` for DPoP-protected endpoints.
@@ -32,7 +26,7 @@ impl ApiError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> ApiError {
         ApiError {
             status,
-            body: Body::Detail(detail.into()),
+            body: ErrorBody::detail(detail),
             headers: Vec::new(),
         }
     }
@@ -77,16 +71,14 @@ impl ApiError {
     pub fn validation(kind: &str, loc: &[&str], msg: impl Into<String>, input: Value) -> ApiError {
         ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
-            body: Body::Validation(vec![ValidationErrorItem {
-                kind: kind.to_owned(),
-                loc: loc
-                    .iter()
+            body: ErrorBody::validation(
+                kind,
+                loc.iter()
                     .map(|part| LocItem::Key((*part).to_owned()))
                     .collect(),
-                msg: msg.into(),
+                msg,
                 input,
-                ctx: None,
-            }]),
+            ),
             headers: Vec::new(),
         }
     }
@@ -115,23 +107,13 @@ impl ApiError {
 
     /// The `detail` text, when the body is a plain detail.
     pub fn detail(&self) -> Option<&str> {
-        match &self.body {
-            Body::Detail(detail) => Some(detail),
-            Body::Validation(_) => None,
-        }
+        self.body.text()
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = match self.body {
-            Body::Detail(detail) => {
-                (self.status, axum::Json(ErrorDetail { detail })).into_response()
-            }
-            Body::Validation(detail) => {
-                (self.status, axum::Json(ValidationErrorBody { detail })).into_response()
-            }
-        };
+        let mut response = (self.status, axum::Json(self.body)).into_response();
         for (name, value) in self.headers {
             response.headers_mut().append(name, value);
         }
@@ -159,11 +141,11 @@ impl From<JsonRejection> for ApiError {
                 } else {
                     "type_error"
                 };
-                let mut rejection = ApiError::validation(kind, &[], message.clone(), Value::Null);
-                if let Body::Validation(items) = &mut rejection.body {
-                    items[0].loc = loc;
+                ApiError {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    body: ErrorBody::validation(kind, loc, message.clone(), Value::Null),
+                    headers: Vec::new(),
                 }
-                rejection
             }
             JsonRejection::JsonSyntaxError(error) => ApiError::validation(
                 "json_invalid",

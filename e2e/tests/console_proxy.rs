@@ -22,59 +22,101 @@ async fn an_org_joins_in_its_console_is_approved_by_the_operator_and_its_new_age
     // First visit: set the console password, log in, land on the setup wizard.
     browser.goto(&proxy.url("/proxy/")).await;
     assert_eq!(browser.current_path().await, "/proxy/register");
-    browser.fill("form#register-form", "password", CONSOLE_PASSWORD).await;
-    browser.fill("form#register-form", "confirm_password", CONSOLE_PASSWORD).await;
+    browser
+        .fill("form#register-form", "password", CONSOLE_PASSWORD)
+        .await;
+    browser
+        .fill("form#register-form", "confirm_password", CONSOLE_PASSWORD)
+        .await;
     browser.click("button#register").await;
-    browser.fill("form#login-form", "password", CONSOLE_PASSWORD).await;
+    browser
+        .fill("form#login-form", "password", CONSOLE_PASSWORD)
+        .await;
     browser.click("button#login").await;
     browser.wait_for("form#setup-form").await;
 
     // Join with an invite from the operator (test the connection first).
     let (status, invite) = broker
         .api
-        .admin(Method::POST, "/v1/admin/invites", Some(json!({"label": "acme"})))
+        .admin(
+            Method::POST,
+            "/v1/admin/invites",
+            Some(json!({"label": "acme"})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{invite}");
-    browser.fill("form#setup-form", "broker_url", &broker.api.base).await;
+    browser
+        .fill("form#setup-form", "broker_url", &broker.api.base)
+        .await;
     browser.click("button#test-connection").await;
     let result = browser.wait_for("#test-result[data-result]").await;
-    assert_eq!(result.attr("data-result").await.unwrap().as_deref(), Some("ok"));
+    assert_eq!(
+        result.attr("data-result").await.unwrap().as_deref(),
+        Some("ok")
+    );
     browser
-        .fill("form#setup-form", "invite_token", invite["token"].as_str().unwrap())
+        .fill(
+            "form#setup-form",
+            "invite_token",
+            invite["token"].as_str().unwrap(),
+        )
         .await;
     browser.fill("form#setup-form", "org_id", "acme").await;
-    browser.fill("form#setup-form", "display_name", "Acme Corp").await;
-    browser.fill("form#setup-form", "contact_email", "ops@acme.example").await;
+    browser
+        .fill("form#setup-form", "display_name", "Acme Corp")
+        .await;
+    browser
+        .fill("form#setup-form", "contact_email", "ops@acme.example")
+        .await;
     browser.screenshot("proxy-setup").await;
     browser.click("button#join").await;
     let banner = browser.wait_for("#org-status [data-status]").await;
-    assert_eq!(banner.attr("data-status").await.unwrap().as_deref(), Some("pending"));
+    assert_eq!(
+        banner.attr("data-status").await.unwrap().as_deref(),
+        Some("pending")
+    );
 
     // The operator approves in the broker's console (same browser, another cookie path).
-    browser.goto(&format!("{}/dashboard/login", broker.api.base)).await;
+    browser
+        .goto(&format!("{}/dashboard/login", broker.api.base))
+        .await;
     browser.fill("form#login", "user_id", "admin").await;
     browser.fill("form#login", "password", ADMIN_SECRET).await;
     browser.press("form#login", "Log in").await;
-    browser.goto(&format!("{}/dashboard/orgs", broker.api.base)).await;
+    browser
+        .goto(&format!("{}/dashboard/orgs", broker.api.base))
+        .await;
     browser.wait_for_text("#pending-orgs", "acme").await;
     browser.press("#pending-orgs", "Approve").await;
-    browser.wait_for_text("main", "Organization 'acme' approved.").await;
+    browser
+        .wait_for_text("main", "Organization 'acme' approved.")
+        .await;
 
     // Back in the proxy console the banner says active.
     browser.goto(&proxy.url("/proxy/agents")).await;
     browser.wait_for("#org-status [data-status='active']").await;
 
     // Create an agent; the key is shown once and works on the egress API.
-    browser.fill("form#create-agent", "agent_name", "buyer").await;
-    browser.fill("form#create-agent", "display_name", "Buyer").await;
-    browser.fill("form#create-agent", "capabilities", "procurement.read").await;
+    browser
+        .fill("form#create-agent", "agent_name", "buyer")
+        .await;
+    browser
+        .fill("form#create-agent", "display_name", "Buyer")
+        .await;
+    browser
+        .fill("form#create-agent", "capabilities", "procurement.read")
+        .await;
     browser.click("button#create-agent-submit").await;
     let api_key = browser.text("code#new-api-key").await;
     assert!(!api_key.is_empty());
     browser.screenshot("proxy-agents").await;
     let agent = EgressClient::new(&proxy.base, &api_key);
     let (status, body) = agent.sessions(None).await;
-    assert_eq!(status, StatusCode::OK, "the key from the page works: {body}");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the key from the page works: {body}"
+    );
     let (status, found) = agent.discover(&["procurement.read"]).await;
     assert_eq!(status, StatusCode::OK, "{found}");
 

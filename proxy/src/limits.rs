@@ -7,7 +7,7 @@
 //! UUIDs; 128 leaves room without letting a 25,000-character id through.
 
 use crate::http::{ApiError, ApiResult};
-use cullis_shared::wire::error::{LocItem, ValidationErrorItem};
+use cullis_shared::wire::error::{ErrorBody, LocItem, ValidationErrorBody, ValidationErrorItem};
 use http::StatusCode;
 use serde_json::{json, Value};
 
@@ -105,7 +105,7 @@ fn invalid(kind: &str, loc: &[&str], msg: String, ctx: Value) -> ApiError {
     };
     ApiError {
         status: StatusCode::UNPROCESSABLE_ENTITY,
-        detail: json!([item]),
+        body: ErrorBody::Validation(ValidationErrorBody { detail: vec![item] }),
         headers: Vec::new(),
     }
 }
@@ -118,14 +118,15 @@ mod tests {
     fn too_long_names_the_limit_without_the_input() {
         let err = text(&["body", "session_id"], &"x".repeat(25_000), MAX_SESSION_ID).unwrap_err();
         assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
-        let item = &err.detail[0];
+        let body = serde_json::to_value(&err.body).unwrap();
+        let item = &body["detail"][0];
         assert_eq!(item["loc"], json!(["body", "session_id"]));
         assert_eq!(
             item["msg"],
             "String should have at most 128 characters (got 25000)"
         );
         assert_eq!(item["input"], Value::Null);
-        assert!(err.detail.to_string().len() < 300);
+        assert!(err.detail_line().len() < 300);
         assert!(text(&["q"], "Zürich", 6).is_ok());
     }
 

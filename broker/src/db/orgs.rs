@@ -192,6 +192,18 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Every organisation, newest first (the console's list).
+    pub async fn all_orgs(&self) -> Result<Vec<Org>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM organizations ORDER BY registered_at DESC, org_id"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(Org::from_row).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,17 +231,5 @@ mod tests {
         let mut none = org(None);
         none.ca_certificate = None;
         assert!(none.login_cas(0).is_empty());
-    }
-}
-
-impl Db {
-    /// Every organisation, newest first (the console's list).
-    pub async fn all_orgs(&self) -> Result<Vec<Org>, sqlx::Error> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM organizations ORDER BY registered_at DESC, org_id"
-        ))
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(Org::from_row).collect()
     }
 }

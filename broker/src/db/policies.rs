@@ -123,6 +123,22 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Every policy of `org` (every org when `None`), active or not, newest first.
+    pub async fn policies_listed(
+        &self,
+        org: Option<&str>,
+    ) -> Result<Vec<StoredPolicy>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM policies WHERE ($1 IS NULL OR org_id = $1) ORDER BY created_at DESC, id DESC"
+        ))
+        .bind(org)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(StoredPolicy::from_row).collect()
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -187,21 +203,5 @@ pub(crate) mod tests {
         );
         assert!(!db.policy("acme::s1").await.unwrap().unwrap().is_active);
         assert!(db.policy("nope").await.unwrap().is_none());
-    }
-}
-
-impl Db {
-    /// Every policy of `org` (every org when `None`), active or not, newest first.
-    pub async fn policies_listed(
-        &self,
-        org: Option<&str>,
-    ) -> Result<Vec<StoredPolicy>, sqlx::Error> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM policies WHERE ($1 IS NULL OR org_id = $1) ORDER BY created_at DESC, id DESC"
-        ))
-        .bind(org)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(StoredPolicy::from_row).collect()
     }
 }

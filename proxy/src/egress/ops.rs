@@ -417,10 +417,7 @@ fn path_session_id(session_id: &str) -> ApiResult<()> {
 }
 
 fn error_text(err: &ApiError) -> String {
-    match err.detail_text() {
-        Some(text) => format!("{} {text}", err.status.as_u16()),
-        None => format!("{} {}", err.status.as_u16(), err.detail),
-    }
+    format!("{} {}", err.status.as_u16(), err.detail_line())
 }
 
 // ---- REST handlers ----

@@ -2,7 +2,7 @@
 //! validation list of the reference) and extra headers, decided in one place.
 
 use crate::uplink::UplinkError;
-use cullis_shared::wire::error::{LocItem, ValidationErrorItem};
+use cullis_shared::wire::error::{ErrorBody, LocItem};
 use http::StatusCode;
 use serde_json::{json, Value};
 
@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub detail: Value,
+    pub body: ErrorBody,
     pub headers: Vec<(&'static str, String)>,
 }
 
@@ -20,7 +20,7 @@ impl ApiError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> ApiError {
         ApiError {
             status,
-            detail: Value::String(detail.into()),
+            body: ErrorBody::detail(detail),
             headers: Vec::new(),
         }
     }
@@ -67,16 +67,9 @@ impl ApiError {
         msg: impl Into<String>,
         input: Value,
     ) -> ApiError {
-        let item = ValidationErrorItem {
-            kind: kind.to_owned(),
-            loc,
-            msg: msg.into(),
-            input,
-            ctx: None,
-        };
         ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
-            detail: json!([item]),
+            body: ErrorBody::validation(kind, loc, msg, input),
             headers: Vec::new(),
         }
     }
@@ -88,7 +81,16 @@ impl ApiError {
 
     /// The detail text when it is a plain string.
     pub fn detail_text(&self) -> Option<&str> {
-        self.detail.as_str()
+        self.body.text()
+    }
+
+    /// The detail as one line: its text, or the validation list as JSON (MCP tool errors,
+    /// console pages, logs).
+    pub fn detail_line(&self) -> String {
+        match &self.body {
+            ErrorBody::Detail(detail) => detail.detail.clone(),
+            ErrorBody::Validation(list) => serde_json::to_string(&list.detail).unwrap_or_default(),
+        }
     }
 }
 
@@ -193,21 +195,26 @@ mod tests {
         session_id: String,
     }
 
+    /// The `detail` member of an error's body.
+    fn detail(err: &ApiError) -> serde_json::Value {
+        serde_json::to_value(&err.body).unwrap()["detail"].clone()
+    }
+
     #[test]
     fn json_problems_are_422_lists() {
         let err = parse_json::<Body>(b"{").unwrap_err();
         assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(err.detail[0]["type"], "json_invalid");
+        assert_eq!(detail(&err)[0]["type"], "json_invalid");
         let err = parse_json::<Body>(b"{}").unwrap_err();
-        assert_eq!(err.detail[0]["loc"], json!(["body", "session_id"]));
-        assert_eq!(err.detail[0]["msg"], "Field required");
+        assert_eq!(detail(&err)[0]["loc"], json!(["body", "session_id"]));
+        assert_eq!(detail(&err)[0]["msg"], "Field required");
         let err = parse_json::<Body>(b"[1]").unwrap_err();
-        assert_eq!(err.detail[0]["type"], "model_attributes_type");
+        assert_eq!(detail(&err)[0]["type"], "model_attributes_type");
         assert!(parse_json::<Body>(br#"{"session_id":"s","extra":1}"#).is_ok());
         let huge = format!(r#"{{"session_id":1,"pad":"{}"}}"#, "x".repeat(5000));
         let err = parse_json::<Body>(huge.as_bytes()).unwrap_err();
         assert_eq!(
-            err.detail[0]["input"],
+            detail(&err)[0]["input"],
             Value::Null,
             "a huge body is not echoed"
         );

@@ -98,8 +98,7 @@ impl Response {
 
 impl From<ApiError> for Response {
     fn from(error: ApiError) -> Response {
-        let mut response =
-            Response::json(error.status, &serde_json::json!({"detail": error.detail}));
+        let mut response = Response::json(error.status, &error.body);
         response.headers.extend(error.headers);
         response
     }

@@ -31,7 +31,10 @@ pub async fn policy(state: &AppState, request: &Request) -> ApiResult<Response> 
     authorize(state, request)?;
     let body: PdpRequest = parse_json(&request.body)?;
     if let Err(err) = validate(&body) {
-        tracing::warn!(detail = %err.detail, "PDP request refused");
+        tracing::warn!(
+            detail = err.detail_text().unwrap_or("invalid request"),
+            "PDP request refused"
+        );
         return Err(err);
     }
     let rules = pdp::rules(&state.ctx.store).await?;

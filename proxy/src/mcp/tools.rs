@@ -142,10 +142,7 @@ pub async fn call(
             "isError": false,
         }),
         Err(err) => {
-            let detail = err
-                .detail_text()
-                .map(str::to_owned)
-                .unwrap_or_else(|| err.detail.to_string());
+            let detail = err.detail_line();
             json!({
                 "content": [{"type": "text", "text": format!("HTTP {}: {detail}", err.status.as_u16())}],
                 "isError": true,

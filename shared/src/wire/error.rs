@@ -45,9 +45,70 @@ pub enum LocItem {
     Index(u64),
 }
 
+/// What every error answer of the broker and the proxy carries: `{"detail": "<text>"}`, or the
+/// 422 validation list. Both services build their error bodies here and nowhere else.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ErrorBody {
+    Detail(ErrorDetail),
+    Validation(ValidationErrorBody),
+}
+
+impl ErrorBody {
+    /// `{"detail": text}`.
+    pub fn detail(text: impl Into<String>) -> ErrorBody {
+        ErrorBody::Detail(ErrorDetail {
+            detail: text.into(),
+        })
+    }
+
+    /// A 422 body with one item, as FastAPI/pydantic write it.
+    pub fn validation(
+        kind: &str,
+        loc: Vec<LocItem>,
+        msg: impl Into<String>,
+        input: Value,
+    ) -> ErrorBody {
+        ErrorBody::Validation(ValidationErrorBody {
+            detail: vec![ValidationErrorItem {
+                kind: kind.to_owned(),
+                loc,
+                msg: msg.into(),
+                input,
+                ctx: None,
+            }],
+        })
+    }
+
+    /// The detail text, when the body is a plain detail.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            ErrorBody::Detail(detail) => Some(&detail.detail),
+            ErrorBody::Validation(_) => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_bodies_serialise_as_the_reference_writes_them() {
+        let detail = serde_json::to_string(&ErrorBody::detail("Agent not found")).unwrap();
+        assert_eq!(detail, r#"{"detail":"Agent not found"}"#);
+        let validation = ErrorBody::validation(
+            "missing",
+            vec![LocItem::Key("header".into()), LocItem::Key("dpop".into())],
+            "Field required",
+            Value::Null,
+        );
+        assert_eq!(validation.text(), None);
+        assert_eq!(
+            serde_json::to_string(&validation).unwrap(),
+            r#"{"detail":[{"type":"missing","loc":["header","dpop"],"msg":"Field required","input":null}]}"#
+        );
+    }
     use crate::wire::test_util::*;
 
     #[test]

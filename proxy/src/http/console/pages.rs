@@ -116,11 +116,7 @@ fn flash_from_query(call: &Call<'_>) -> Option<Flash> {
 /// as the JSON API's; internal causes are logged there, never shown).
 pub fn failure(error: crate::context::OpError) -> (StatusCode, Flash) {
     let api: ApiError = crate::state::op_error(error);
-    let text = api
-        .detail_text()
-        .map(str::to_owned)
-        .unwrap_or_else(|| api.detail.to_string());
-    (api.status, Flash::Error(text))
+    (api.status, Flash::Error(api.detail_line()))
 }
 
 /// What the banner knows about the organisation.
