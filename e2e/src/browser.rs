@@ -168,9 +168,39 @@ impl Browser {
         }
     }
 
-    /// The visible text of the element at `css`.
+    /// The visible text of the element at `css` (found again if the page replaced it between
+    /// finding and reading, as a navigation or an htmx swap can).
     pub async fn text(&self, css: &str) -> String {
-        self.wait_for(css).await.text().await.expect("element text")
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.wait_for(css).await.text().await {
+                Ok(text) => return text,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(error) => panic!("{css} could not be read: {error}"),
+            }
+        }
+    }
+
+    /// Waits until the element at `css` has attribute `name` = `value` (re-finding it while
+    /// htmx swaps fragments in and out); returns what it last saw when it gives up.
+    pub async fn wait_for_attr(&self, css: &str, name: &str, value: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let seen = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.attr(name).await.ok().flatten(),
+                Err(_) => None,
+            };
+            if seen.as_deref() == Some(value) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css} never had {name}=\"{value}\"; last seen: {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Waits until the page's text contains `needle` (e.g. after a live update).

@@ -154,27 +154,22 @@ async fn audit_verify_shows_intact_then_the_tampered_entry() {
     browser
         .press("form#verify-chain", "Verify Hash Chain")
         .await;
-    let verdict = browser.wait_for("#verify-result").await;
-    assert_eq!(
-        verdict.attr("data-valid").await.unwrap().as_deref(),
-        Some("true")
-    );
+    browser
+        .wait_for_attr("#verify-result", "data-valid", "true")
+        .await;
     browser.screenshot("broker-audit").await;
 
     let tampered = tamper_audit_row(&broker.database_url).await;
     browser
         .press("form#verify-chain", "Verify Hash Chain")
         .await;
+    browser
+        .wait_for_attr("#verify-result", "data-valid", "false")
+        .await;
+    browser
+        .wait_for_attr("#verify-result", "data-broken-id", &tampered.to_string())
+        .await;
     browser.wait_for_text("#verify-result", "broken").await;
-    let verdict = browser.wait_for("#verify-result").await;
-    assert_eq!(
-        verdict.attr("data-valid").await.unwrap().as_deref(),
-        Some("false")
-    );
-    assert_eq!(
-        verdict.attr("data-broken-id").await.unwrap(),
-        Some(tampered.to_string())
-    );
 }
 
 /// Rewrites the details of the third audit row, as an intruder with write access to the
@@ -419,6 +414,72 @@ mod http {
             .admin(Method::GET, "/v1/admin/orgs/pending", None)
             .await;
         assert_eq!(pending, json!([]));
+    }
+
+    #[tokio::test]
+    async fn only_a_registration_that_never_became_a_member_can_be_deleted() {
+        let broker = TestBroker::start(Store::Sqlite).await;
+        let base = &broker.api.base;
+        let (status, invite) = broker
+            .api
+            .admin(
+                Method::POST,
+                "/v1/admin/invites",
+                Some(json!({"label": "p"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let spam = OrgIdentity::new("spam-co");
+        let (status, _) = broker
+            .api
+            .join(&spam, invite["token"].as_str().unwrap())
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        broker.api.onboard("member-co").await;
+        let http = no_redirects();
+        let (cookie, csrf) = login(base, &http).await;
+        let delete = |org: &str| {
+            http.post(format!("{base}/dashboard/orgs/{org}/delete"))
+                .header("cookie", &cookie)
+                .form(&[("csrf_token", csrf.as_str())])
+                .send()
+        };
+        let refused = delete("member-co").await.unwrap();
+        let location = refused.headers()["location"].to_str().unwrap().to_owned();
+        assert!(location.contains("error=Only+a+pending"), "{location}");
+        let deleted = delete("spam-co").await.unwrap();
+        assert!(deleted.headers()["location"]
+            .to_str()
+            .unwrap()
+            .contains("ok="));
+        let (status, _) = broker
+            .api
+            .admin(Method::GET, "/v1/registry/orgs/spam-co", None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = broker
+            .api
+            .admin(Method::GET, "/v1/registry/orgs/member-co", None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(broker.api.audit_events("org.deleted").await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn console_logins_are_rate_limited_per_client() {
+        let broker = TestBroker::start(Store::Sqlite).await;
+        let http = no_redirects();
+        let attempt = || {
+            http.post(format!("{}/dashboard/login", broker.api.base))
+                .form(&[("user_id", "admin"), ("password", "guess")])
+                .send()
+        };
+        for _ in 0..5 {
+            assert_eq!(attempt().await.unwrap().status(), StatusCode::OK);
+        }
+        let limited = attempt().await.unwrap();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(limited.headers().get("set-cookie").is_none());
     }
 
     #[tokio::test]

@@ -49,11 +49,9 @@ async fn an_org_joins_in_its_console_is_approved_by_the_operator_and_its_new_age
         .fill("form#setup-form", "broker_url", &broker.api.base)
         .await;
     browser.click("button#test-connection").await;
-    let result = browser.wait_for("#test-result[data-result]").await;
-    assert_eq!(
-        result.attr("data-result").await.unwrap().as_deref(),
-        Some("ok")
-    );
+    browser
+        .wait_for_attr("#test-result", "data-result", "ok")
+        .await;
     browser
         .fill(
             "form#setup-form",
@@ -70,11 +68,9 @@ async fn an_org_joins_in_its_console_is_approved_by_the_operator_and_its_new_age
         .await;
     browser.screenshot("proxy-setup").await;
     browser.click("button#join").await;
-    let banner = browser.wait_for("#org-status [data-status]").await;
-    assert_eq!(
-        banner.attr("data-status").await.unwrap().as_deref(),
-        Some("pending")
-    );
+    browser
+        .wait_for_attr("#org-status [data-status]", "data-status", "pending")
+        .await;
 
     // The operator approves in the broker's console (same browser, another cookie path).
     browser

@@ -43,6 +43,7 @@ pub fn router() -> Router<AppState> {
         .route("/dashboard/orgs/{org_id}/reject", post(orgs::reject))
         .route("/dashboard/orgs/{org_id}/suspend", post(orgs::suspend))
         .route("/dashboard/orgs/{org_id}/upload-ca", post(orgs::upload_ca))
+        .route("/dashboard/orgs/{org_id}/delete", post(orgs::delete))
         .route("/dashboard/invites/generate", post(orgs::generate_invite))
         .route(
             "/dashboard/invites/{invite_id}/revoke",

@@ -132,8 +132,12 @@ fn org_actions(org_id: &str, status: &str, csrf: &str) -> Markup {
         @match status {
             "active" => (post_button(&action("suspend"), "Suspend", csrf, true)),
             "pending" => (post_button(&action("approve"), "Approve", csrf, false)),
-            "suspended" | "rejected" => (post_button(&action("approve"), "Reactivate", csrf, false)),
+            "suspended" => (post_button(&action("approve"), "Reactivate", csrf, false)),
+            "rejected" => (post_button(&action("approve"), "Reactivate", csrf, false)),
             _ => {}
+        }
+        @if status == "pending" || status == "rejected" {
+            (post_button(&action("delete"), "Delete", csrf, true))
         }
         details {
             summary { "Install CA" }
@@ -220,6 +224,15 @@ async fn decide(
         .await
         .map(|decided| decided.message);
     Ok(after_action(PAGE, outcome))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(org_id): Path<String>,
+    posted: NoFields,
+) -> Result<Response, ConsoleError> {
+    posted.user.require_admin()?;
+    Ok(after_action(PAGE, admin::delete_org(&state, org_id).await))
 }
 
 #[derive(Deserialize)]

@@ -20,6 +20,9 @@ const SESSION_STATUSES: &[&str] = &["pending", "active", "denied", "closed"];
 pub struct SessionFilter {
     #[serde(default)]
     status: String,
+    /// Org id (admin only; an org user's list is always its own org's).
+    #[serde(default)]
+    org: String,
 }
 
 pub async fn sessions(
@@ -28,10 +31,10 @@ pub async fn sessions(
     Query(filter): Query<SessionFilter>,
 ) -> Result<Response, ConsoleError> {
     let status = Some(filter.status.as_str()).filter(|s| !s.is_empty());
-    let rows = state
-        .db
-        .sessions_listed(user.org_filter(), status, LIST_LIMIT)
-        .await?;
+    let org = user
+        .org_filter()
+        .or(Some(filter.org.as_str()).filter(|org| !org.is_empty()));
+    let rows = state.db.sessions_listed(org, status, LIST_LIMIT).await?;
     let body = html! {
         form.filters method="get" action="/dashboard/sessions" {
             select name="status" {
@@ -40,6 +43,7 @@ pub async fn sessions(
                     option value=(candidate) selected[status == Some(*candidate)] { (candidate) }
                 }
             }
+            @if user.is_admin() { input name="org" value=(filter.org) placeholder="org id"; }
             button type="submit" { "Filter" }
         }
         table id="sessions" {

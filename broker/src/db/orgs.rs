@@ -193,6 +193,19 @@ impl Db {
 }
 
 impl Db {
+    /// Deletes an org that never became a member: pending or rejected, without agents.
+    /// `Ok(false)` when `org_id` is not such an org.
+    pub async fn delete_unused_org(&self, org_id: &str) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "DELETE FROM organizations WHERE org_id = $1 AND status IN ('pending', 'rejected') \
+             AND NOT EXISTS (SELECT 1 FROM agents WHERE agents.org_id = $1)",
+        )
+        .bind(org_id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Every organisation, newest first (the console's list).
     pub async fn all_orgs(&self) -> Result<Vec<Org>, sqlx::Error> {
         let rows = sqlx::query(&format!(

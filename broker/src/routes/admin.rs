@@ -246,6 +246,24 @@ pub(crate) async fn decide_org(
     })
 }
 
+/// Removes an organisation that never became a member (pending or rejected, no agents): a
+/// mistaken or spam registration. Members are suspended instead, so their history stays whole.
+pub(crate) async fn delete_org(state: &AppState, org_id: String) -> ApiResult<String> {
+    if state.db.org(&org_id).await?.is_none() {
+        return Err(ApiError::not_found("Organization not found"));
+    }
+    if !state.db.delete_unused_org(&org_id).await? {
+        return Err(ApiError::conflict(
+            "Only a pending or rejected organization without agents can be deleted; suspend an active one",
+        ));
+    }
+    state
+        .audit
+        .record(AuditEvent::new("org.deleted", Outcome::Ok).org(org_id.clone()))
+        .await?;
+    Ok(format!("Organization '{org_id}' deleted."))
+}
+
 /// Serials are normalised (lowercase, no leading zeros, no `0x`) before they are stored, so a
 /// revocation matches however the admin wrote it.
 async fn revoke_cert(
