@@ -9,6 +9,12 @@
     if (!url || !window.EventSource) return;
     var pending = null;
     var source = new EventSource(url);
+    // Close the stream when the page goes away (or into the back/forward cache): over HTTP/1.1
+    // a browser has six connections per host, and streams left open would starve the next
+    // page's requests.
+    window.addEventListener("pagehide", function () {
+      source.close();
+    });
     source.addEventListener("update", function () {
       // Coalesce bursts (an approval writes several audit rows) into one refresh.
       if (pending) return;

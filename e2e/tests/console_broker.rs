@@ -134,12 +134,28 @@ async fn admin_rotates_one_agent_certificate_and_revokes_another() {
         .await;
     browser.press("main", "Revoke certificate and tokens").await;
     browser.accept_dialog().await;
-    browser.wait_for_text("main", "revoked").await;
+    browser
+        .wait_for_text("main", "Its tokens are revoked.")
+        .await;
     let (status, body) = seller_session
         .call(Method::GET, "/v1/broker/sessions", None)
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(seller.login(&api.base, &api.http).await.is_err());
+
+    // The other pages render for the operator.
+    for (page, name) in [
+        ("sessions", "broker-sessions"),
+        ("policies", "broker-policies"),
+        ("rfqs", "broker-rfqs"),
+        ("settings", "broker-settings"),
+    ] {
+        browser
+            .goto(&format!("{}/dashboard/{page}", api.base))
+            .await;
+        browser.wait_for("main h1").await;
+        browser.screenshot(name).await;
+    }
 }
 
 #[tokio::test]

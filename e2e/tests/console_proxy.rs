@@ -8,8 +8,7 @@ use cullis_e2e::egress::EgressClient;
 use cullis_e2e::stack::broker::ADMIN_SECRET;
 use cullis_e2e::stack::proxy::TestProxy;
 use cullis_e2e::stack::{Store, TestBroker};
-use reqwest::{Method, StatusCode};
-use serde_json::json;
+use reqwest::StatusCode;
 
 const CONSOLE_PASSWORD: &str = "proxy-console-password";
 
@@ -18,6 +17,30 @@ async fn an_org_joins_in_its_console_is_approved_by_the_operator_and_its_new_age
     let broker = TestBroker::start(Store::Sqlite).await;
     let proxy = TestProxy::start(&[]).await;
     let browser = Browser::start().await;
+
+    // The operator issues an invite in the broker's console; the token is shown once.
+    browser
+        .goto(&format!("{}/dashboard/login", broker.api.base))
+        .await;
+    browser.fill("form#login", "user_id", "admin").await;
+    browser.fill("form#login", "password", ADMIN_SECRET).await;
+    browser.press("form#login", "Log in").await;
+    browser
+        .goto(&format!("{}/dashboard/orgs", broker.api.base))
+        .await;
+    browser.fill("form#generate-invite", "label", "acme").await;
+    browser
+        .press("form#generate-invite", "Generate invite")
+        .await;
+    let invite_token = browser.text("pre#new-invite-token").await;
+    assert!(invite_token.len() >= 40, "{invite_token}");
+    browser
+        .goto(&format!("{}/dashboard/orgs", broker.api.base))
+        .await;
+    assert!(
+        !browser.source().await.contains(&invite_token),
+        "the token is not shown again"
+    );
 
     // First visit: set the console password, log in, land on the setup wizard.
     browser.goto(&proxy.url("/proxy/")).await;
@@ -35,16 +58,7 @@ async fn an_org_joins_in_its_console_is_approved_by_the_operator_and_its_new_age
     browser.click("button#login").await;
     browser.wait_for("form#setup-form").await;
 
-    // Join with an invite from the operator (test the connection first).
-    let (status, invite) = broker
-        .api
-        .admin(
-            Method::POST,
-            "/v1/admin/invites",
-            Some(json!({"label": "acme"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{invite}");
+    // Join with the invite (test the connection first).
     browser
         .fill("form#setup-form", "broker_url", &broker.api.base)
         .await;
@@ -53,11 +67,7 @@ async fn an_org_joins_in_its_console_is_approved_by_the_operator_and_its_new_age
         .wait_for_attr("#test-result", "data-result", "ok")
         .await;
     browser
-        .fill(
-            "form#setup-form",
-            "invite_token",
-            invite["token"].as_str().unwrap(),
-        )
+        .fill("form#setup-form", "invite_token", &invite_token)
         .await;
     browser.fill("form#setup-form", "org_id", "acme").await;
     browser
@@ -73,12 +83,6 @@ async fn an_org_joins_in_its_console_is_approved_by_the_operator_and_its_new_age
         .await;
 
     // The operator approves in the broker's console (same browser, another cookie path).
-    browser
-        .goto(&format!("{}/dashboard/login", broker.api.base))
-        .await;
-    browser.fill("form#login", "user_id", "admin").await;
-    browser.fill("form#login", "password", ADMIN_SECRET).await;
-    browser.press("form#login", "Log in").await;
     browser
         .goto(&format!("{}/dashboard/orgs", broker.api.base))
         .await;
@@ -121,6 +125,17 @@ async fn an_org_joins_in_its_console_is_approved_by_the_operator_and_its_new_age
     let curl = browser.text("pre#snippet-curl").await;
     assert!(curl.contains(&proxy.base), "{curl}");
     browser.screenshot("proxy-agent-detail").await;
+
+    // The other pages of the console.
+    for (page, name) in [
+        ("/proxy/policies", "proxy-policies"),
+        ("/proxy/audit", "proxy-audit"),
+        ("/proxy/health", "proxy-health"),
+    ] {
+        browser.goto(&proxy.url(page)).await;
+        browser.wait_for("#org-status").await;
+        browser.screenshot(name).await;
+    }
 
     // A wrong key is refused: the page's key is the only one.
     let stranger = EgressClient::new(&proxy.base, "sk_local_buyer_not-the-key");
