@@ -359,6 +359,25 @@ mod http {
         (cookie, csrf)
     }
 
+    /// POSTs `form` to `url` with the session cookie, if any (redirects are not followed).
+    async fn post(
+        http: &reqwest::Client,
+        url: String,
+        cookie: Option<&str>,
+        form: Vec<(&str, String)>,
+    ) -> reqwest::Response {
+        let mut request = http.post(url).form(&form);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Where a post/redirect/get action sends the browser.
+    fn location(response: &reqwest::Response) -> &str {
+        response.headers()["location"].to_str().unwrap()
+    }
+
     fn no_redirects() -> reqwest::Client {
         reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -604,57 +623,37 @@ mod http {
         let http = no_redirects();
         let base = &broker.api.base;
         let (cookie, csrf) = login(base, &http).await;
-        let short = http
-            .post(format!("{base}/dashboard/settings/password"))
-            .header("cookie", &cookie)
-            .form(&[
-                ("csrf_token", csrf.as_str()),
-                ("new_password", "short"),
-                ("confirm_password", "short"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert!(short.headers()["location"]
-            .to_str()
-            .unwrap()
-            .contains("error="));
-        let changed = http
-            .post(format!("{base}/dashboard/settings/password"))
-            .header("cookie", &cookie)
-            .form(&[
-                ("csrf_token", csrf.as_str()),
-                ("new_password", "a-long-console-password"),
-                ("confirm_password", "a-long-console-password"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert!(changed.headers()["location"]
-            .to_str()
-            .unwrap()
-            .contains("ok="));
-        let old = http
-            .post(format!("{base}/dashboard/login"))
-            .form(&[("user_id", "admin"), ("password", ADMIN_SECRET)])
-            .send()
-            .await
-            .unwrap();
+        let change = |password: &'static str| {
+            post(
+                &http,
+                format!("{base}/dashboard/settings/password"),
+                Some(&cookie),
+                vec![
+                    ("csrf_token", csrf.clone()),
+                    ("new_password", password.into()),
+                    ("confirm_password", password.into()),
+                ],
+            )
+        };
+        assert!(location(&change("short").await).contains("error="));
+        assert!(location(&change("a-long-console-password").await).contains("ok="));
+        let log_in = |password: &'static str| {
+            post(
+                &http,
+                format!("{base}/dashboard/login"),
+                None,
+                vec![("user_id", "admin".into()), ("password", password.into())],
+            )
+        };
         assert_eq!(
-            old.status(),
+            log_in(ADMIN_SECRET).await.status(),
             StatusCode::OK,
             "ADMIN_SECRET no longer opens the console"
         );
-        let new = http
-            .post(format!("{base}/dashboard/login"))
-            .form(&[
-                ("user_id", "admin"),
-                ("password", "a-long-console-password"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(new.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            log_in("a-long-console-password").await.status(),
+            StatusCode::SEE_OTHER
+        );
         let (status, _) = broker
             .api
             .admin(Method::GET, "/v1/admin/invites", None)

@@ -11,72 +11,25 @@ const CONSOLE: Console = Console {
     logout: "/dashboard/logout",
 };
 
-const ADMIN_NAV: &[NavItem] = &[
-    NavItem {
-        href: "/dashboard",
-        label: "Overview",
-    },
-    NavItem {
-        href: "/dashboard/orgs",
-        label: "Organisations",
-    },
-    NavItem {
-        href: "/dashboard/agents",
-        label: "Agents",
-    },
-    NavItem {
-        href: "/dashboard/sessions",
-        label: "Sessions",
-    },
-    NavItem {
-        href: "/dashboard/policies",
-        label: "Policies",
-    },
-    NavItem {
-        href: "/dashboard/rfqs",
-        label: "RFQs",
-    },
-    NavItem {
-        href: "/dashboard/audit",
-        label: "Audit",
-    },
-    NavItem {
-        href: "/dashboard/settings",
-        label: "Settings",
-    },
+/// The sections, and whether only the admin has them (org users have no organisations page).
+const SECTIONS: &[(&str, &str, bool)] = &[
+    ("/dashboard", "Overview", false),
+    ("/dashboard/orgs", "Organisations", true),
+    ("/dashboard/agents", "Agents", false),
+    ("/dashboard/sessions", "Sessions", false),
+    ("/dashboard/policies", "Policies", false),
+    ("/dashboard/rfqs", "RFQs", false),
+    ("/dashboard/audit", "Audit", false),
+    ("/dashboard/settings", "Settings", false),
 ];
 
-/// Org users have no organisations page (that is the operator's).
-const ORG_NAV: &[NavItem] = &[
-    NavItem {
-        href: "/dashboard",
-        label: "Overview",
-    },
-    NavItem {
-        href: "/dashboard/agents",
-        label: "Agents",
-    },
-    NavItem {
-        href: "/dashboard/sessions",
-        label: "Sessions",
-    },
-    NavItem {
-        href: "/dashboard/policies",
-        label: "Policies",
-    },
-    NavItem {
-        href: "/dashboard/rfqs",
-        label: "RFQs",
-    },
-    NavItem {
-        href: "/dashboard/audit",
-        label: "Audit",
-    },
-    NavItem {
-        href: "/dashboard/settings",
-        label: "Settings",
-    },
-];
+fn navigation(admin: bool) -> Vec<NavItem> {
+    SECTIONS
+        .iter()
+        .filter(|(_, _, admin_only)| admin || !admin_only)
+        .map(|&(href, label, _)| NavItem { href, label })
+        .collect()
+}
 
 /// A logged-in page in section `active`.
 pub fn page(
@@ -89,7 +42,7 @@ pub fn page(
     let label = user.label();
     let frame = Frame {
         title,
-        nav: if user.is_admin() { ADMIN_NAV } else { ORG_NAV },
+        nav: &navigation(user.is_admin()),
         active,
         user: &label,
         csrf_token: &user.session.csrf_token,
