@@ -472,6 +472,26 @@ async fn origin_timeout_cap_and_rate_limits() {
 }
 
 /// On SIGTERM the broker tells connected agents to reconnect elsewhere (1012).
+/// A client that closes gets the Close handshake answered (RFC 6455 §5.5.1), before and after
+/// authenticating, instead of a dropped connection (1006).
+#[tokio::test]
+async fn a_client_close_is_answered_with_a_close() {
+    let world = setup(Store::Sqlite).await;
+    let base = world.broker.base.clone();
+    let bye = || {
+        Message::Close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+            reason: "bye".into(),
+        }))
+    };
+    let mut authenticated = authed(&world.seller_session, &base).await;
+    authenticated.send(bye()).await.unwrap();
+    assert_eq!(next(&mut authenticated).await, Err((1000, "bye".into())));
+    let mut fresh = connect(&base).await;
+    fresh.send(bye()).await.unwrap();
+    assert_eq!(next(&mut fresh).await, Err((1000, "bye".into())));
+}
+
 #[tokio::test]
 async fn shutdown_closes_sockets_with_1012() {
     let mut world = setup(Store::Sqlite).await;

@@ -369,6 +369,13 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
         .await;
 }
 
+/// Completes a close the client started: the library queued the echo of its Close frame when
+/// it read it, and closing the sink flushes it (dropping the socket instead would leave the
+/// client with 1006, "abnormal closure").
+async fn answer_close(socket: &mut WebSocket) {
+    let _ = futures_util::SinkExt::close(socket).await;
+}
+
 async fn auth_error(socket: &mut WebSocket, detail: &str) {
     let frame = ServerFrame::AuthError {
         detail: detail.to_owned(),
@@ -394,7 +401,10 @@ async fn authenticate(
     let raw = match first {
         Message::Text(t) => serde_json::from_str::<serde_json::Value>(t.as_str()).ok(),
         Message::Binary(b) => serde_json::from_slice::<serde_json::Value>(&b).ok(),
-        Message::Close(_) => return Err(()),
+        Message::Close(_) => {
+            answer_close(socket).await;
+            return Err(());
+        }
         _ => None,
     };
     let Some(raw) = raw else {
@@ -607,7 +617,10 @@ async fn steady_state(
                 let parsed = match &message {
                     Message::Text(t) => serde_json::from_str::<serde_json::Value>(t.as_str()).ok(),
                     Message::Binary(b) => serde_json::from_slice::<serde_json::Value>(b).ok(),
-                    Message::Close(_) => return,
+                    Message::Close(_) => {
+                        answer_close(socket).await;
+                        return;
+                    }
                     // Protocol-level ping/pong: answered by the library, not counted.
                     _ => continue,
                 };
