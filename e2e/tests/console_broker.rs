@@ -500,6 +500,115 @@ mod http {
         assert_eq!(broker.api.audit_events("org.deleted").await.len(), 1);
     }
 
+    /// Every page and filter on PostgreSQL (the console's SQL runs on both engines), and the
+    /// actions' refusals: each ends in a flash with the API's detail, nothing changed.
+    #[tokio::test]
+    async fn pages_render_on_postgres_and_refused_actions_say_why() {
+        let broker = TestBroker::start(Store::PostgresRedis).await;
+        let base = &broker.api.base;
+        let api = &broker.api;
+        let (org, _) = super::org_with_agent(api, "gamma", "buyer").await;
+        let http = no_redirects();
+        let (cookie, csrf) = login(base, &http).await;
+        for page in [
+            "/dashboard",
+            "/dashboard?part=cards",
+            "/dashboard/orgs?part=all",
+            "/dashboard/agents?q=BUY&org=gamma",
+            "/dashboard/agents/gamma%3A%3Abuyer",
+            "/dashboard/sessions?status=active&org=gamma",
+            "/dashboard/policies",
+            "/dashboard/rfqs",
+            "/dashboard/audit?q=50%25_off",
+            "/dashboard/audit?q=registry",
+            "/dashboard/settings",
+            "/dashboard/badge/pending-orgs",
+        ] {
+            let response = http
+                .get(format!("{base}{page}"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{page}");
+        }
+        let agents = http
+            .get(format!("{base}/dashboard/agents?q=BUY"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(agents.contains("gamma::buyer"), "case-insensitive search");
+
+        let act = |path: &str, fields: Vec<(&'static str, String)>| {
+            let mut form = vec![("csrf_token", csrf.clone())];
+            form.extend(fields);
+            post(&http, format!("{base}{path}"), Some(&cookie), form)
+        };
+        let flash = |response: reqwest::Response| location(&response).to_owned();
+        let bad_pem = act(
+            "/dashboard/agents/gamma%3A%3Abuyer/rotate-cert",
+            vec![("new_certificate", "not a certificate".into())],
+        )
+        .await;
+        assert!(flash(bad_pem).contains("error="));
+        let wrong_org = act(
+            "/dashboard/agents/gamma%3A%3Abuyer/rotate-cert",
+            vec![(
+                "new_certificate",
+                OrgIdentity::new("other").agent_identity("buyer").cert_pem,
+            )],
+        )
+        .await;
+        assert!(flash(wrong_org).contains("error="));
+        let taken = act(
+            "/dashboard/orgs/onboard",
+            vec![
+                ("org_id", "gamma".into()),
+                ("display_name", "G".into()),
+                ("secret", "gamma-secret-2".into()),
+            ],
+        )
+        .await;
+        assert!(flash(taken).contains("already+registered"));
+        let unknown = act("/dashboard/orgs/nope/approve", vec![]).await;
+        assert!(flash(unknown).contains("Organization+not+found"));
+        let suspended = act("/dashboard/orgs/gamma/suspend", vec![]).await;
+        assert!(flash(suspended).contains("suspended"));
+        let (status, _) = api
+            .org(&org, Method::GET, "/v1/registry/agents?org_id=gamma", None)
+            .await;
+        assert_ne!(
+            status,
+            StatusCode::OK,
+            "a suspended org's credentials no longer work"
+        );
+        let again = act("/dashboard/orgs/gamma/suspend", vec![]).await;
+        assert!(flash(again).contains("already+in+state"));
+        let reactivated = act("/dashboard/orgs/gamma/approve", vec![]).await;
+        assert!(flash(reactivated).contains("approved"));
+        let revoked = act("/dashboard/invites/no-such-invite/revoke", vec![]).await;
+        assert!(flash(revoked).contains("Invite+not+found"));
+        let bad_ttl = act(
+            "/dashboard/invites/generate",
+            vec![("label", "x".into()), ("ttl_hours", "soon".into())],
+        )
+        .await;
+        assert_eq!(bad_ttl.status(), StatusCode::BAD_REQUEST);
+        let mismatch = act(
+            "/dashboard/settings/password",
+            vec![
+                ("new_password", "a-long-console-password".into()),
+                ("confirm_password", "a-long-console-passworD".into()),
+            ],
+        )
+        .await;
+        assert!(flash(mismatch).contains("differ"));
+    }
+
     #[tokio::test]
     async fn console_logins_are_rate_limited_per_client() {
         let broker = TestBroker::start(Store::Sqlite).await;

@@ -57,30 +57,17 @@ pub struct ConsoleUser {
     pub session: Session,
 }
 
-/// Which rows a user may see.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope<'a> {
-    Network,
-    Org(&'a str),
-}
-
 impl ConsoleUser {
     pub fn is_admin(&self) -> bool {
         self.session.role == Role::Admin
     }
 
-    pub fn scope(&self) -> Scope<'_> {
-        match (&self.session.role, &self.session.org_id) {
-            (Role::Org, Some(org)) => Scope::Org(org),
-            _ => Scope::Network,
-        }
-    }
-
     /// The org filter for queries: `None` for the admin (every org), the user's org otherwise.
+    /// An org session without an org id (only a bug could make one) matches no org: fail closed.
     pub fn org_filter(&self) -> Option<&str> {
-        match self.scope() {
-            Scope::Network => None,
-            Scope::Org(org) => Some(org),
+        match self.session.role {
+            Role::Org => Some(self.session.org_id.as_deref().unwrap_or("")),
+            Role::Admin => None,
         }
     }
 
@@ -102,9 +89,9 @@ impl ConsoleUser {
 
     /// As shown in the header.
     pub fn label(&self) -> String {
-        match self.scope() {
-            Scope::Network => "admin".to_owned(),
-            Scope::Org(org) => format!("org {org}"),
+        match self.org_filter() {
+            None => "admin".to_owned(),
+            Some(org) => format!("org {org}"),
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
-use futures_util::stream;
+use futures_util::stream::{self, StreamExt as _};
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -46,8 +46,6 @@ pub async fn events(
     // nginx (nginx-compat) would otherwise buffer the stream.
     Ok(([("x-accel-buffering", "no")], sse))
 }
-
-use futures_util::StreamExt as _;
 
 async fn next_events(mut cursor: Cursor) -> Option<(Vec<Result<Event, Infallible>>, Cursor)> {
     if !cursor.connected {

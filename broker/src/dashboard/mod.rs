@@ -6,7 +6,7 @@
 //! so approving an org from the console and from `POST /v1/admin/orgs/{id}/approve` is one code
 //! path with one audit row.
 //!
-//! Who sees what is decided on the server by [`auth::ConsoleUser::scope`]: the admin sees the
+//! Who sees what is decided on the server by [`auth::ConsoleUser::org_filter`]: the admin sees the
 //! network, an org user only rows of its own org, whatever URL it types.
 
 mod agents;

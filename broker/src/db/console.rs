@@ -16,36 +16,30 @@ pub struct ConsoleCounts {
 }
 
 impl Db {
-    /// Counts for the overview; `org` narrows every count to that org's rows.
+    /// Counts for the overview, in one round trip; `org` narrows every count to that org's
+    /// rows (`$1 IS NULL` keeps one statement for both scopes).
     pub async fn console_counts(&self, org: Option<&str>) -> Result<ConsoleCounts, sqlx::Error> {
-        // `$1 IS NULL` keeps one statement per count for both scopes.
-        let count = |sql: &'static str| async move {
-            let row = sqlx::query(sql).bind(org).fetch_one(self.pool()).await?;
-            row.try_get::<i64, _>("n")
-        };
+        let row = sqlx::query(
+            "SELECT \
+             (SELECT COUNT(*) FROM organizations WHERE status = 'active' AND ($1 IS NULL OR org_id = $1)) AS orgs_active, \
+             (SELECT COUNT(*) FROM organizations WHERE status = 'pending' AND ($1 IS NULL OR org_id = $1)) AS orgs_pending, \
+             (SELECT COUNT(*) FROM agents WHERE $1 IS NULL OR org_id = $1) AS agents, \
+             (SELECT COUNT(*) FROM sessions WHERE status = 'active' \
+                AND ($1 IS NULL OR initiator_org_id = $1 OR target_org_id = $1)) AS sessions_active, \
+             (SELECT COUNT(*) FROM sessions WHERE status = 'denied' \
+                AND ($1 IS NULL OR initiator_org_id = $1 OR target_org_id = $1)) AS sessions_denied, \
+             (SELECT COUNT(*) FROM audit_log WHERE $1 IS NULL OR org_id = $1) AS audit_rows",
+        )
+        .bind(org)
+        .fetch_one(self.pool())
+        .await?;
         Ok(ConsoleCounts {
-            orgs_active: count(
-                "SELECT COUNT(*) AS n FROM organizations WHERE status = 'active' AND ($1 IS NULL OR org_id = $1)",
-            )
-            .await?,
-            orgs_pending: count(
-                "SELECT COUNT(*) AS n FROM organizations WHERE status = 'pending' AND ($1 IS NULL OR org_id = $1)",
-            )
-            .await?,
-            agents: count("SELECT COUNT(*) AS n FROM agents WHERE ($1 IS NULL OR org_id = $1)")
-                .await?,
-            sessions_active: count(
-                "SELECT COUNT(*) AS n FROM sessions WHERE status = 'active' \
-                 AND ($1 IS NULL OR initiator_org_id = $1 OR target_org_id = $1)",
-            )
-            .await?,
-            sessions_denied: count(
-                "SELECT COUNT(*) AS n FROM sessions WHERE status = 'denied' \
-                 AND ($1 IS NULL OR initiator_org_id = $1 OR target_org_id = $1)",
-            )
-            .await?,
-            audit_rows: count("SELECT COUNT(*) AS n FROM audit_log WHERE ($1 IS NULL OR org_id = $1)")
-                .await?,
+            orgs_active: row.try_get("orgs_active")?,
+            orgs_pending: row.try_get("orgs_pending")?,
+            agents: row.try_get("agents")?,
+            sessions_active: row.try_get("sessions_active")?,
+            sessions_denied: row.try_get("sessions_denied")?,
+            audit_rows: row.try_get("audit_rows")?,
         })
     }
 
