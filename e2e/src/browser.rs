@@ -6,6 +6,7 @@
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -50,7 +51,10 @@ impl Browser {
         // into the build beside aws-lc-rs, so name one.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let port = crate::stack::proxy::free_port();
+        // Its own process group: Chromium's processes are the driver's children, and on drop
+        // the whole group goes (killing only the driver left every browser running).
         let driver = Command::new(chromedriver())
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -249,7 +253,10 @@ fn css_scope_to_xpath(scope: &str) -> String {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        // SIGKILL to the process group the driver leads (its pid): driver and browser together.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
         let _ = self.driver.wait();
     }
 }
