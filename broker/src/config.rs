@@ -71,6 +71,15 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// `WS_MAX_CONNECTIONS_PER_ORG`: WebSockets one organisation may hold per replica (100).
     pub ws_max_connections_per_org: usize,
+    /// `WS_MAX_CONNECTIONS`: WebSockets this replica holds in all (10,000); upgrades past it
+    /// get 503 with `Retry-After`.
+    pub ws_max_connections: usize,
+    /// `ORG_SECRET_CACHE_SECONDS`: how long an org secret bcrypt accepted is not checked again
+    /// (60; 0 = bcrypt on every org-authenticated call).
+    pub org_secret_cache_secs: u64,
+    /// `DISCOVERY_MAX_RESULTS`: agents per discovery page, the default and the largest
+    /// `limit` (1,000).
+    pub discovery_max_results: u32,
     /// `WS_PING_INTERVAL_SECONDS`: how often the server sends `{"type":"ping"}` on a quiet
     /// socket (30; `cullis-sdk` 0.2.x answers `pong`). 0 = never.
     pub ws_ping_interval_secs: u64,
@@ -207,6 +216,31 @@ impl Config {
                         "WS_MAX_CONNECTIONS_PER_ORG='{text}' is not a positive number of sockets"
                     ))
                 })?,
+            },
+            ws_max_connections: match get("WS_MAX_CONNECTIONS") {
+                None => 10_000,
+                Some(text) => text.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    ConfigError(format!(
+                        "WS_MAX_CONNECTIONS='{text}' is not a positive number of sockets"
+                    ))
+                })?,
+            },
+            org_secret_cache_secs: parse(
+                &get("ORG_SECRET_CACHE_SECONDS"),
+                "ORG_SECRET_CACHE_SECONDS",
+                60,
+            )?,
+            discovery_max_results: match get("DISCOVERY_MAX_RESULTS") {
+                None => 1_000,
+                Some(text) => text
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=100_000).contains(n))
+                    .ok_or_else(|| {
+                        ConfigError(format!(
+                            "DISCOVERY_MAX_RESULTS='{text}' is not a number of agents from 1 to 100000"
+                        ))
+                    })?,
             },
             ws_ping_interval_secs: match get("WS_PING_INTERVAL_SECONDS") {
                 None => 30,

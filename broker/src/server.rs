@@ -94,6 +94,7 @@ pub async fn build_state(config: Config, migrate: bool) -> Result<AppState, Star
         redis,
     );
     crate::telemetry::spawn_samplers(&state);
+    crate::ws::fit_open_files_limit(state.config.ws_max_connections);
     if let Some(url) = redis_url {
         state
             .hub

@@ -40,6 +40,8 @@ pub struct Inner {
     pub leaf_cache: crate::auth::leaf_cache::LeafCache,
     /// A bcrypt hash checked when an org is unknown, so timing does not reveal which ids exist.
     pub dummy_secret_hash: String,
+    /// Org secrets bcrypt accepted within `ORG_SECRET_CACHE_SECONDS`.
+    pub verified_org_secrets: crate::auth::verified_secrets::VerifiedSecrets,
     /// The operator console's cookie key and scope.
     pub console: crate::dashboard::ConsoleKeys,
     draining: AtomicBool,
@@ -58,10 +60,17 @@ impl AppState {
         policy: crate::policy::PolicyEngine,
         redis: Option<redis::aio::ConnectionManager>,
     ) -> AppState {
-        let hub = crate::ws::Hub::new(redis.clone(), config.ws_max_connections_per_org);
+        let hub = crate::ws::Hub::new(
+            redis.clone(),
+            config.ws_max_connections_per_org,
+            config.ws_max_connections,
+        );
         let dummy_secret_hash = bcrypt::hash("cullis-dummy-secret", config.bcrypt_cost)
             .expect("bcrypt with a valid cost");
         let token_verifier = CachedTokenVerifier::new(keys.clone(), 100_000);
+        let verified_org_secrets = crate::auth::verified_secrets::VerifiedSecrets::new(
+            std::time::Duration::from_secs(config.org_secret_cache_secs),
+        );
         let console = crate::dashboard::ConsoleKeys::new(
             config.dashboard_signing_key.as_deref().map(String::as_str),
             config.broker_public_url.as_deref(),
@@ -80,6 +89,7 @@ impl AppState {
             hub,
             redis,
             dummy_secret_hash,
+            verified_org_secrets,
             console,
             leaf_cache: crate::auth::leaf_cache::LeafCache::new(100_000),
             draining: AtomicBool::new(false),

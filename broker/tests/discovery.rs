@@ -225,3 +225,99 @@ async fn discovery_on_sqlite() {
 async fn discovery_on_postgres_and_redis() {
     discovery(Store::PostgresRedis).await;
 }
+
+/// Pages (issue 18): `limit` (default and maximum `DISCOVERY_MAX_RESULTS`) and an opaque
+/// `cursor`; `total` is every match on every page and `next_cursor` is null on the last. A
+/// client that reads `agents` only (the reference SDKs) sees the first page.
+async fn paging(store: Store) {
+    let broker = TestBroker::start_with(
+        store,
+        common::Options::default().env("DISCOVERY_MAX_RESULTS", "3"),
+    )
+    .await;
+    let acme = broker.onboard("acme").await;
+    let globex = broker.onboard("globex").await;
+    let buyer = broker.register_agent(&acme, "buyer", &["buy"]).await;
+    let mut expected = Vec::new();
+    for i in 0..7 {
+        let name = format!("seller-{i}");
+        broker.register_agent(&globex, &name, &["sell"]).await;
+        expected.push(format!("globex::{name}"));
+    }
+    let session = buyer.login(&broker.base, &broker.http).await.unwrap();
+    let page = |query: String| {
+        let session = &session;
+        async move {
+            session
+                .call(
+                    Method::GET,
+                    &format!("/v1/registry/agents/search?{query}"),
+                    None,
+                )
+                .await
+        }
+    };
+
+    // The default page is the maximum; the SDK's `pattern=*` sees 3 of 7 and a cursor.
+    let (status, body) = page("pattern=*".into()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["agents"].as_array().unwrap().len(), 3);
+    assert_eq!(body["total"], 7);
+    assert!(body["next_cursor"].is_string(), "{body}");
+
+    // Walking with limit=2 visits every match once, in registration order.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let query = match &cursor {
+            Some(c) => format!("capability=sell&limit=2&cursor={c}"),
+            None => "capability=sell&limit=2".into(),
+        };
+        let (status, body) = page(query).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["total"], 7);
+        pages += 1;
+        for agent in body["agents"].as_array().unwrap() {
+            seen.push(agent["agent_id"].as_str().unwrap().to_owned());
+        }
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => {
+                assert!(body["next_cursor"].is_null(), "{body}");
+                break;
+            }
+        }
+    }
+    assert_eq!(pages, 4);
+    assert_eq!(seen, expected);
+
+    // Bad paging parameters: 422 naming the parameter, never a 500.
+    for (query, loc) in [
+        ("pattern=*&limit=0", "limit"),
+        ("pattern=*&limit=4", "limit"),
+        ("pattern=*&limit=-1", "limit"),
+        ("pattern=*&limit=two", "limit"),
+        ("pattern=*&cursor=not-a-cursor", "cursor"),
+        ("pattern=*&cursor=bm90IGEgY3Vyc29y", "cursor"),
+    ] {
+        let (status, body) = page(query.into()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");
+        assert_eq!(body["detail"][0]["loc"], json!(["query", loc]), "{query}");
+    }
+    let (_, body) = page("pattern=*&limit=9".into()).await;
+    assert_eq!(
+        body["detail"][0]["msg"],
+        "limit must be between 1 and 3 (DISCOVERY_MAX_RESULTS)"
+    );
+}
+
+#[tokio::test]
+async fn paging_on_sqlite() {
+    paging(Store::Sqlite).await;
+}
+
+#[tokio::test]
+async fn paging_on_postgres_and_redis() {
+    paging(Store::PostgresRedis).await;
+}

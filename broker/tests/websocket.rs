@@ -22,11 +22,15 @@ struct World {
 }
 
 async fn setup(store: Store) -> World {
-    let broker = TestBroker::start_with(
-        store,
+    setup_with(store, &[]).await
+}
+
+async fn setup_with(store: Store, env: &[(&str, &str)]) -> World {
+    let options = env.iter().fold(
         Options::default().env("POLICY_WEBHOOK_ALLOW_PRIVATE_IPS", "true"),
-    )
-    .await;
+        |options, (name, value)| options.env(name, value),
+    );
+    let broker = TestBroker::start_with(store, options).await;
     let acme = broker
         .onboard_with_webhook("acme", Some(&messaging::pdp("allow").await))
         .await;
@@ -469,6 +473,72 @@ async fn origin_timeout_cap_and_rate_limits() {
     };
     assert_eq!(answer, Some((1008, "Auth timeout".to_owned())));
     assert!(started.elapsed() >= std::time::Duration::from_secs(9));
+}
+
+/// `WS_MAX_CONNECTIONS` counts every socket of the replica (authenticated or not): past it the
+/// upgrade gets 503 with a `detail` naming the setting and `Retry-After`; a closed socket frees
+/// its place. A client frame past the 64 KiB the protocol needs closes the socket (1009), it is
+/// not buffered.
+#[tokio::test]
+async fn the_replica_cap_refuses_upgrades_cleanly_and_frees_places() {
+    let world = setup_with(
+        Store::Sqlite,
+        &[("WS_MAX_CONNECTIONS", "2"), ("PROMETHEUS_ENABLED", "true")],
+    )
+    .await;
+    let base = world.broker.base.clone();
+    let url = format!("{}/v1/broker/ws", base.replacen("http", "ws", 1));
+    let mut first = authed(&world.seller_session, &base).await;
+    let unauthenticated = connect(&base).await;
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()["retry-after"], "5");
+            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+            let detail = body["detail"].as_str().unwrap();
+            assert!(
+                detail.contains("maximum of 2 WebSockets (WS_MAX_CONNECTIONS)"),
+                "{detail}"
+            );
+        }
+        other => panic!("expected 503 at the cap, got {other:?}"),
+    }
+    // The metric says so.
+    let metrics = world
+        .broker
+        .http
+        .get(world.broker.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("cullis_websocket_refused_total 1"), "{text}");
+
+    // A socket that goes away gives its place back.
+    drop(unauthenticated);
+    let mut again = None;
+    for _ in 0..50 {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok((socket, _)) => {
+                again = Some(socket);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    let mut again = again.expect("the closed socket's place is free again");
+    send_json(&mut again, &auth_frame(&world.buyer_session, &base)).await;
+    assert_eq!(next(&mut again).await.unwrap()["type"], "auth_ok");
+
+    // Oversized client frames are refused by size, not read into memory.
+    let huge = "x".repeat(70 * 1024);
+    first
+        .send(Message::Text(
+            format!("{{\"type\":\"ping\",\"pad\":\"{huge}\"}}").into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut first).await.map_err(|(code, _)| code), Err(1009));
 }
 
 /// On SIGTERM the broker tells connected agents to reconnect elsewhere (1012).

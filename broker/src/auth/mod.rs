@@ -10,6 +10,7 @@ pub mod leaf_cache;
 pub mod login;
 pub mod org;
 pub mod token_cache;
+pub mod verified_secrets;
 
 use axum::http::HeaderMap;
 

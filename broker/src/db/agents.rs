@@ -84,8 +84,14 @@ impl Db {
         rows.iter().map(Agent::from_row).collect()
     }
 
-    /// Inserts an agent; `Ok(false)` when the id is taken.
-    pub async fn insert_agent(&self, agent: &NewAgent<'_>) -> Result<bool, sqlx::Error> {
+    /// Inserts an agent with one `agent_capabilities` row per distinct capability (what
+    /// discovery looks up), in one transaction; `Ok(false)` when the id is taken.
+    pub async fn insert_agent(
+        &self,
+        agent: &NewAgent<'_>,
+        capabilities: &[String],
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool().begin().await?;
         let done = sqlx::query(
             "INSERT INTO agents (agent_id, org_id, display_name, description, capabilities_json, metadata_json, is_active, registered_at) \
              VALUES ($1, $2, $3, $4, $5, $6, 1, $7) ON CONFLICT (agent_id) DO NOTHING",
@@ -97,9 +103,27 @@ impl Db {
         .bind(agent.capabilities_json)
         .bind(agent.metadata_json)
         .bind(now_text())
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let mut distinct: Vec<&str> = capabilities.iter().map(String::as_str).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if !distinct.is_empty() {
+            let sql = format!(
+                "INSERT INTO agent_capabilities (capability, agent_id) VALUES {}",
+                super::values_placeholders(distinct.len(), 2)
+            );
+            let mut insert = sqlx::query(&sql);
+            for capability in distinct {
+                insert = insert.bind(capability).bind(agent.agent_id);
+            }
+            insert.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Pins `cert_pem` with its thumbprint. With `expected_thumbprint`, only if the pin is still

@@ -117,6 +117,25 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Replaces the org's secret hash if it is still `current` (two concurrent rotations
+    /// cannot both win); `false` when it was not.
+    pub async fn replace_org_secret(
+        &self,
+        org_id: &str,
+        current: &str,
+        new_hash: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE organizations SET secret_hash = $1 WHERE org_id = $2 AND secret_hash = $3",
+        )
+        .bind(new_hash)
+        .bind(org_id)
+        .bind(current)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Moves the org to `status` if it is in `from` (compare-and-set, so two concurrent
     /// decisions cannot both win); `false` when it was not.
     pub async fn transition_org_status(

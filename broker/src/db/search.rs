@@ -1,13 +1,31 @@
 //! Discovery queries: the agents other organisations may find (active, with an approved
-//! binding in their own org). Text filters (glob, substring) run in Rust over this set so
-//! they behave the same on both engines.
+//! binding in their own org), filtered and paged in SQL so a search costs what it returns, not
+//! what the registry holds.
+//!
+//! - `capability` is an index lookup per value (`agent_capabilities`), `org_id` uses the
+//!   per-org registration index, and pages follow the registration index (keyset pagination:
+//!   a [`Cursor`] is the last row's `(registered_at, agent_id)`).
+//! - `q` (substring) and `pattern` (glob) stay scans, but only over the rows the indexed
+//!   filters leave. A glob without `[…]` classes runs in SQL (SQLite `GLOB`, PostgreSQL `LIKE`:
+//!   the same semantics for `*`, `?` and literals); one with classes is checked in Rust with
+//!   [`glob_match`] over the candidates' ids, the one place where Python's `fnmatch` rules are
+//!   spelled out.
+//! - `total` counts every match (a second, index-only statement), whatever the page.
 
 use super::agents::Agent;
-use super::{flag, json_list, Db};
+use super::{json_list, Db, Engine};
+use base64::Engine as _;
 use sqlx::Row;
 
-const DISCOVERABLE: &str = "SELECT a.agent_id, a.org_id, a.display_name, a.description, a.capabilities_json, a.metadata_json, a.is_active, a.registered_at, a.cert_pem, a.cert_thumbprint, a.token_invalidated_at \
-     FROM agents a WHERE a.is_active = 1 AND EXISTS (SELECT 1 FROM bindings b WHERE b.org_id = a.org_id AND b.agent_id = a.agent_id AND b.status = 'approved')";
+/// Columns of a discovery row: what the response shows (the certificate is never loaded).
+const COLUMNS: &str = "a.agent_id, a.org_id, a.display_name, a.description, a.capabilities_json, a.metadata_json, a.registered_at";
+
+/// Agents others may find.
+const DISCOVERABLE: &str = "a.is_active = 1 AND EXISTS (SELECT 1 FROM bindings b WHERE b.org_id = a.org_id AND b.agent_id = a.agent_id AND b.status = 'approved')";
+
+/// The agent's SPIFFE id built in SQL (`org::name` → `spiffe://<td>/org/name`; registered ids
+/// hold exactly one `::`).
+const SPIFFE_ID: &str = "('spiffe://' || $TD || '/' || REPLACE(a.agent_id, '::', '/'))";
 
 fn agent_from_row(row: &sqlx::any::AnyRow) -> Result<Agent, sqlx::Error> {
     Ok(Agent {
@@ -17,47 +35,285 @@ fn agent_from_row(row: &sqlx::any::AnyRow) -> Result<Agent, sqlx::Error> {
         description: row.try_get("description")?,
         capabilities: json_list(&row.try_get::<String, _>("capabilities_json")?),
         metadata_json: row.try_get("metadata_json")?,
-        is_active: flag(row, "is_active")?,
+        is_active: true,
         registered_at: row.try_get("registered_at")?,
-        cert_pem: row.try_get("cert_pem")?,
-        cert_thumbprint: row.try_get("cert_thumbprint")?,
-        token_invalidated_at: row.try_get("token_invalidated_at")?,
+        cert_pem: None,
+        cert_thumbprint: None,
+        token_invalidated_at: None,
     })
 }
 
+/// Where a page starts: after this row in registration order. Opaque to clients
+/// (base64url of the two keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    registered_at: String,
+    agent_id: String,
+}
+
+impl Cursor {
+    fn after(agent: &Agent) -> Cursor {
+        Cursor {
+            registered_at: agent.registered_at.clone(),
+            agent_id: agent.agent_id.clone(),
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let text = format!("{}\n{}", self.registered_at, self.agent_id);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+    }
+
+    /// `None` for anything this broker did not hand out.
+    pub fn decode(text: &str) -> Option<Cursor> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (registered_at, agent_id) = text.split_once('\n')?;
+        let plausible = super::parse_timestamp(registered_at).is_some()
+            && cullis_shared::pki::validate_agent_id(agent_id).is_ok();
+        plausible.then(|| Cursor {
+            registered_at: registered_at.to_owned(),
+            agent_id: agent_id.to_owned(),
+        })
+    }
+}
+
+/// A discovery query; every filter is optional.
+#[derive(Debug, Default)]
+pub struct Discovery<'a> {
+    /// Every one of these (exact match).
+    pub capabilities: Vec<&'a str>,
+    pub org_id: Option<&'a str>,
+    /// Leave this org out (the caller's own, unless it asked for it).
+    pub exclude_org: Option<&'a str>,
+    /// Case-insensitive substring of id, display name, org or description.
+    pub q: Option<&'a str>,
+    /// `fnmatch` glob over the agent id or its SPIFFE id.
+    pub pattern: Option<&'a str>,
+    pub trust_domain: &'a str,
+    pub after: Option<Cursor>,
+    pub limit: u32,
+}
+
+/// One page of matches.
+#[derive(Debug)]
+pub struct Page {
+    pub agents: Vec<Agent>,
+    /// All matches, on every page.
+    pub total: u64,
+    /// Where the next page starts; `None` on the last.
+    pub next: Option<Cursor>,
+}
+
+/// A statement being built: text with `$n` placeholders numbered in order of appearance, and
+/// their values.
+#[derive(Default)]
+struct Statement {
+    sql: String,
+    binds: Vec<String>,
+}
+
+impl Statement {
+    fn bind(&mut self, value: &str) -> String {
+        self.binds.push(value.to_owned());
+        format!("${}", self.binds.len())
+    }
+
+    fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+        self.binds
+            .iter()
+            .fold(sqlx::query(&self.sql), |query, value| query.bind(value))
+    }
+}
+
+/// A glob as SQL, when it has no `[…]` class: SQLite's `GLOB` already means `*`, `?` and
+/// literals as `fnmatch` does; PostgreSQL gets the equivalent `LIKE` (case-sensitive there).
+fn glob_condition(engine: Engine, pattern: &str) -> Option<(&'static str, String)> {
+    if pattern.contains('[') {
+        return None;
+    }
+    match engine {
+        Engine::Sqlite => Some(("GLOB", pattern.to_owned())),
+        Engine::Postgres => {
+            let mut like = String::with_capacity(pattern.len() + 4);
+            for c in pattern.chars() {
+                match c {
+                    '*' => like.push('%'),
+                    '?' => like.push('_'),
+                    '%' | '_' | '\\' => {
+                        like.push('\\');
+                        like.push(c);
+                    }
+                    c => like.push(c),
+                }
+            }
+            Some(("LIKE", like))
+        }
+    }
+}
+
 impl Db {
-    /// Every discoverable agent, in registration order; `org_id` narrows to one org.
-    pub async fn discoverable_agents(
-        &self,
-        org_id: Option<&str>,
-    ) -> Result<Vec<Agent>, sqlx::Error> {
-        let rows = match org_id {
-            Some(org_id) => {
-                sqlx::query(&format!(
-                    "{DISCOVERABLE} AND a.org_id = $1 ORDER BY a.registered_at, a.agent_id"
-                ))
-                .bind(org_id)
-                .fetch_all(self.pool())
-                .await?
-            }
-            None => {
-                sqlx::query(&format!(
-                    "{DISCOVERABLE} ORDER BY a.registered_at, a.agent_id"
-                ))
-                .fetch_all(self.pool())
-                .await?
-            }
+    /// One page of the agents `query` finds, in registration order, with the full count.
+    pub async fn discover(&self, query: &Discovery<'_>) -> Result<Page, sqlx::Error> {
+        let sql_glob = query
+            .pattern
+            .filter(|p| *p != "*")
+            .map(|p| glob_condition(self.engine, p));
+        let mut statement = Statement::default();
+        let filters = self.filters(query, &mut statement, sql_glob.clone().flatten());
+        if let Some(None) = sql_glob {
+            return self.discover_by_class_glob(query, statement, filters).await;
+        }
+        let count = Statement {
+            sql: format!("SELECT COUNT(*) AS n FROM {filters}"),
+            binds: statement.binds.clone(),
         };
-        rows.iter().map(agent_from_row).collect()
+        let total: i64 = count.query().fetch_one(self.pool()).await?.try_get("n")?;
+        let mut page_filters = filters;
+        if let Some(after) = &query.after {
+            let at = statement.bind(&after.registered_at);
+            let id = statement.bind(&after.agent_id);
+            page_filters.push_str(&format!(
+                " AND (a.registered_at > {at} OR (a.registered_at = {at} AND a.agent_id > {id}))"
+            ));
+        }
+        statement.sql = format!(
+            "SELECT {COLUMNS} FROM {page_filters} ORDER BY a.registered_at, a.agent_id LIMIT {}",
+            u64::from(query.limit) + 1
+        );
+        let rows = statement.query().fetch_all(self.pool()).await?;
+        let mut agents = rows
+            .iter()
+            .map(agent_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(paged(&mut agents, query.limit, total))
+    }
+
+    /// `FROM … WHERE …` for every filter but the cursor (binding into `statement`). With
+    /// capabilities, the first one's rows drive the query (`CROSS JOIN` fixes SQLite's join
+    /// order: otherwise it may walk the registration index to skip a sort, visiting every
+    /// agent to find a few); the others are index lookups per row.
+    fn filters(
+        &self,
+        query: &Discovery<'_>,
+        statement: &mut Statement,
+        glob: Option<(&'static str, String)>,
+    ) -> String {
+        let mut sql = match query.capabilities.first() {
+            Some(first) => format!(
+                "agent_capabilities c0 CROSS JOIN agents a WHERE c0.capability = {} AND a.agent_id = c0.agent_id AND {DISCOVERABLE}",
+                statement.bind(first)
+            ),
+            None => format!("agents a WHERE {DISCOVERABLE}"),
+        };
+        if let Some(org) = query.org_id {
+            sql.push_str(&format!(" AND a.org_id = {}", statement.bind(org)));
+        }
+        if let Some(org) = query.exclude_org {
+            sql.push_str(&format!(" AND a.org_id <> {}", statement.bind(org)));
+        }
+        for capability in query.capabilities.iter().skip(1) {
+            let capability = statement.bind(capability);
+            sql.push_str(&format!(
+                " AND a.agent_id IN (SELECT c.agent_id FROM agent_capabilities c WHERE c.capability = {capability})"
+            ));
+        }
+        if let Some(q) = query.q {
+            let like = statement.bind(&super::like_pattern(q));
+            let any = ["a.agent_id", "a.display_name", "a.org_id", "a.description"]
+                .map(|column| format!("LOWER({column}) LIKE {like} ESCAPE '\\'"))
+                .join(" OR ");
+            sql.push_str(&format!(" AND ({any})"));
+        }
+        if let Some((operator, pattern)) = glob {
+            let escape = if operator == "LIKE" {
+                " ESCAPE '\\'"
+            } else {
+                ""
+            };
+            let pattern = statement.bind(&pattern);
+            let spiffe = SPIFFE_ID.replace("$TD", &statement.bind(query.trust_domain));
+            sql.push_str(&format!(
+                " AND (a.agent_id {operator} {pattern}{escape} OR {spiffe} {operator} {pattern}{escape})"
+            ));
+        }
+        sql
+    }
+
+    /// A glob with `[…]` classes: the other filters in SQL, the glob in Rust over the
+    /// candidates' ids (the one discovery path that scans every candidate), then the page's
+    /// rows by id.
+    async fn discover_by_class_glob(
+        &self,
+        query: &Discovery<'_>,
+        mut statement: Statement,
+        filters: String,
+    ) -> Result<Page, sqlx::Error> {
+        let pattern = query.pattern.unwrap_or("*");
+        statement.sql = format!(
+            "SELECT a.agent_id, a.registered_at FROM {filters} ORDER BY a.registered_at, a.agent_id"
+        );
+        let mut matches = Vec::new();
+        for row in statement.query().fetch_all(self.pool()).await? {
+            let agent_id: String = row.try_get("agent_id")?;
+            let spiffe = cullis_shared::pki::internal_to_spiffe(&agent_id, query.trust_domain);
+            if glob_match(pattern, &agent_id)
+                || spiffe.is_ok_and(|uri| glob_match(pattern, uri.as_str()))
+            {
+                matches.push(Cursor {
+                    registered_at: row.try_get("registered_at")?,
+                    agent_id,
+                });
+            }
+        }
+        let total = matches.len() as i64;
+        let start = query.after.as_ref().map_or(0, |after| {
+            matches.partition_point(|m| {
+                (m.registered_at.as_str(), m.agent_id.as_str())
+                    <= (after.registered_at.as_str(), after.agent_id.as_str())
+            })
+        });
+        let ids: Vec<&Cursor> = matches[start..]
+            .iter()
+            .take(query.limit as usize + 1)
+            .collect();
+        let mut agents = Vec::with_capacity(ids.len());
+        if !ids.is_empty() {
+            let mut by_id = Statement::default();
+            let placeholders: Vec<String> = ids.iter().map(|m| by_id.bind(&m.agent_id)).collect();
+            by_id.sql = format!(
+                "SELECT {COLUMNS} FROM agents a WHERE a.agent_id IN ({}) ORDER BY a.registered_at, a.agent_id",
+                placeholders.join(", ")
+            );
+            for row in by_id.query().fetch_all(self.pool()).await? {
+                agents.push(agent_from_row(&row)?);
+            }
+        }
+        Ok(paged(&mut agents, query.limit, total))
     }
 
     /// One agent if it is discoverable.
     pub async fn discoverable_agent(&self, agent_id: &str) -> Result<Option<Agent>, sqlx::Error> {
-        let row = sqlx::query(&format!("{DISCOVERABLE} AND a.agent_id = $1"))
-            .bind(agent_id)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM agents a WHERE {DISCOVERABLE} AND a.agent_id = $1"
+        ))
+        .bind(agent_id)
+        .fetch_optional(self.pool())
+        .await?;
         row.as_ref().map(agent_from_row).transpose()
+    }
+}
+
+/// Cuts `limit + 1` fetched rows to a page: the extra row only says that another page exists.
+fn paged(agents: &mut Vec<Agent>, limit: u32, total: i64) -> Page {
+    let more = agents.len() > limit as usize;
+    agents.truncate(limit as usize);
+    Page {
+        next: more.then(|| agents.last().map(Cursor::after)).flatten(),
+        agents: std::mem::take(agents),
+        total: total.max(0) as u64,
     }
 }
 
@@ -134,6 +390,269 @@ fn glob_at(p: &[char], t: &[char]) -> bool {
         }
     }
     p[pi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod sql_tests {
+    //! The SQL side of discovery on both engines (PostgreSQL at 127.0.0.1, as every test
+    //! here; .ci/run starts it).
+    use super::*;
+    use crate::db::agents::NewAgent;
+
+    const POSTGRES_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+    /// Runs `test` on a fresh PostgreSQL database, dropped afterwards.
+    async fn on_postgres<F, Fut>(test: F)
+    where
+        F: FnOnce(Db) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let name = format!("cullis_unit_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::AnyConnection::connect(POSTGRES_ADMIN).await.expect(
+            "PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth) — start it, see .ci/run",
+        );
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let db = Db::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}"))
+            .await
+            .unwrap();
+        test(db.clone()).await;
+        db.pool().close().await;
+        sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+
+    async fn org(db: &Db, org_id: &str) {
+        sqlx::query("INSERT INTO organizations (org_id, display_name, secret_hash, status, registered_at) VALUES ($1, $1, 'x', 'active', $2)")
+            .bind(org_id)
+            .bind(crate::db::now_text())
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
+
+    /// A discoverable agent (registered, bound, approved).
+    async fn agent(db: &Db, agent_id: &str, capabilities: &[&str]) {
+        let org_id = agent_id.split_once("::").unwrap().0;
+        let capabilities: Vec<String> = capabilities.iter().map(|c| c.to_string()).collect();
+        let capabilities_json = serde_json::to_string(&capabilities).unwrap();
+        let new = NewAgent {
+            agent_id,
+            org_id,
+            display_name: agent_id,
+            description: "",
+            capabilities_json: &capabilities_json,
+            metadata_json: "{}",
+        };
+        assert!(db.insert_agent(&new, &capabilities).await.unwrap());
+        let binding = db
+            .insert_binding(org_id, agent_id, &[])
+            .await
+            .unwrap()
+            .unwrap();
+        db.approve_binding(binding.id, "test").await.unwrap();
+    }
+
+    fn ids(page: &Page) -> Vec<&str> {
+        page.agents.iter().map(|a| a.agent_id.as_str()).collect()
+    }
+
+    /// Every glob gives what [`glob_match`] (Python's fnmatch rules) gives over the same ids,
+    /// whether it runs as SQL (`GLOB` / `LIKE`, no classes) or in Rust (classes).
+    async fn globs_agree_with_fnmatch(db: Db) {
+        db.migrate().await.unwrap();
+        let ids_registered = [
+            "acme::buyer",
+            "acme::b_yer",
+            "acme::b.yer",
+            "acme::bxyer",
+            "acme::x-1",
+            "globex::seller",
+            "globex::sell_r",
+            "globex::s100",
+        ];
+        org(&db, "acme").await;
+        org(&db, "globex").await;
+        for id in ids_registered {
+            agent(&db, id, &["any"]).await;
+        }
+        let patterns = [
+            "*",
+            "acme::*",
+            "*::b_yer",
+            "*::b?yer",
+            "*_*",
+            "*.*",
+            "acme::b%",
+            "*%*",
+            "globex::s[0-9]*",
+            "globex::sell[!_]r",
+            "*::[ab]*",
+            "[",
+            "*[*",
+            "acme::b[_.]yer",
+            "spiffe://td/acme/*",
+            "spiffe://td/*/s?ller",
+            "spiffe://other/*",
+            "*\\*",
+        ];
+        for pattern in patterns {
+            let query = Discovery {
+                pattern: Some(pattern),
+                trust_domain: "td",
+                limit: 100,
+                ..Discovery::default()
+            };
+            let page = db.discover(&query).await.unwrap();
+            let mut expected: Vec<&str> = ids_registered
+                .iter()
+                .copied()
+                .filter(|id| {
+                    let uri = format!("spiffe://td/{}", id.replace("::", "/"));
+                    glob_match(pattern, id) || glob_match(pattern, &uri)
+                })
+                .collect();
+            let mut found = ids(&page);
+            expected.sort_unstable();
+            found.sort_unstable();
+            assert_eq!(found, expected, "pattern {pattern:?}");
+            assert_eq!(page.total as usize, expected.len(), "pattern {pattern:?}");
+        }
+    }
+
+    /// Pages cover every match once, in registration order, whichever path serves them.
+    async fn pages_walk_every_match_once(db: Db) {
+        db.migrate().await.unwrap();
+        org(&db, "acme").await;
+        org(&db, "globex").await;
+        let mut expected = Vec::new();
+        for i in 0..11 {
+            let id = format!("globex::bulk-{i:02}");
+            agent(&db, &id, &["bulk", "extra"]).await;
+            expected.push(id);
+        }
+        agent(&db, "globex::other", &["other"]).await;
+        agent(&db, "acme::own", &["bulk"]).await;
+        for pattern in [None, Some("globex::bulk-*"), Some("globex::bulk-[0-9]*")] {
+            let mut after = None;
+            let mut seen = Vec::new();
+            let mut pages = 0;
+            loop {
+                let query = Discovery {
+                    capabilities: vec!["bulk", "extra"],
+                    exclude_org: Some("acme"),
+                    pattern,
+                    trust_domain: "td",
+                    after: after.take(),
+                    limit: 4,
+                    ..Discovery::default()
+                };
+                let page = db.discover(&query).await.unwrap();
+                assert_eq!(page.total, 11, "{pattern:?}");
+                assert!(page.agents.len() <= 4);
+                seen.extend(ids(&page).into_iter().map(str::to_owned));
+                pages += 1;
+                match page.next {
+                    Some(next) => after = Cursor::decode(&next.encode()),
+                    None => break,
+                }
+            }
+            assert_eq!(pages, 3, "{pattern:?}");
+            assert_eq!(seen, expected, "{pattern:?}");
+        }
+    }
+
+    /// Agents registered before migration 0010 get their capability rows from it.
+    async fn capabilities_are_backfilled(db: Db, migrations: &'static sqlx::migrate::Migrator) {
+        let before = sqlx::migrate::Migrator {
+            migrations: migrations
+                .migrations
+                .iter()
+                .filter(|m| m.version < 10)
+                .cloned()
+                .collect(),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        before.run(db.pool()).await.unwrap();
+        org(&db, "acme").await;
+        sqlx::query("INSERT INTO agents (agent_id, org_id, display_name, capabilities_json, is_active, registered_at) VALUES ('acme::old', 'acme', 'old', '[\"quote\",\"ship\",\"quote\"]', 1, $1)")
+            .bind(crate::db::now_text())
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let binding = db
+            .insert_binding("acme", "acme::old", &[])
+            .await
+            .unwrap()
+            .unwrap();
+        db.approve_binding(binding.id, "test").await.unwrap();
+        db.migrate().await.unwrap();
+        for capabilities in [vec!["quote"], vec!["ship", "quote"]] {
+            let query = Discovery {
+                capabilities,
+                trust_domain: "td",
+                limit: 10,
+                ..Discovery::default()
+            };
+            assert_eq!(ids(&db.discover(&query).await.unwrap()), ["acme::old"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn globs_agree_with_fnmatch_on_sqlite() {
+        let (db, _scratch) = crate::db::test_support::db().await;
+        globs_agree_with_fnmatch(db).await;
+    }
+
+    #[tokio::test]
+    async fn globs_agree_with_fnmatch_on_postgres() {
+        on_postgres(globs_agree_with_fnmatch).await;
+    }
+
+    #[tokio::test]
+    async fn pages_walk_every_match_once_on_sqlite() {
+        let (db, _scratch) = crate::db::test_support::db().await;
+        pages_walk_every_match_once(db).await;
+    }
+
+    #[tokio::test]
+    async fn pages_walk_every_match_once_on_postgres() {
+        on_postgres(pages_walk_every_match_once).await;
+    }
+
+    #[tokio::test]
+    async fn capabilities_are_backfilled_on_sqlite() {
+        let scratch = crate::db::test_support::Scratch::new("backfill");
+        let url = format!("sqlite://{}", scratch.path().join("old.db").display());
+        capabilities_are_backfilled(
+            Db::connect(&url).await.unwrap(),
+            &crate::db::SQLITE_MIGRATIONS,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn capabilities_are_backfilled_on_postgres() {
+        on_postgres(|db| capabilities_are_backfilled(db, &crate::db::POSTGRES_MIGRATIONS)).await;
+    }
+
+    #[test]
+    fn a_cursor_survives_its_round_trip_and_forgeries_are_refused() {
+        let cursor = Cursor {
+            registered_at: "2026-12-04T10:00:00.000001Z".into(),
+            agent_id: "acme::buyer".into(),
+        };
+        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+        for forged in ["", "!!", "bm90IGEgY3Vyc29y", "YWNtZTo6YnV5ZXI"] {
+            assert_eq!(Cursor::decode(forged), None, "{forged}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use crate::audit::{AuditEvent, Outcome};
 use crate::auth::agent::AgentAuth;
 use crate::auth::org::OrgAuth;
 use crate::db::agents::{Agent, NewAgent};
+use crate::db::search::{Cursor, Discovery, Page};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::state::AppState;
 use axum::extract::{RawQuery, State};
@@ -160,7 +161,7 @@ async fn register(
         capabilities_json: &capabilities_json,
         metadata_json: &metadata_json,
     };
-    if !state.db.insert_agent(&agent).await? {
+    if !state.db.insert_agent(&agent, &request.capabilities).await? {
         return Err(ApiError::conflict("agent_id already registered"));
     }
     state
@@ -201,6 +202,7 @@ async fn list(
     Ok(Json(AgentListResponse {
         total: agents.len() as u64,
         agents,
+        next_cursor: None,
     }))
 }
 
@@ -217,6 +219,17 @@ fn parse_search_query(raw: Option<&str>) -> ApiResult<AgentSearchQuery> {
             "org_id" => query.org_id = Some(value),
             "pattern" => query.pattern = Some(value),
             "q" => query.q = Some(value),
+            "cursor" => query.cursor = Some(value),
+            "limit" => {
+                query.limit = Some(value.parse().map_err(|_| {
+                    ApiError::validation(
+                        "int_parsing",
+                        &["query", "limit"],
+                        "Input should be a valid integer, unable to parse string as an integer",
+                        Value::String(value),
+                    )
+                })?)
+            }
             "include_own_org" => {
                 query.include_own_org = match value.to_ascii_lowercase().as_str() {
                     "true" | "1" | "yes" | "on" | "t" | "y" => true,
@@ -280,15 +293,32 @@ async fn federation_list(
     listing(&state, find_agents(&state, &caller, &query).await?)
 }
 
-fn listing(state: &AppState, found: Vec<Agent>) -> ApiResult<Json<AgentListResponse>> {
-    let agents: Vec<AgentResponse> = found
+fn listing(state: &AppState, page: Page) -> ApiResult<Json<AgentListResponse>> {
+    let agents: Vec<AgentResponse> = page
+        .agents
         .into_iter()
         .map(|a| agent_response(state, a))
         .collect();
     Ok(Json(AgentListResponse {
-        total: agents.len() as u64,
+        total: page.total,
         agents,
+        next_cursor: page.next.as_ref().map(Cursor::encode),
     }))
+}
+
+/// The page size asked for: 1..=`DISCOVERY_MAX_RESULTS`, that maximum when not given.
+fn page_size(state: &AppState, query: &AgentSearchQuery) -> ApiResult<u32> {
+    let max = state.config.discovery_max_results;
+    match query.limit {
+        None => Ok(max),
+        Some(limit) if (1..=max).contains(&limit) => Ok(limit),
+        Some(limit) => Err(ApiError::validation(
+            "less_than_equal",
+            &["query", "limit"],
+            format!("limit must be between 1 and {max} (DISCOVERY_MAX_RESULTS)"),
+            Value::from(limit),
+        )),
+    }
 }
 
 /// The discovery rules of [`search`] applied to `query` (every filter optional).
@@ -296,70 +326,60 @@ async fn find_agents(
     state: &AppState,
     caller: &AgentAuth,
     query: &AgentSearchQuery,
-) -> ApiResult<Vec<Agent>> {
+) -> ApiResult<Page> {
+    let limit = page_size(state, query)?;
     let capabilities: Vec<&str> = query
         .capability
         .iter()
         .map(String::as_str)
         .filter(|c| !c.is_empty())
         .collect();
-    let agent_id = non_empty(&query.agent_id);
-    let agent_uri = non_empty(&query.agent_uri);
-    let org_id = non_empty(&query.org_id);
-    let pattern = non_empty(&query.pattern);
-    let q = non_empty(&query.q);
-    let has_all = |agent: &Agent| {
-        capabilities
-            .iter()
-            .all(|cap| agent.capabilities.iter().any(|c| c == cap))
-    };
-    let direct = match (agent_id, agent_uri) {
+    let direct = match (non_empty(&query.agent_id), non_empty(&query.agent_uri)) {
         (Some(id), _) => Some(Some(id.to_owned())),
         (None, Some(uri)) => Some(spiffe_to_internal(uri).ok()),
         (None, None) => None,
     };
-    let found: Vec<Agent> = if let Some(direct) = direct {
-        match direct {
-            Some(id) => state
-                .db
-                .discoverable_agent(&id)
-                .await?
-                .filter(|agent| has_all(agent))
-                .into_iter()
-                .collect(),
-            None => Vec::new(),
-        }
-    } else {
-        let q = q.map(str::to_lowercase);
-        state
-            .db
-            .discoverable_agents(org_id)
-            .await?
-            .into_iter()
-            .filter(|agent| query.include_own_org || agent.org_id != caller.org_id())
-            .filter(|agent| has_all(agent))
+    if let Some(direct) = direct {
+        let found = match direct {
+            Some(id) => state.db.discoverable_agent(&id).await?,
+            None => None,
+        };
+        let agents: Vec<Agent> = found
             .filter(|agent| {
-                pattern.is_none_or(|pattern| {
-                    crate::db::search::glob_match(pattern, &agent.agent_id)
-                        || internal_to_spiffe(&agent.agent_id, &state.config.trust_domain)
-                            .is_ok_and(|uri| crate::db::search::glob_match(pattern, uri.as_str()))
-                })
-            })
-            .filter(|agent| {
-                q.as_deref().is_none_or(|q| {
-                    [
-                        &agent.agent_id,
-                        &agent.display_name,
-                        &agent.org_id,
-                        &agent.description,
-                    ]
+                capabilities
                     .iter()
-                    .any(|field| field.to_lowercase().contains(q))
-                })
+                    .all(|cap| agent.capabilities.iter().any(|c| c == cap))
             })
-            .collect()
+            .into_iter()
+            .collect();
+        return Ok(Page {
+            total: agents.len() as u64,
+            agents,
+            next: None,
+        });
+    }
+    let after = match non_empty(&query.cursor) {
+        None => None,
+        Some(text) => Some(Cursor::decode(text).ok_or_else(|| {
+            ApiError::validation(
+                "value_error",
+                &["query", "cursor"],
+                "cursor is not one this broker handed out (use next_cursor of the previous page)",
+                Value::String(text.to_owned()),
+            )
+        })?),
     };
-    Ok(found)
+    let discovery = Discovery {
+        capabilities,
+        org_id: non_empty(&query.org_id),
+        exclude_org: (!query.include_own_org).then(|| caller.org_id()),
+        q: non_empty(&query.q),
+        pattern: non_empty(&query.pattern),
+        trust_domain: &state.config.trust_domain,
+        after,
+        limit,
+    };
+    Ok(state.db.discover(&discovery).await?)
 }
 
 /// Same org: always visible. Other org: only an agent its own org has approved.

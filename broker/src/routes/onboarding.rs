@@ -67,7 +67,7 @@ async fn join(
     }
     accept_org_ca(&request.ca_certificate, crate::db::unix_now())
         .map_err(|e| ApiError::bad_request(e.join_detail()))?;
-    let secret_hash = hash_secret(&state, &request.secret).await?;
+    let secret_hash = hash_secret(&state, "secret", &request.secret).await?;
     let metadata = serde_json::json!({"contact_email": request.contact_email}).to_string();
     let org = NewOrg {
         org_id: &request.org_id,

@@ -20,9 +20,41 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/registry/orgs", post(create_org).get(list_orgs))
         .route("/v1/registry/orgs/me", get(me))
+        .route("/v1/registry/orgs/me/secret", post(rotate_secret))
         .route("/v1/registry/orgs/{org_id}", get(get_org))
         .route("/v1/registry/orgs/{org_id}/certificate", post(upload_ca))
         .route("/v1/registry/orgs/{org_id}/ca/rotate", post(rotate_ca))
+}
+
+/// `POST /v1/registry/orgs/me/secret` body.
+#[derive(Debug, serde::Deserialize)]
+struct RotateSecretRequest {
+    new_secret: String,
+}
+
+/// Replaces the org's secret (authenticated with the current one). The old secret stops
+/// working at once on every replica: remembered verifications are bound to the stored hash.
+async fn rotate_secret(
+    State(state): State<AppState>,
+    org: OrgAuth,
+    ApiJson(request): ApiJson<RotateSecretRequest>,
+) -> ApiResult<StatusCode> {
+    let request = zeroize::Zeroizing::new(request.new_secret);
+    let new_hash = hash_secret(&state, "new_secret", &request).await?;
+    let replaced = state
+        .db
+        .replace_org_secret(&org.org.org_id, &org.org.secret_hash, &new_hash)
+        .await?;
+    if !replaced {
+        return Err(ApiError::conflict(
+            "The secret changed during this request; retry with the current secret",
+        ));
+    }
+    state
+        .audit
+        .record(AuditEvent::new("org.secret_rotated", Outcome::Ok).org(org.org.org_id))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Default and bounds of a CA rotation's overlap window, seconds.
@@ -135,7 +167,7 @@ pub(crate) async fn create(state: &AppState, request: OrgCreateRequest) -> ApiRe
         ));
     }
     super::check_display_name(&request.display_name)?;
-    let secret_hash = hash_secret(state, &request.secret).await?;
+    let secret_hash = hash_secret(state, "secret", &request.secret).await?;
     let metadata = serde_json::Value::Object(request.metadata).to_string();
     let org = NewOrg {
         org_id: &request.org_id,

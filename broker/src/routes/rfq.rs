@@ -143,19 +143,7 @@ async fn create(
     rate_limit(&state, "broker.rfq", caller.agent_id()).await?;
 
     let rfq_id = uuid::Uuid::new_v4().to_string();
-    let candidates: Vec<_> = state
-        .db
-        .discoverable_agents(None)
-        .await?
-        .into_iter()
-        .filter(|agent| agent.org_id != caller.org_id())
-        .filter(|agent| {
-            request
-                .capability_filter
-                .iter()
-                .all(|cap| agent.capabilities.contains(cap))
-        })
-        .collect();
+    let candidates = rfq_candidates(&state, &caller, &request.capability_filter).await?;
     let created_at = crate::db::now_text();
     let mut rfq = Rfq {
         rfq_id: rfq_id.clone(),
@@ -479,4 +467,29 @@ async fn approve(
     };
     state.hub.push(&rfq.initiator_agent_id, frame).await;
     Ok(Json(response))
+}
+
+/// Every agent of another org an RFQ goes to: discoverable, with all of `capabilities` (the
+/// discovery query, page by page).
+async fn rfq_candidates(
+    state: &AppState,
+    caller: &AgentAuth,
+    capabilities: &[String],
+) -> ApiResult<Vec<crate::db::agents::Agent>> {
+    let mut query = crate::db::search::Discovery {
+        capabilities: capabilities.iter().map(String::as_str).collect(),
+        exclude_org: Some(caller.org_id()),
+        trust_domain: &state.config.trust_domain,
+        limit: 1_000,
+        ..Default::default()
+    };
+    let mut candidates = Vec::new();
+    loop {
+        let page = state.db.discover(&query).await?;
+        candidates.extend(page.agents);
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return Ok(candidates),
+        }
+    }
 }

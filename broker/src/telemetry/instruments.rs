@@ -108,6 +108,9 @@ pub struct Metrics {
     pub audit_batch_size: Histogram<u64>,
     pub redis_errors: Counter<u64>,
     pub token_cache: Counter<u64>,
+    pub org_secret_cache: Counter<u64>,
+    /// WebSocket upgrades refused because the replica holds `WS_MAX_CONNECTIONS` sockets.
+    pub websocket_refused: Counter<u64>,
     /// Open authenticated WebSockets on this replica (read by an observable gauge).
     pub websocket_connections: AtomicI64,
     /// Rows waiting for the audit writer (read by an observable gauge).
@@ -200,6 +203,14 @@ impl Metrics {
                 "cullis.token_cache.lookups",
                 "Access token verifications, by result (hit: already verified)",
             ),
+            org_secret_cache: counter(
+                "cullis.org_secret_cache.lookups",
+                "Org secret checks, by result (hit: verified with bcrypt within the TTL)",
+            ),
+            websocket_refused: counter(
+                "cullis.websocket.refused",
+                "WebSocket upgrades refused at the WS_MAX_CONNECTIONS cap",
+            ),
             websocket_connections: AtomicI64::new(0),
             audit_queue_depth: AtomicI64::new(0),
             sessions_active: AtomicI64::new(0),
@@ -214,6 +225,13 @@ impl Metrics {
     pub fn token_cache_lookup(&self, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
         self.token_cache.add(1, &[KeyValue::new("result", result)]);
+    }
+
+    /// One org secret check: `hit` when it was answered from the verified-secret memo.
+    pub fn org_secret_cache_lookup(&self, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.org_secret_cache
+            .add(1, &[KeyValue::new("result", result)]);
     }
 
     /// A refused login.

@@ -12,248 +12,34 @@
 //! `{"type":"resume","session_id","last_seq"}` replays that session's messages after `last_seq`
 //! (`replayed: true`) — what it missed while disconnected.
 
+mod hub;
+
+pub use hub::{fit_open_files_limit, Hub, Slot};
+
 use crate::auth::dpop::{expected_htu, verify_proof};
 use crate::state::AppState;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::http::header::HOST;
+use axum::http::header::{HOST, RETRY_AFTER};
 use axum::http::HeaderMap;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use cullis_shared::jose::access_token::AccessTokenClaims;
 use cullis_shared::wire::ws::{ClientFrame, ServerFrame, WsMessage};
-use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use hub::Command;
+use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// The WebSocket path (also the DPoP `htu` path).
 pub const WS_PATH: &str = "/v1/broker/ws";
-const CHANNEL_PREFIX: &str = "ws:agent:";
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 const RATE_WINDOW: Duration = Duration::from_secs(60);
 const RATE_MAX_FRAMES: usize = 30;
-
-/// What a registered socket's task is told to do.
-#[derive(Debug)]
-enum Command {
-    Frame(ServerFrame),
-    Close(u16, String),
-}
-
-struct Connection {
-    id: u64,
-    org_id: String,
-    tx: mpsc::UnboundedSender<Command>,
-}
-
-/// What travels over Redis.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum Envelope {
-    Frame { frame: ServerFrame },
-    Disconnect,
-}
-
-/// This process's sockets, plus cross-process delivery through Redis.
-#[derive(Clone)]
-pub struct Hub(Arc<HubInner>);
-
-struct HubInner {
-    connections: Mutex<HashMap<String, Connection>>,
-    next_id: AtomicU64,
-    redis: Option<redis::aio::ConnectionManager>,
-    /// Sockets one organisation may hold on this replica (`WS_MAX_CONNECTIONS_PER_ORG`).
-    max_per_org: usize,
-}
-
-impl Hub {
-    pub fn new(redis: Option<redis::aio::ConnectionManager>, max_per_org: usize) -> Hub {
-        Hub(Arc::new(HubInner {
-            connections: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-            redis,
-            max_per_org,
-        }))
-    }
-
-    /// Sends `frame` to the agent's socket, wherever it is connected (dropped if nowhere).
-    pub async fn push(&self, agent_id: &str, frame: ServerFrame) {
-        self.dispatch(agent_id, Envelope::Frame { frame }).await;
-    }
-
-    /// Closes the agent's socket (code 1000), wherever it is connected.
-    pub async fn disconnect(&self, agent_id: &str) {
-        self.dispatch(agent_id, Envelope::Disconnect).await;
-    }
-
-    /// Whether the agent has a socket on this process.
-    pub fn is_connected_here(&self, agent_id: &str) -> bool {
-        self.lock().contains_key(agent_id)
-    }
-
-    async fn dispatch(&self, agent_id: &str, envelope: Envelope) {
-        if let Some(mut redis) = self.0.redis.clone() {
-            let channel = format!("{CHANNEL_PREFIX}{agent_id}");
-            match serde_json::to_string(&envelope) {
-                Ok(text) => {
-                    let mut command = redis::cmd("PUBLISH");
-                    command.arg(&channel).arg(text);
-                    let publish = command.query_async::<i64>(&mut redis);
-                    let published = crate::telemetry::redis_call("PUBLISH", publish).await;
-                    match published {
-                        Ok(_) => return,
-                        Err(e) => tracing::warn!(
-                            "ws: PUBLISH to {channel} failed ({e}); delivering locally only"
-                        ),
-                    }
-                }
-                Err(e) => tracing::error!("ws: cannot encode push: {e}"),
-            }
-        }
-        self.deliver_local(agent_id, envelope);
-    }
-
-    /// Hands an envelope to this process's socket for `agent_id`, if any.
-    fn deliver_local(&self, agent_id: &str, envelope: Envelope) {
-        let command = match envelope {
-            Envelope::Frame { frame } => Command::Frame(frame),
-            Envelope::Disconnect => Command::Close(1000, String::new()),
-        };
-        let mut connections = self.lock();
-        let dead = match connections.get(agent_id) {
-            Some(connection) => connection.tx.send(command).is_err(),
-            None => false,
-        };
-        if dead {
-            connections.remove(agent_id);
-            Self::count(&connections);
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Connection>> {
-        self.0
-            .connections
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Publishes the number of open sockets (after any change to the map).
-    fn count(connections: &HashMap<String, Connection>) {
-        crate::telemetry::metrics()
-            .websocket_connections
-            .store(connections.len() as i64, Ordering::Relaxed);
-    }
-
-    /// Registers a socket, closing the agent's previous one. `None` when the org is at its cap.
-    fn register(
-        &self,
-        agent_id: &str,
-        org_id: &str,
-    ) -> Option<(u64, mpsc::UnboundedReceiver<Command>)> {
-        let mut connections = self.lock();
-        let org_count = connections
-            .iter()
-            .filter(|(agent, c)| c.org_id == org_id && agent.as_str() != agent_id)
-            .count();
-        if org_count >= self.0.max_per_org {
-            return None;
-        }
-        let id = self.0.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let previous = connections.insert(
-            agent_id.to_owned(),
-            Connection {
-                id,
-                org_id: org_id.to_owned(),
-                tx,
-            },
-        );
-        Self::count(&connections);
-        if let Some(previous) = previous {
-            let _ = previous.tx.send(Command::Close(1000, String::new()));
-        }
-        Some((id, rx))
-    }
-
-    fn unregister(&self, agent_id: &str, id: u64) {
-        let mut connections = self.lock();
-        if connections.get(agent_id).is_some_and(|c| c.id == id) {
-            connections.remove(agent_id);
-            Self::count(&connections);
-        }
-    }
-
-    /// Closes every local socket (shutdown: 1012 `server restarting`).
-    pub fn close_all(&self, code: u16, reason: &str) {
-        let mut connections = self.lock();
-        for (_, connection) in connections.drain() {
-            let _ = connection.tx.send(Command::Close(code, reason.to_owned()));
-        }
-        Self::count(&connections);
-    }
-
-    /// Subscribes to `ws:agent:*` on a dedicated pub/sub connection (the subscription is in place
-    /// when this returns) and forwards what arrives to local sockets, reconnecting on loss.
-    pub async fn start_redis_listener(&self, url: &str) -> Result<(), String> {
-        let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL: {e}"))?;
-        let pubsub = subscribe(&client).await?;
-        let hub = self.clone();
-        tokio::spawn(async move {
-            let mut pubsub = Some(pubsub);
-            loop {
-                if let Some(mut connection) = pubsub.take() {
-                    use futures_util::StreamExt;
-                    let mut messages = connection.on_message();
-                    while let Some(message) = messages.next().await {
-                        hub.on_redis_message(&message);
-                    }
-                    tracing::warn!("ws: Redis pub/sub connection lost; reconnecting");
-                    crate::telemetry::metrics()
-                        .redis_errors
-                        .add(1, &[opentelemetry::KeyValue::new("operation", "SUBSCRIBE")]);
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                match subscribe(&client).await {
-                    Ok(connection) => pubsub = Some(connection),
-                    Err(e) => tracing::warn!("ws: {e}"),
-                }
-            }
-        });
-        Ok(())
-    }
-
-    fn on_redis_message(&self, message: &redis::Msg) {
-        let channel = message.get_channel_name();
-        let Some(agent_id) = channel.strip_prefix(CHANNEL_PREFIX) else {
-            return;
-        };
-        let Ok(text) = message.get_payload::<String>() else {
-            return;
-        };
-        match serde_json::from_str::<Envelope>(&text) {
-            Ok(envelope) => self.deliver_local(agent_id, envelope),
-            Err(e) => tracing::warn!("ws: ignoring malformed message on {channel}: {e}"),
-        }
-    }
-}
-
-async fn subscribe(client: &redis::Client) -> Result<redis::aio::PubSub, String> {
-    let mut pubsub = client
-        .get_async_pubsub()
-        .await
-        .map_err(|e| format!("Redis pub/sub connection: {e}"))?;
-    pubsub
-        .psubscribe(format!("{CHANNEL_PREFIX}*"))
-        .await
-        .map_err(|e| format!("Redis PSUBSCRIBE: {e}"))?;
-    Ok(pubsub)
-}
 
 /// `new_message` for a stored message (timestamp = push time).
 pub fn new_message(
@@ -330,11 +116,37 @@ async fn upgrade(
     if !origin_allowed(&state.config.allowed_origins, &headers) {
         return crate::error::ApiError::forbidden("Origin not allowed").into_response();
     }
+    let Some(slot) = state.hub.reserve() else {
+        crate::telemetry::metrics().websocket_refused.add(1, &[]);
+        let detail = format!(
+            "This broker holds its maximum of {} WebSockets (WS_MAX_CONNECTIONS); retry later or on another replica",
+            state.hub.capacity()
+        );
+        return crate::error::ApiError::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+            .with_header(RETRY_AFTER, "5")
+            .into_response();
+    };
     let host = headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned);
-    ws.on_upgrade(move |socket| run(state, host, socket))
+    sized(ws).on_upgrade(move |socket| async move {
+        run(state, host, socket).await;
+        drop(slot);
+    })
+}
+
+/// Buffers for what clients send after the upgrade: an auth frame (a token and a DPoP proof,
+/// a few KiB), pings and resumes. The library's defaults (a 128 KiB read buffer per socket,
+/// 64 MiB messages) made an idle socket cost ~145 KiB; larger frames still fit, the buffer
+/// grows for them.
+fn sized(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    const READ_BUFFER: usize = 4 * 1024;
+    const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
 }
 
 /// W-01: with an `ALLOWED_ORIGINS` list (and no `*`), a browser's `Origin` must be on it.
@@ -372,6 +184,18 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
 /// Completes a close the client started: the library queued the echo of its Close frame when
 /// it read it, and closing the sink flushes it (dropping the socket instead would leave the
 /// client with 1006, "abnormal closure").
+/// A frame past `MAX_CLIENT_MESSAGE` is refused with 1009 (RFC 6455 §7.4.1) so the client
+/// knows why; other read errors mean the connection is gone or broken, and a close is only
+/// attempted.
+async fn close_after_read_error(socket: &mut WebSocket, error: &axum::Error) {
+    // The library's capacity error ("Message too long: …") is not a type axum re-exports.
+    if error.to_string().contains("too long") {
+        close(socket, 1009, "Message too big").await;
+    } else {
+        close(socket, 1002, "").await;
+    }
+}
+
 async fn answer_close(socket: &mut WebSocket) {
     let _ = futures_util::SinkExt::close(socket).await;
 }
@@ -395,7 +219,11 @@ async fn authenticate(
             close(socket, 1008, "Auth timeout").await;
             return Err(());
         }
-        Ok(None) | Ok(Some(Err(_))) => return Err(()),
+        Ok(None) => return Err(()),
+        Ok(Some(Err(error))) => {
+            close_after_read_error(socket, &error).await;
+            return Err(());
+        }
         Ok(Some(Ok(message))) => message,
     };
     let raw = match first {
@@ -611,7 +439,11 @@ async fn steady_state(
             }
             received = socket.recv() => {
                 let message = match received {
-                    None | Some(Err(_)) => return,
+                    None => return,
+                    Some(Err(error)) => {
+                        close_after_read_error(socket, &error).await;
+                        return;
+                    }
                     Some(Ok(message)) => message,
                 };
                 let parsed = match &message {

@@ -105,7 +105,12 @@ pub struct AgentResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentListResponse {
     pub agents: Vec<AgentResponse>,
+    /// Every match, not only this page's.
     pub total: u64,
+    /// Discovery only: pass as `cursor` for the next page; null on the last page (and absent
+    /// from brokers that do not page).
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// Query of `GET /v1/registry/agents`: `?org_id=` (optional; defaults to the caller's org).
@@ -138,6 +143,12 @@ pub struct AgentSearchQuery {
     pub q: Option<String>,
     #[serde(default)]
     pub include_own_org: bool,
+    /// Page size (default and maximum: the broker's `DISCOVERY_MAX_RESULTS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// `GET /v1/registry/agents/{agent_id}/public-key` (and `/v1/federation/…`) 200 body:
@@ -304,11 +315,14 @@ mod tests {
     #[test]
     fn agent_list_roundtrip() {
         let l: AgentListResponse = roundtrip_exact(
-            r#"{"agents":[{"agent_id":"acme::buyer","org_id":"acme","display_name":"Buyer","description":"","capabilities":["a","b"],"is_active":true,"registered_at":"2026-04-08T12:00:00.123456Z","metadata":{},"agent_uri":"spiffe://atn.local/acme/buyer"}],"total":1}"#,
+            r#"{"agents":[{"agent_id":"acme::buyer","org_id":"acme","display_name":"Buyer","description":"","capabilities":["a","b"],"is_active":true,"registered_at":"2026-04-08T12:00:00.123456Z","metadata":{},"agent_uri":"spiffe://atn.local/acme/buyer"}],"total":1,"next_cursor":null}"#,
         );
         assert_eq!(l.total, 1);
         assert_eq!(l.agents[0].agent_uri, "spiffe://atn.local/acme/buyer");
         assert!(l.agents[0].is_active);
+        // A broker that does not page sends no cursor: the last (only) page.
+        let old: AgentListResponse = serde_json::from_str(r#"{"agents":[],"total":0}"#).unwrap();
+        assert_eq!(old.next_cursor, None);
     }
 
     #[test]
