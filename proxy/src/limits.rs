@@ -18,6 +18,8 @@ pub const MAX_CAPABILITY: usize = 128;
 pub const MAX_CAPABILITIES: usize = 50;
 /// Free-text discovery query.
 pub const MAX_QUERY: usize = 256;
+/// A discovery `cursor` (the broker's are under 200 characters).
+pub const MAX_CURSOR: usize = 512;
 pub const MAX_TOOL_NAME: usize = 128;
 /// A session-status filter (`pending`, `active`, …).
 pub const MAX_STATUS: usize = 32;

@@ -348,4 +348,48 @@ async fn story(store: Store) {
         );
         assert_eq!(proxy.cli_ok(&["audit", "verify"]).await["valid"], true);
     }
+
+    // Discovery pages through the proxy: `limit` and `cursor` go to the broker, `total` and
+    // `next_cursor` come back (issue 18).
+    beta.create_agent("seller2", &["procurement.read"]).await;
+    let page = |body: serde_json::Value| async move {
+        call(
+            alpha
+                .egress(Method::POST, "/v1/egress/discover", buyer_key)
+                .json(&body),
+        )
+        .await
+    };
+    let (status, first) = page(json!({"capabilities": ["procurement.read"], "limit": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(
+        (first["count"].as_u64(), first["total"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
+    let (status, second) =
+        page(json!({"capabilities": ["procurement.read"], "limit": 1, "cursor": cursor})).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(second["count"].as_u64(), Some(1));
+    assert!(second["next_cursor"].is_null(), "{second}");
+    assert_ne!(
+        first["agents"][0]["agent_id"],
+        second["agents"][0]["agent_id"]
+    );
+    // Bad paging: the broker's 422 (limit, cursor) or the proxy's own (an oversized cursor).
+    for body in [
+        json!({"limit": 0}),
+        json!({"cursor": "not-a-cursor"}),
+        json!({"cursor": "x".repeat(600)}),
+    ] {
+        let (status, answer) = page(body.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
+        assert!(
+            answer["detail"].is_string() || answer["detail"].is_array(),
+            "{answer}"
+        );
+    }
 }

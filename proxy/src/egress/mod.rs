@@ -2,7 +2,7 @@
 //! routes of §1.5 with `X-API-Key` auth, 200 bodies, and audit rows with its action names.
 //! Broker errors keep the broker's status and `detail` (see `ApiError: From<UplinkError>`).
 
-mod ops;
+pub(crate) mod ops;
 
 use crate::http::{ApiError, ApiResult, Reply, Request, Response};
 use crate::state::AppState;

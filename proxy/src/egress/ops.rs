@@ -4,12 +4,14 @@
 use super::{egress_for, ok};
 use crate::audit::{self, AuditEntry, Outcome};
 use crate::http::{parse_json, ApiError, ApiResult, Request, Response};
-use crate::limits::{self, MAX_AGENT_ID, MAX_ORG_ID, MAX_QUERY, MAX_SESSION_ID, MAX_STATUS};
+use crate::limits::{
+    self, MAX_AGENT_ID, MAX_CURSOR, MAX_ORG_ID, MAX_QUERY, MAX_SESSION_ID, MAX_STATUS,
+};
 use crate::state::AppState;
 use crate::store::AgentRow;
-use crate::uplink::{AgentCredentials, ReceivedMessage, Uplink};
+use crate::uplink::{AgentCredentials, DiscoveredPage, PageRequest, ReceivedMessage, Uplink};
 use cullis_shared::wire::egress::{
-    AgentInfo, DiscoverRequest, OpenSessionRequest, SendRequest, SessionInfo, ToolInvokeRequest,
+    DiscoverRequest, OpenSessionRequest, SendRequest, SessionInfo, ToolInvokeRequest,
 };
 use cullis_shared::wire::error::LocItem;
 use http::StatusCode;
@@ -309,9 +311,12 @@ impl Egress {
         &self,
         state: &AppState,
         body: &DiscoverRequest,
-    ) -> ApiResult<Vec<AgentInfo>> {
+    ) -> ApiResult<DiscoveredPage> {
         if let Some(q) = &body.q {
             limits::text(&["body", "q"], q, MAX_QUERY)?;
+        }
+        if let Some(cursor) = &body.cursor {
+            limits::text(&["body", "cursor"], cursor, MAX_CURSOR)?;
         }
         if let Some(capabilities) = &body.capabilities {
             limits::capabilities(&["body", "capabilities"], capabilities)?;
@@ -319,19 +324,23 @@ impl Egress {
         let started = Instant::now();
         let (uplink, creds) = self.bind(state).await?;
         let capabilities = body.capabilities.clone().unwrap_or_default();
-        let agents = uplink
-            .discover(&creds, &capabilities, body.q.as_deref())
+        let page = PageRequest {
+            limit: body.limit,
+            cursor: body.cursor.as_deref(),
+        };
+        let found = uplink
+            .discover_page(&creds, &capabilities, body.q.as_deref(), page)
             .await?;
         // The reference audits discovery on success only.
         let mut entry = AuditEntry::new(self.agent_id(), "egress_discover", Outcome::Success)
             .detail(format!(
                 "capabilities={capabilities:?} q={} results={}",
                 body.q.as_deref().unwrap_or("None"),
-                agents.len()
+                found.agents.len()
             ));
         entry.duration_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
         audit::record_quietly(&state.ctx.store, entry).await;
-        Ok(agents)
+        Ok(found)
     }
 
     /// Sends a `tool_call` message to the other participant of `session_id`.
@@ -507,8 +516,19 @@ pub async fn discover(state: &AppState, request: &Request) -> ApiResult<Response
     } else {
         parse_json(&request.body)?
     };
-    let agents = egress.discover(state, &body).await?;
-    ok(json!({"count": agents.len(), "agents": agents}))
+    let found = egress.discover(state, &body).await?;
+    ok(discovered_json(found))
+}
+
+/// The egress answer (`POST /v1/egress/discover`, MCP `discover_agents`): the reference's
+/// `agents` and `count`, plus `total` and `next_cursor` for paging.
+pub fn discovered_json(found: DiscoveredPage) -> Value {
+    json!({
+        "count": found.agents.len(),
+        "agents": found.agents,
+        "total": found.total,
+        "next_cursor": found.next_cursor,
+    })
 }
 
 pub async fn tools_invoke(state: &AppState, request: &Request) -> ApiResult<Response> {

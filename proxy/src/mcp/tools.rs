@@ -16,7 +16,9 @@ pub fn definitions() -> Value {
     let session = json!({"session_id": {"type": "string", "description": "Session id"}});
     json!([
         tool("cullis_discover", "Find agents of other organisations by capability and/or free text.",
-            json!({"capabilities": strings, "q": string}), &[]),
+            json!({"capabilities": strings, "q": string,
+                "limit": {"type": "integer", "minimum": 1, "description": "Agents per page (the broker's maximum by default)"},
+                "cursor": {"type": "string", "description": "next_cursor of the previous answer, for the next page"}}), &[]),
         tool("cullis_open_session", "Open a session with another organisation's agent (both organisations' policies must allow it).",
             json!({"target_agent_id": string, "target_org_id": string, "capabilities": strings}),
             &["target_agent_id", "target_org_id", "capabilities"]),
@@ -162,8 +164,8 @@ async fn discover(state: &AppState, egress: &Egress, arguments: &Value) -> ApiRe
     } else {
         args(arguments)?
     };
-    let agents = egress.discover(state, &body).await?;
-    Ok(json!({"count": agents.len(), "agents": agents}))
+    let found = egress.discover(state, &body).await?;
+    Ok(crate::egress::ops::discovered_json(found))
 }
 
 async fn send(state: &AppState, egress: &Egress, arguments: &Value) -> ApiResult<Value> {

@@ -8,20 +8,47 @@ use serde_json::{json, Value};
 
 use super::{path_segment, AgentCredentials, ReceivedMessage, Uplink, UplinkError};
 
-/// `GET /v1/registry/agents/search` answer, read as the SDK's `AgentInfo`.
+/// `GET /v1/registry/agents/search` answer, agents read as the SDK's `AgentInfo`.
 #[derive(Deserialize)]
-struct SearchResponse {
-    agents: Vec<AgentInfo>,
+pub struct DiscoveredPage {
+    pub agents: Vec<AgentInfo>,
+    /// Every match (a broker before paging sends the page's length).
+    pub total: u64,
+    /// Where the next page starts; `None` on the last (or from a broker without pages).
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+}
+
+/// Which page of a discovery to fetch (both unset: the broker's default first page).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PageRequest<'a> {
+    pub limit: Option<u32>,
+    pub cursor: Option<&'a str>,
 }
 
 impl Uplink {
-    /// `GET /v1/registry/agents/search?capability=…&q=…` (`pattern=*` when neither is given).
+    /// The first page of [`Uplink::discover_page`]'s agents.
     pub async fn discover(
         &self,
         agent: &AgentCredentials,
         capabilities: &[String],
         q: Option<&str>,
     ) -> Result<Vec<AgentInfo>, UplinkError> {
+        let page = self
+            .discover_page(agent, capabilities, q, PageRequest::default())
+            .await?;
+        Ok(page.agents)
+    }
+
+    /// `GET /v1/registry/agents/search?capability=…&q=…` (`pattern=*` when neither is given),
+    /// with `limit` and `cursor` when asked.
+    pub async fn discover_page(
+        &self,
+        agent: &AgentCredentials,
+        capabilities: &[String],
+        q: Option<&str>,
+        page: PageRequest<'_>,
+    ) -> Result<DiscoveredPage, UplinkError> {
         // Built in its own scope: the serializer is not `Send` and must not live across an await.
         let path = {
             let mut query = form_urlencoded::Serializer::new(String::new());
@@ -37,6 +64,12 @@ impl Uplink {
                 }
                 None => {}
             }
+            if let Some(limit) = page.limit {
+                query.append_pair("limit", &limit.to_string());
+            }
+            if let Some(cursor) = page.cursor {
+                query.append_pair("cursor", cursor);
+            }
             format!("/v1/registry/agents/search?{}", query.finish())
         };
         let response = self
@@ -44,7 +77,7 @@ impl Uplink {
             .auth
             .call(agent, Method::GET, &path, None)
             .await?;
-        Ok(response.json::<SearchResponse>("agent search")?.agents)
+        Ok(response.json::<DiscoveredPage>("agent search")?)
     }
 
     /// `POST /v1/broker/sessions`; returns the session id.

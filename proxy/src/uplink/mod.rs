@@ -40,6 +40,7 @@ use cullis_shared::keys::PrivateKey;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use agent::{DiscoveredPage, PageRequest};
 pub use error::UplinkError;
 
 /// How to reach the broker.

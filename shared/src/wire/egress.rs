@@ -87,13 +87,18 @@ pub struct MessagesResponse {
 }
 
 /// `POST /v1/egress/discover` request body: `{capabilities?: [str]|null, q?: str|null}`
-/// (neither ⇒ the SDK searches with `pattern=*`).
+/// (neither ⇒ the SDK searches with `pattern=*`), and this proxy's paging: `limit` and the
+/// `next_cursor` of the previous answer as `cursor`, passed to the broker's discovery.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiscoverRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub q: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// SDK `AgentInfo` (proxy §6.2), element of [`DiscoverResponse`]:
@@ -112,11 +117,16 @@ pub struct AgentInfo {
     pub status: Option<String>,
 }
 
-/// `POST /v1/egress/discover` 200 body: `{"agents":[AgentInfo],"count":n}`.
+/// `POST /v1/egress/discover` 200 body: `{"agents":[AgentInfo],"count":n}` (this page), plus
+/// `total` (every match) and `next_cursor` (null on the last page).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiscoverResponse {
     pub agents: Vec<AgentInfo>,
     pub count: u64,
+    #[serde(default)]
+    pub total: Option<u64>,
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// `POST /v1/egress/tools/invoke` request body: `{session_id, tool_name, parameters = {}}`.
