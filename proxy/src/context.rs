@@ -22,6 +22,9 @@ pub mod keys {
     pub const ORG_CA_CERT: &str = "org_ca_cert";
     /// Custody names.
     pub const SECRET_ORG: &str = "org_secret";
+    /// A new org secret while `org rotate-secret` replaces it at the broker (recoverable if
+    /// the proxy stops in between).
+    pub const SECRET_ORG_NEXT: &str = "org_secret_next";
     pub const SECRET_CA_KEY: &str = "org_ca_key";
     pub const SECRET_API_HMAC: &str = "api_key_hmac";
 

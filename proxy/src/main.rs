@@ -88,6 +88,9 @@ enum OrgCommand {
     /// Ask the broker for the organisation's status (pending, active, ...) and list agent
     /// certificates that expire within 14 days.
     Status,
+    /// Replace the org secret: a new random one is registered at the broker (the old one stops
+    /// working at once) and stored.
+    RotateSecret,
     /// Rotate the org CA: register a new CA at the broker with an overlap window in which
     /// certificates of both CAs log in, then re-issue and re-pin every active agent's
     /// certificate. After the window the broker drops the old CA.
@@ -336,6 +339,7 @@ async fn run_org(ctx: &Context, command: OrgCommand) -> Result<Value, OpError> {
         }
         OrgCommand::Status => org::status(ctx).await,
         OrgCommand::RotateCa { overlap_seconds } => org::rotate_ca(ctx, overlap_seconds).await,
+        OrgCommand::RotateSecret => org::rotate_secret(ctx).await,
     }
 }
 

@@ -332,6 +332,47 @@ pub async fn rotate_ca(ctx: &Context, overlap_seconds: i64) -> Result<Value, OpE
     }))
 }
 
+/// `org rotate-secret`: a new random org secret, registered at the broker (which stops
+/// accepting the old one at once, on every replica) and then stored. The new secret is kept
+/// under its own name until the broker has it, so a stop in between loses neither.
+pub async fn rotate_secret(ctx: &Context) -> Result<Value, OpError> {
+    let broker_url = ctx.broker_url().await?.ok_or_else(|| {
+        OpError::NotReady(
+            "organisation has not joined a broker yet: run `cullis-proxy org join`".into(),
+        )
+    })?;
+    let org = ctx.org_credentials().await?;
+    let new_secret = zeroize::Zeroizing::new(new_org_secret());
+    ctx.custody
+        .put(keys::SECRET_ORG_NEXT, new_secret.as_bytes())
+        .await?;
+    if let Err(err) = ctx
+        .uplink_to(&broker_url)?
+        .rotate_org_secret(&org, &new_secret)
+        .await
+    {
+        ctx.custody.delete(keys::SECRET_ORG_NEXT).await?;
+        audit::record_quietly(
+            &ctx.store,
+            AuditEntry::new(ADMIN_ACTOR, "org.rotate_secret", Outcome::Error)
+                .detail(err.to_string()),
+        )
+        .await;
+        return Err(err.into());
+    }
+    ctx.custody
+        .put(keys::SECRET_ORG, new_secret.as_bytes())
+        .await?;
+    ctx.custody.delete(keys::SECRET_ORG_NEXT).await?;
+    audit::record_quietly(
+        &ctx.store,
+        AuditEntry::new(ADMIN_ACTOR, "org.rotate_secret", Outcome::Success)
+            .detail(format!("org_id={}", org.org_id)),
+    )
+    .await;
+    Ok(json!({"org_id": org.org_id, "status": "rotated"}))
+}
+
 /// The stored org config (no secrets).
 pub async fn config(ctx: &Context) -> Result<Value, OpError> {
     let mut out = serde_json::Map::new();

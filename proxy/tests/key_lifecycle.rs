@@ -308,3 +308,31 @@ async fn org_ca_rotation_keeps_agents_messaging() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+/// `org rotate-secret`: the broker takes a new org secret and the proxy keeps using it —
+/// org-authenticated work (creating an agent, `org status`) goes on, agents are untouched.
+#[tokio::test]
+async fn org_secret_rotation_keeps_the_proxy_working() {
+    let broker = broker(Store::Sqlite).await;
+    let orgs = two_orgs(&broker, &[]).await;
+    let rotated = orgs.alpha.cli_ok(&["org", "rotate-secret"]).await;
+    assert_eq!(rotated["status"], "rotated", "{rotated}");
+    assert_eq!(broker.audit_events("org.secret_rotated").await.len(), 1);
+    let (agent_id, _) = orgs.alpha.create_agent("after-rotation", &["x"]).await;
+    assert_eq!(agent_id, "alpha::after-rotation");
+    assert_eq!(
+        orgs.alpha.cli_ok(&["org", "status"]).await["status"],
+        "active"
+    );
+    let (status, found) = call(
+        orgs.alpha
+            .egress(Method::POST, "/v1/egress/discover", &orgs.buyer_key)
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    // Twice in a row: each rotation starts from the secret the last one stored.
+    let again = orgs.alpha.cli_ok(&["org", "rotate-secret"]).await;
+    assert_eq!(again["status"], "rotated", "{again}");
+    assert_eq!(broker.audit_events("org.secret_rotated").await.len(), 2);
+}

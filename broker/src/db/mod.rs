@@ -49,6 +49,8 @@ pub struct Db {
     direct: Option<std::sync::Arc<direct::DirectSqlite>>,
     /// Unix second of the last purge of expired single-use ids.
     last_purge: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// Large discovery counts, by filter set, with when they were taken (`search`).
+    discovery_totals: std::sync::Arc<cullis_shared::memo::Memo<String, (u64, std::time::Instant)>>,
 }
 
 /// A database that could not be opened; the message says what to check.
@@ -140,6 +142,7 @@ impl Db {
             engine,
             direct,
             last_purge: Default::default(),
+            discovery_totals: std::sync::Arc::new(cullis_shared::memo::Memo::new(1_024)),
         })
     }
 

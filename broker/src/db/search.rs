@@ -10,7 +10,10 @@
 //!   the same semantics for `*`, `?` and literals); one with classes is checked in Rust with
 //!   [`glob_match`] over the candidates' ids, the one place where Python's `fnmatch` rules are
 //!   spelled out.
-//! - `total` counts every match (a second, index-only statement), whatever the page.
+//! - `total` counts every match, whatever the page (a second statement; a count of 1,000 or
+//!   more is reused for 5 s, so walking a large result or repeating the SDK's `pattern=*`
+//!   does not recount it each time). With the count known, a page of a broad capability walks
+//!   the registration index and stops after one page, instead of sorting every match.
 
 use super::agents::Agent;
 use super::{json_list, Db, Engine};
@@ -154,6 +157,35 @@ fn glob_condition(engine: Engine, pattern: &str) -> Option<(&'static str, String
     }
 }
 
+/// How a page query finds its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// From the first capability's rows (few matches), sorted afterwards.
+    FromCapability,
+    /// Along the registration index, each agent checked (many matches).
+    InOrder,
+}
+
+/// Counts from this many matches up are reused for [`TOTAL_TTL`].
+pub const REMEMBERED_TOTAL: u64 = 1_000;
+/// How long a remembered count stands.
+pub const TOTAL_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Discovery<'_> {
+    /// The filters, as the key of a remembered count (the page position left out).
+    fn filter_key(&self) -> String {
+        serde_json::json!([
+            self.capabilities,
+            self.org_id,
+            self.exclude_org,
+            self.q,
+            self.pattern,
+            self.trust_domain
+        ])
+        .to_string()
+    }
+}
+
 impl Db {
     /// One page of the agents `query` finds, in registration order, with the full count.
     pub async fn discover(&self, query: &Discovery<'_>) -> Result<Page, sqlx::Error> {
@@ -161,26 +193,32 @@ impl Db {
             .pattern
             .filter(|p| *p != "*")
             .map(|p| glob_condition(self.engine, p));
-        let mut statement = Statement::default();
-        let filters = self.filters(query, &mut statement, sql_glob.clone().flatten());
         if let Some(None) = sql_glob {
+            let mut statement = Statement::default();
+            let filters = Self::filters(query, &mut statement, None, Plan::FromCapability);
             return self.discover_by_class_glob(query, statement, filters).await;
         }
-        let count = Statement {
-            sql: format!("SELECT COUNT(*) AS n FROM {filters}"),
-            binds: statement.binds.clone(),
+        let glob = sql_glob.flatten();
+        let total = self.discovery_total(query, glob.clone()).await?;
+        // A capability most agents hold is cheaper to check per agent in registration order
+        // (the walk stops after one page) than to drive from its rows and sort them all.
+        let plan = if total > 4 * (u64::from(query.limit) + 1) {
+            Plan::InOrder
+        } else {
+            Plan::FromCapability
         };
-        let total: i64 = count.query().fetch_one(self.pool()).await?.try_get("n")?;
-        let mut page_filters = filters;
+        let mut statement = Statement::default();
+        let mut filters = Self::filters(query, &mut statement, glob, plan);
         if let Some(after) = &query.after {
             let at = statement.bind(&after.registered_at);
             let id = statement.bind(&after.agent_id);
-            page_filters.push_str(&format!(
-                " AND (a.registered_at > {at} OR (a.registered_at = {at} AND a.agent_id > {id}))"
+            // The first condition alone is an index range; the second settles ties.
+            filters.push_str(&format!(
+                " AND a.registered_at >= {at} AND (a.registered_at > {at} OR a.agent_id > {id})"
             ));
         }
         statement.sql = format!(
-            "SELECT {COLUMNS} FROM {page_filters} ORDER BY a.registered_at, a.agent_id LIMIT {}",
+            "SELECT {COLUMNS} FROM {filters} ORDER BY a.registered_at, a.agent_id LIMIT {}",
             u64::from(query.limit) + 1
         );
         let rows = statement.query().fetch_all(self.pool()).await?;
@@ -191,22 +229,52 @@ impl Db {
         Ok(paged(&mut agents, query.limit, total))
     }
 
+    /// Every match of `query` (the cursor aside). Counting a broad query visits every match,
+    /// ~70 ms per 100,000 on SQLite, so a count of at least [`REMEMBERED_TOTAL`] is reused for
+    /// [`TOTAL_TTL`] (the pages of one walk, the SDK's repeated `pattern=*`); smaller counts
+    /// are cheap and always exact.
+    async fn discovery_total(
+        &self,
+        query: &Discovery<'_>,
+        glob: Option<(&'static str, String)>,
+    ) -> Result<u64, sqlx::Error> {
+        let key = query.filter_key();
+        if let Some((total, counted)) = self.discovery_totals.get(&key) {
+            if counted.elapsed() < TOTAL_TTL {
+                return Ok(total);
+            }
+        }
+        let mut count = Statement::default();
+        let filters = Self::filters(query, &mut count, glob, Plan::FromCapability);
+        count.sql = format!("SELECT COUNT(*) AS n FROM {filters}");
+        let total: i64 = count.query().fetch_one(self.pool()).await?.try_get("n")?;
+        let total = total.max(0) as u64;
+        if total >= REMEMBERED_TOTAL {
+            self.discovery_totals
+                .insert(key, (total, std::time::Instant::now()));
+        }
+        Ok(total)
+    }
+
     /// `FROM … WHERE …` for every filter but the cursor (binding into `statement`). With
     /// capabilities, the first one's rows drive the query (`CROSS JOIN` fixes SQLite's join
     /// order: otherwise it may walk the registration index to skip a sort, visiting every
     /// agent to find a few); the others are index lookups per row.
     fn filters(
-        &self,
         query: &Discovery<'_>,
         statement: &mut Statement,
         glob: Option<(&'static str, String)>,
+        plan: Plan,
     ) -> String {
-        let mut sql = match query.capabilities.first() {
-            Some(first) => format!(
-                "agent_capabilities c0 CROSS JOIN agents a WHERE c0.capability = {} AND a.agent_id = c0.agent_id AND {DISCOVERABLE}",
-                statement.bind(first)
+        let (mut sql, checked) = match (plan, query.capabilities.first()) {
+            (Plan::FromCapability, Some(first)) => (
+                format!(
+                    "agent_capabilities c0 CROSS JOIN agents a WHERE c0.capability = {} AND a.agent_id = c0.agent_id AND {DISCOVERABLE}",
+                    statement.bind(first)
+                ),
+                1,
             ),
-            None => format!("agents a WHERE {DISCOVERABLE}"),
+            _ => (format!("agents a WHERE {DISCOVERABLE}"), 0),
         };
         if let Some(org) = query.org_id {
             sql.push_str(&format!(" AND a.org_id = {}", statement.bind(org)));
@@ -214,10 +282,10 @@ impl Db {
         if let Some(org) = query.exclude_org {
             sql.push_str(&format!(" AND a.org_id <> {}", statement.bind(org)));
         }
-        for capability in query.capabilities.iter().skip(1) {
+        for capability in query.capabilities.iter().skip(checked) {
             let capability = statement.bind(capability);
             sql.push_str(&format!(
-                " AND a.agent_id IN (SELECT c.agent_id FROM agent_capabilities c WHERE c.capability = {capability})"
+                " AND EXISTS (SELECT 1 FROM agent_capabilities c WHERE c.capability = {capability} AND c.agent_id = a.agent_id)"
             ));
         }
         if let Some(q) = query.q {
@@ -268,7 +336,7 @@ impl Db {
                 });
             }
         }
-        let total = matches.len() as i64;
+        let total = matches.len() as u64;
         let start = query.after.as_ref().map_or(0, |after| {
             matches.partition_point(|m| {
                 (m.registered_at.as_str(), m.agent_id.as_str())
@@ -307,13 +375,13 @@ impl Db {
 }
 
 /// Cuts `limit + 1` fetched rows to a page: the extra row only says that another page exists.
-fn paged(agents: &mut Vec<Agent>, limit: u32, total: i64) -> Page {
+fn paged(agents: &mut Vec<Agent>, limit: u32, total: u64) -> Page {
     let more = agents.len() > limit as usize;
     agents.truncate(limit as usize);
     Page {
         next: more.then(|| agents.last().map(Cursor::after)).flatten(),
         agents: std::mem::take(agents),
-        total: total.max(0) as u64,
+        total,
     }
 }
 
@@ -539,32 +607,36 @@ mod sql_tests {
         }
         agent(&db, "globex::other", &["other"]).await;
         agent(&db, "acme::own", &["bulk"]).await;
-        for pattern in [None, Some("globex::bulk-*"), Some("globex::bulk-[0-9]*")] {
-            let mut after = None;
-            let mut seen = Vec::new();
-            let mut pages = 0;
-            loop {
-                let query = Discovery {
-                    capabilities: vec!["bulk", "extra"],
-                    exclude_org: Some("acme"),
-                    pattern,
-                    trust_domain: "td",
-                    after: after.take(),
-                    limit: 4,
-                    ..Discovery::default()
-                };
-                let page = db.discover(&query).await.unwrap();
-                assert_eq!(page.total, 11, "{pattern:?}");
-                assert!(page.agents.len() <= 4);
-                seen.extend(ids(&page).into_iter().map(str::to_owned));
-                pages += 1;
-                match page.next {
-                    Some(next) => after = Cursor::decode(&next.encode()),
-                    None => break,
+        // Limit 4: few matches for the page size, driven from the capability; limit 1: many,
+        // walked in registration order. Both engines, all three glob paths.
+        for (limit, expected_pages) in [(4, 3), (1, 11)] {
+            for pattern in [None, Some("globex::bulk-*"), Some("globex::bulk-[0-9]*")] {
+                let mut after = None;
+                let mut seen = Vec::new();
+                let mut pages = 0;
+                loop {
+                    let query = Discovery {
+                        capabilities: vec!["bulk", "extra"],
+                        exclude_org: Some("acme"),
+                        pattern,
+                        trust_domain: "td",
+                        after: after.take(),
+                        limit,
+                        ..Discovery::default()
+                    };
+                    let page = db.discover(&query).await.unwrap();
+                    assert_eq!(page.total, 11, "{pattern:?}");
+                    assert!(page.agents.len() <= limit as usize);
+                    seen.extend(ids(&page).into_iter().map(str::to_owned));
+                    pages += 1;
+                    match page.next {
+                        Some(next) => after = Cursor::decode(&next.encode()),
+                        None => break,
+                    }
                 }
+                assert_eq!(pages, expected_pages, "{pattern:?} by {limit}");
+                assert_eq!(seen, expected, "{pattern:?} by {limit}");
             }
-            assert_eq!(pages, 3, "{pattern:?}");
-            assert_eq!(seen, expected, "{pattern:?}");
         }
     }
 

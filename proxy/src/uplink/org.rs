@@ -52,6 +52,24 @@ impl Uplink {
         response.json("org")
     }
 
+    /// `POST /v1/registry/orgs/me/secret`: the broker replaces the org's secret (204).
+    pub async fn rotate_org_secret(
+        &self,
+        org: &OrgCredentials,
+        new_secret: &str,
+    ) -> Result<(), UplinkError> {
+        let body = json!({ "new_secret": new_secret });
+        self.org_call(
+            org,
+            Method::POST,
+            "/v1/registry/orgs/me/secret",
+            Some(&body),
+        )
+        .await?
+        .ok()?;
+        Ok(())
+    }
+
     /// Register agent (409 = already there is fine), create binding (409 fine), approve it (409
     /// fine; a binding revoked by an earlier delete is approved again). The binding's scope is
     /// the agent's capabilities. Returns whether the broker already knew the agent — its pinned
