@@ -23,7 +23,7 @@ pub struct Agent {
 }
 
 impl Agent {
-    fn from_row<R: Columns>(row: &R) -> Result<Agent, R::Error> {
+    pub(super) fn from_row<R: Columns>(row: &R) -> Result<Agent, R::Error> {
         Ok(Agent {
             agent_id: row.column("agent_id")?,
             org_id: row.column("org_id")?,

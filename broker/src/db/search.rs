@@ -16,12 +16,13 @@
 //!   the registration index and stops after one page, instead of sorting every match.
 
 use super::agents::Agent;
-use super::{json_list, Db, Engine};
+use super::{Db, Engine};
 use base64::Engine as _;
 use sqlx::Row;
 
 /// Columns of a discovery row: what the response shows (the certificate is never loaded).
-const COLUMNS: &str = "a.agent_id, a.org_id, a.display_name, a.description, a.capabilities_json, a.metadata_json, a.registered_at";
+const COLUMNS: &str = "a.agent_id, a.org_id, a.display_name, a.description, a.capabilities_json, a.metadata_json, a.is_active, a.registered_at, \
+     NULL AS cert_pem, NULL AS cert_thumbprint, NULL AS token_invalidated_at";
 
 /// Agents others may find.
 const DISCOVERABLE: &str = "a.is_active = 1 AND EXISTS (SELECT 1 FROM bindings b WHERE b.org_id = a.org_id AND b.agent_id = a.agent_id AND b.status = 'approved')";
@@ -29,22 +30,6 @@ const DISCOVERABLE: &str = "a.is_active = 1 AND EXISTS (SELECT 1 FROM bindings b
 /// The agent's SPIFFE id built in SQL (`org::name` → `spiffe://<td>/org/name`; registered ids
 /// hold exactly one `::`).
 const SPIFFE_ID: &str = "('spiffe://' || $TD || '/' || REPLACE(a.agent_id, '::', '/'))";
-
-fn agent_from_row(row: &sqlx::any::AnyRow) -> Result<Agent, sqlx::Error> {
-    Ok(Agent {
-        agent_id: row.try_get("agent_id")?,
-        org_id: row.try_get("org_id")?,
-        display_name: row.try_get("display_name")?,
-        description: row.try_get("description")?,
-        capabilities: json_list(&row.try_get::<String, _>("capabilities_json")?),
-        metadata_json: row.try_get("metadata_json")?,
-        is_active: true,
-        registered_at: row.try_get("registered_at")?,
-        cert_pem: None,
-        cert_thumbprint: None,
-        token_invalidated_at: None,
-    })
-}
 
 /// Where a page starts: after this row in registration order. Opaque to clients
 /// (base64url of the two keys).
@@ -128,6 +113,37 @@ impl Statement {
         self.binds
             .iter()
             .fold(sqlx::query(&self.sql), |query, value| query.bind(value))
+    }
+
+    /// The agents the statement selects. On SQLite through the direct connections (no worker
+    /// thread hop per statement and row: discovery is a hot read like the relay's); the
+    /// placeholders are numbered in order of first appearance, so they bind by position.
+    async fn agents(&self, db: &Db) -> Result<Vec<Agent>, sqlx::Error> {
+        if let Some(direct) = db.direct() {
+            return direct.read(|c| {
+                let mut statement = c.prepare_cached(&self.sql)?;
+                let rows = statement
+                    .query_map(rusqlite::params_from_iter(self.binds.iter()), |row| {
+                        Agent::from_row(row)
+                    })?;
+                rows.collect()
+            });
+        }
+        let rows = self.query().fetch_all(db.pool()).await?;
+        rows.iter().map(Agent::from_row).collect()
+    }
+
+    /// The single integer column `n` the statement selects.
+    async fn count(&self, db: &Db) -> Result<i64, sqlx::Error> {
+        if let Some(direct) = db.direct() {
+            return direct.read(|c| {
+                c.prepare_cached(&self.sql)?
+                    .query_row(rusqlite::params_from_iter(self.binds.iter()), |row| {
+                        row.get("n")
+                    })
+            });
+        }
+        self.query().fetch_one(db.pool()).await?.try_get("n")
     }
 }
 
@@ -221,11 +237,7 @@ impl Db {
             "SELECT {COLUMNS} FROM {filters} ORDER BY a.registered_at, a.agent_id LIMIT {}",
             u64::from(query.limit) + 1
         );
-        let rows = statement.query().fetch_all(self.pool()).await?;
-        let mut agents = rows
-            .iter()
-            .map(agent_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut agents = statement.agents(self).await?;
         Ok(paged(&mut agents, query.limit, total))
     }
 
@@ -247,7 +259,7 @@ impl Db {
         let mut count = Statement::default();
         let filters = Self::filters(query, &mut count, glob, Plan::FromCapability);
         count.sql = format!("SELECT COUNT(*) AS n FROM {filters}");
-        let total: i64 = count.query().fetch_one(self.pool()).await?.try_get("n")?;
+        let total = count.count(self).await?;
         let total = total.max(0) as u64;
         if total >= REMEMBERED_TOTAL {
             self.discovery_totals
@@ -347,7 +359,7 @@ impl Db {
             .iter()
             .take(query.limit as usize + 1)
             .collect();
-        let mut agents = Vec::with_capacity(ids.len());
+        let mut agents = Vec::new();
         if !ids.is_empty() {
             let mut by_id = Statement::default();
             let placeholders: Vec<String> = ids.iter().map(|m| by_id.bind(&m.agent_id)).collect();
@@ -355,22 +367,18 @@ impl Db {
                 "SELECT {COLUMNS} FROM agents a WHERE a.agent_id IN ({}) ORDER BY a.registered_at, a.agent_id",
                 placeholders.join(", ")
             );
-            for row in by_id.query().fetch_all(self.pool()).await? {
-                agents.push(agent_from_row(&row)?);
-            }
+            agents = by_id.agents(self).await?;
         }
         Ok(paged(&mut agents, query.limit, total))
     }
 
     /// One agent if it is discoverable.
     pub async fn discoverable_agent(&self, agent_id: &str) -> Result<Option<Agent>, sqlx::Error> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM agents a WHERE {DISCOVERABLE} AND a.agent_id = $1"
-        ))
-        .bind(agent_id)
-        .fetch_optional(self.pool())
-        .await?;
-        row.as_ref().map(agent_from_row).transpose()
+        let mut statement = Statement::default();
+        let id = statement.bind(agent_id);
+        statement.sql =
+            format!("SELECT {COLUMNS} FROM agents a WHERE {DISCOVERABLE} AND a.agent_id = {id}");
+        Ok(statement.agents(self).await?.pop())
     }
 }
 

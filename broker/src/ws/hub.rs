@@ -14,7 +14,9 @@ const CHANNEL_PREFIX: &str = "ws:agent:";
 /// What a registered socket's task is told to do.
 #[derive(Debug)]
 pub(super) enum Command {
-    Frame(ServerFrame),
+    /// Boxed: the channel allocates its first block of 32 slots with the socket, so the slot
+    /// size is paid by every idle socket (a frame inline made it ~6 KiB).
+    Frame(Box<ServerFrame>),
     Close(u16, String),
 }
 
@@ -171,7 +173,7 @@ impl Hub {
     /// Hands an envelope to this process's socket for `agent_id`, if any.
     fn deliver_local(&self, agent_id: &str, envelope: Envelope) {
         let command = match envelope {
-            Envelope::Frame { frame } => Command::Frame(frame),
+            Envelope::Frame { frame } => Command::Frame(Box::new(frame)),
             Envelope::Disconnect => Command::Close(1000, String::new()),
         };
         let mut sockets = self.lock();
