@@ -177,3 +177,100 @@ impl AgentSession {
         self.nonce.lock().unwrap().clone()
     }
 }
+
+/// For load harnesses that must measure a slow or failing broker instead of dying on it: the
+/// same protocol as [`AgentIdentity::login_with_nonce`] and [`AgentSession::call`], with a
+/// transport failure (refused, reset, the HTTP client's timeout) returned as `Err` rather
+/// than a panic.
+impl AgentIdentity {
+    /// Logs in (with the `use_dpop_nonce` retry). The outer `Err` is a transport failure, the
+    /// inner one the broker's refusal (status and body).
+    pub async fn try_login(
+        &self,
+        base: &str,
+        http: &Client,
+        known_nonce: Option<String>,
+    ) -> Result<Result<AgentSession, (StatusCode, Value)>, reqwest::Error> {
+        let dpop = DpopKey::generate().unwrap();
+        let nonce = Mutex::new(known_nonce);
+        let client_assertion = self.assertion();
+        let url = format!("{base}/v1/auth/token");
+        let mut last = (StatusCode::UNAUTHORIZED, Value::Null);
+        for _ in 0..2 {
+            let current = nonce.lock().unwrap().clone();
+            let proof = dpop.proof("POST", &url, None, current.as_deref(), now());
+            let response = http
+                .post(&url)
+                .header("DPoP", proof)
+                .json(&serde_json::json!({"client_assertion": client_assertion}))
+                .send()
+                .await?;
+            remember_nonce(&nonce, &response);
+            let status = response.status();
+            let body: Value = serde_json::from_slice(&response.bytes().await?).unwrap_or_default();
+            let token = body["access_token"].as_str().map(str::to_owned);
+            match (status, token) {
+                (StatusCode::OK, Some(token)) => {
+                    return Ok(Ok(AgentSession {
+                        agent_id: self.agent_id.clone(),
+                        base: base.to_owned(),
+                        http: http.clone(),
+                        dpop,
+                        token,
+                        nonce,
+                    }))
+                }
+                (StatusCode::UNAUTHORIZED, _) if body["detail"] == "use_dpop_nonce" => {
+                    last = (status, body)
+                }
+                _ => return Ok(Err((status, body))),
+            }
+        }
+        Ok(Err(last))
+    }
+}
+
+impl AgentSession {
+    /// An authenticated call (one retry on `use_dpop_nonce`) returning the status and the raw
+    /// body — a harness can count bytes and skip parsing large answers.
+    pub async fn try_call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Vec<u8>), reqwest::Error> {
+        let url = format!("{}{path}", self.base);
+        let htu = url.split('?').next().unwrap().to_owned();
+        let mut last = (StatusCode::UNAUTHORIZED, Vec::new());
+        for _ in 0..2 {
+            let current = self.nonce.lock().unwrap().clone();
+            let proof = self.dpop.proof(
+                method.as_str(),
+                &htu,
+                Some(&self.token),
+                current.as_deref(),
+                now(),
+            );
+            let mut request = self
+                .http
+                .request(method.clone(), &url)
+                .header("Authorization", format!("DPoP {}", self.token))
+                .header("DPoP", proof);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let response = request.send().await?;
+            remember_nonce(&self.nonce, &response);
+            let status = response.status();
+            let bytes = Vec::from(response.bytes().await?);
+            let retry = status == StatusCode::UNAUTHORIZED
+                && serde_json::from_slice::<Value>(&bytes)
+                    .is_ok_and(|value| value["detail"] == "use_dpop_nonce");
+            if !retry {
+                return Ok((status, bytes));
+            }
+            last = (status, bytes);
+        }
+        Ok(last)
+    }
+}
