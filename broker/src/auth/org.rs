@@ -71,6 +71,10 @@ impl OrgCredentials {
         if state.verified_org_secrets.contains(&digest) {
             return Ok(Some(org));
         }
+        let _checking = state.verified_org_secrets.checking(&digest).await;
+        if state.verified_org_secrets.contains(&digest) {
+            return Ok(Some(org));
+        }
         let hash = org.secret_hash.clone();
         let secret = self.secret.clone();
         let matches = tokio::task::spawn_blocking(move || {

@@ -20,6 +20,9 @@
 //!   zeroed) with the request.
 //! - Only successes are remembered: a wrong secret costs a full bcrypt check every time, so
 //!   the cache does not speed up guessing.
+//! - Concurrent first checks of one triple wait for a single bcrypt ([`VerifiedSecrets::
+//!   checking`]): an org's proxy starting with 32 registrations in flight would otherwise run
+//!   32 bcrypts — seconds of both cores — before the first one is remembered.
 
 use aws_lc_rs::hmac;
 use cullis_shared::memo::Memo;
@@ -29,8 +32,12 @@ use std::time::{Duration, Instant};
 /// over (one bcrypt check per live org then).
 const CAPACITY: usize = 10_000;
 
+/// Stripes of the single-flight locks (a miss holds one for one bcrypt check).
+const STRIPES: usize = 64;
+
 pub struct VerifiedSecrets {
     key: hmac::Key,
+    stripes: Vec<tokio::sync::Mutex<()>>,
     /// Digest → when the secret was checked with bcrypt.
     verified: Memo<[u8; 32], Instant>,
     ttl: Duration,
@@ -43,6 +50,7 @@ impl VerifiedSecrets {
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
         VerifiedSecrets {
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             verified: Memo::new(CAPACITY),
             ttl,
         }
@@ -70,6 +78,12 @@ impl VerifiedSecrets {
             .is_some_and(|checked| checked.elapsed() < self.ttl);
         crate::telemetry::metrics().org_secret_cache_lookup(fresh);
         fresh
+    }
+
+    /// Held while a triple is checked with bcrypt, so that concurrent checks of the same
+    /// triple wait and then find it remembered ([`VerifiedSecrets::contains`] again).
+    pub async fn checking(&self, digest: &[u8; 32]) -> tokio::sync::MutexGuard<'_, ()> {
+        self.stripes[usize::from(digest[0]) % STRIPES].lock().await
     }
 
     /// Remembers a triple bcrypt accepted.
@@ -110,5 +124,27 @@ mod tests {
         let off = VerifiedSecrets::new(Duration::ZERO);
         off.remember(digest);
         assert!(!off.contains(&digest));
+    }
+
+    #[tokio::test]
+    async fn a_concurrent_check_of_the_same_triple_waits_for_the_first() {
+        let secrets = std::sync::Arc::new(VerifiedSecrets::new(Duration::from_secs(60)));
+        let digest = secrets.digest("acme", "s3cret", "h");
+        let first = secrets.checking(&digest).await;
+        let waiter = {
+            let secrets = secrets.clone();
+            tokio::spawn(async move {
+                let _second = secrets.checking(&digest).await;
+                secrets.contains(&digest)
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(!waiter.is_finished(), "the second check waits");
+        secrets.remember(digest);
+        drop(first);
+        assert!(
+            waiter.await.unwrap(),
+            "and then finds the first one's verdict"
+        );
     }
 }
