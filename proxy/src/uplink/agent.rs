@@ -77,7 +77,7 @@ impl Uplink {
             .auth
             .call(agent, Method::GET, &path, None)
             .await?;
-        Ok(response.json::<DiscoveredPage>("agent search")?)
+        response.json::<DiscoveredPage>("agent search")
     }
 
     /// `POST /v1/broker/sessions`; returns the session id.
