@@ -123,9 +123,9 @@ pub struct AgentInfo {
 pub struct DiscoverResponse {
     pub agents: Vec<AgentInfo>,
     pub count: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 
