@@ -223,7 +223,24 @@ impl Db {
             return self.discover_by_class_glob(query, statement, filters).await;
         }
         let glob = sql_glob.flatten();
-        let total = self.discovery_total(query, glob.clone()).await?;
+        let remembered = self.remembered_total(query);
+        if remembered.is_none() && query.after.is_none() {
+            // A first page that holds every match (any narrow search) is its own count: one
+            // statement. A full one keeps its rows and is counted too.
+            let mut agents = self
+                .page_rows(query, glob.clone(), Plan::FromCapability)
+                .await?;
+            let total = if agents.len() > query.limit as usize {
+                self.discovery_total(query, glob).await?
+            } else {
+                agents.len() as u64
+            };
+            return Ok(paged(&mut agents, query.limit, total));
+        }
+        let total = match remembered {
+            Some(total) => total,
+            None => self.discovery_total(query, glob.clone()).await?,
+        };
         // A capability most agents hold is cheaper to check per agent in registration order
         // (the walk stops after one page) than to drive from its rows and sort them all.
         let plan = if total > 4 * (u64::from(query.limit) + 1) {
@@ -231,6 +248,17 @@ impl Db {
         } else {
             Plan::FromCapability
         };
+        let mut agents = self.page_rows(query, glob, plan).await?;
+        Ok(paged(&mut agents, query.limit, total))
+    }
+
+    /// Up to `limit + 1` agents of `query` from its cursor on, read the way `plan` says.
+    async fn page_rows(
+        &self,
+        query: &Discovery<'_>,
+        glob: Option<(&'static str, String)>,
+        plan: Plan,
+    ) -> Result<Vec<Agent>, sqlx::Error> {
         let mut statement = Statement::default();
         let mut filters = Self::filters(query, &mut statement, glob, plan);
         let cursor = query.after.as_ref().map(|after| {
@@ -264,8 +292,15 @@ impl Db {
             "SELECT {COLUMNS} FROM {filters} ORDER BY a.registered_at, a.agent_id LIMIT {}",
             u64::from(query.limit) + 1
         );
-        let mut agents = statement.agents(self).await?;
-        Ok(paged(&mut agents, query.limit, total))
+        statement.agents(self).await
+    }
+
+    /// The count remembered for `query`'s filters, if still fresh.
+    fn remembered_total(&self, query: &Discovery<'_>) -> Option<u64> {
+        self.discovery_totals
+            .get(&query.filter_key())
+            .filter(|(_, counted)| counted.elapsed() < TOTAL_TTL)
+            .map(|(total, _)| total)
     }
 
     /// Every match of `query` (the cursor aside). Counting a broad query visits every match,
@@ -277,12 +312,6 @@ impl Db {
         query: &Discovery<'_>,
         glob: Option<(&'static str, String)>,
     ) -> Result<u64, sqlx::Error> {
-        let key = query.filter_key();
-        if let Some((total, counted)) = self.discovery_totals.get(&key) {
-            if counted.elapsed() < TOTAL_TTL {
-                return Ok(total);
-            }
-        }
         let mut count = Statement::default();
         let filters = Self::filters(query, &mut count, glob, Plan::FromCapability)
             .replacen(AGENTS, "agents", 1);
@@ -291,7 +320,7 @@ impl Db {
         let total = total.max(0) as u64;
         if total >= REMEMBERED_TOTAL {
             self.discovery_totals
-                .insert(key, (total, std::time::Instant::now()));
+                .insert(query.filter_key(), (total, std::time::Instant::now()));
         }
         Ok(total)
     }
