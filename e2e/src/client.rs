@@ -66,41 +66,9 @@ impl AgentIdentity {
         http: &Client,
         known_nonce: Option<String>,
     ) -> Result<AgentSession, (StatusCode, Value)> {
-        let dpop = DpopKey::generate().unwrap();
-        let nonce = Mutex::new(known_nonce);
-        let client_assertion = self.assertion();
-        let url = format!("{base}/v1/auth/token");
-        for _ in 0..2 {
-            let current = nonce.lock().unwrap().clone();
-            let proof = dpop.proof("POST", &url, None, current.as_deref(), now());
-            let response = http
-                .post(&url)
-                .header("DPoP", proof)
-                .json(&serde_json::json!({"client_assertion": client_assertion}))
-                .send()
-                .await
-                .unwrap();
-            remember_nonce(&nonce, &response);
-            let status = response.status();
-            let body: Value = response.json().await.unwrap_or(Value::Null);
-            if status == StatusCode::OK {
-                return Ok(AgentSession {
-                    agent_id: self.agent_id.clone(),
-                    base: base.to_owned(),
-                    http: http.clone(),
-                    dpop,
-                    token: body["access_token"].as_str().unwrap().to_owned(),
-                    nonce,
-                });
-            }
-            if !(status == StatusCode::UNAUTHORIZED && body["detail"] == "use_dpop_nonce") {
-                return Err((status, body));
-            }
-        }
-        Err((
-            StatusCode::UNAUTHORIZED,
-            Value::String("nonce retry exhausted".into()),
-        ))
+        self.try_login(base, http, known_nonce)
+            .await
+            .expect("broker reachable")
     }
 }
 
@@ -127,39 +95,14 @@ impl AgentSession {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> (StatusCode, Value) {
-        let url = format!("{}{path}", self.base);
-        let htu = url.split('?').next().unwrap().to_owned();
-        let mut last = (StatusCode::INTERNAL_SERVER_ERROR, Value::Null);
-        for _ in 0..2 {
-            let current = self.nonce.lock().unwrap().clone();
-            let proof = self.dpop.proof(
-                method.as_str(),
-                &htu,
-                Some(&self.token),
-                current.as_deref(),
-                now(),
-            );
-            let mut request = self
-                .http
-                .request(method.clone(), &url)
-                .header("Authorization", format!("DPoP {}", self.token))
-                .header("DPoP", proof);
-            for (name, value) in headers {
-                request = request.header(*name, *value);
-            }
-            if let Some(body) = &body {
-                request = request.json(body);
-            }
-            let response = request.send().await.unwrap();
-            remember_nonce(&self.nonce, &response);
-            let status = response.status();
-            let value: Value = response.json().await.unwrap_or(Value::Null);
-            if !(status == StatusCode::UNAUTHORIZED && value["detail"] == "use_dpop_nonce") {
-                return (status, value);
-            }
-            last = (status, value);
-        }
-        last
+        let (status, bytes) = self
+            .try_call_raw_with(method, path, body.as_ref(), headers)
+            .await
+            .expect("broker reachable");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     /// The same session (token, DPoP key) talking to another broker replica.
@@ -178,10 +121,9 @@ impl AgentSession {
     }
 }
 
-/// For load harnesses that must measure a slow or failing broker instead of dying on it: the
-/// same protocol as [`AgentIdentity::login_with_nonce`] and [`AgentSession::call`], with a
-/// transport failure (refused, reset, the HTTP client's timeout) returned as `Err` rather
-/// than a panic.
+/// The login and call protocol itself. A transport failure (refused, reset, the HTTP client's
+/// timeout) is an `Err`, so load harnesses can count it against a slow or failing broker; the
+/// test-facing [`AgentIdentity::login_with_nonce`] and [`AgentSession::call`] panic on it.
 impl AgentIdentity {
     /// Logs in (with the `use_dpop_nonce` retry). The outer `Err` is a transport failure, the
     /// inner one the broker's refusal (status and body).
@@ -239,6 +181,18 @@ impl AgentSession {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Vec<u8>), reqwest::Error> {
+        self.try_call_raw_with(method, path, body, &[]).await
+    }
+
+    /// [`AgentSession::try_call_raw`] with extra request headers: the one implementation of
+    /// an authenticated call (DPoP proof bound to the token, the server's nonce remembered).
+    pub async fn try_call_raw_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<(StatusCode, Vec<u8>), reqwest::Error> {
         let url = format!("{}{path}", self.base);
         let htu = url.split('?').next().unwrap().to_owned();
         let mut last = (StatusCode::UNAUTHORIZED, Vec::new());
@@ -256,6 +210,9 @@ impl AgentSession {
                 .request(method.clone(), &url)
                 .header("Authorization", format!("DPoP {}", self.token))
                 .header("DPoP", proof);
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
             if let Some(body) = body {
                 request = request.json(body);
             }
