@@ -235,6 +235,30 @@ mod tests {
     }
 
     #[test]
+    fn received_floats_keep_their_canonical_text() {
+        // Found by fuzz/fuzz_targets/canonical_json.rs: serde_json's default float parser is
+        // not correctly rounded, so Python's repr of a float could be read one ULP off and be
+        // canonicalised to other digits than the sender signed (shared/Cargo.toml enables
+        // `float_roundtrip`). Python reads each of these back to the same text.
+        for text in [
+            "1.2345678909234569e+29",
+            "123456789092345678901234567890",
+            "0.30000000000000004",
+            "1.7976931348623157e+308",
+            "9.999999999999999e+22",
+            "2.2250738585072014e-308",
+        ] {
+            let once = canon(text);
+            assert_eq!(canon(&once), once, "{text}");
+        }
+        assert_eq!(canon("1.2345678909234569e+29"), "1.2345678909234569e+29");
+        assert_eq!(
+            canon("123456789092345678901234567890"),
+            "1.2345678909234569e+29"
+        );
+    }
+
+    #[test]
     fn duplicate_keys_last_wins_like_python() {
         assert_eq!(canon(r#"{"a":1,"a":2}"#), r#"{"a":2}"#);
     }
