@@ -1,6 +1,6 @@
 //! The one typed state every handler shares.
 
-use crate::audit::Audit;
+use crate::audit::ChainWriter;
 use crate::auth::token_cache::CachedTokenVerifier;
 use crate::config::Config;
 use crate::db::Db;
@@ -21,7 +21,8 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub config: Config,
     pub db: Db,
-    pub audit: Audit,
+    /// Appends every chained row: audit events, and messages stored together with theirs.
+    pub audit: ChainWriter,
     pub kms: Kms,
     /// The broker's signing keys (active signer, verifiers by `kid`), kept current in the
     /// background.
@@ -76,7 +77,7 @@ impl AppState {
             config.broker_public_url.as_deref(),
         );
         AppState(Arc::new(Inner {
-            audit: Audit::new(db.clone()),
+            audit: ChainWriter::new(db.clone()),
             config,
             db,
             kms,

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{BrokerApi, Store, TestBroker, ADMIN_SECRET, REDIS_URL};
-use cullis_broker::audit::{Audit, AuditEvent, Outcome};
+use cullis_broker::audit::{AuditEvent, ChainWriter, Outcome};
 use cullis_broker::db::Db;
 use cullis_shared::wire::audit::AuditExportRow;
 use reqwest::header::HeaderMap;
@@ -435,7 +435,7 @@ async fn concurrent_appends_form_one_chain(store: Store) {
         }
     }
     for db in handles {
-        let audit = Audit::new(db);
+        let audit = ChainWriter::new(db);
         for i in 0..PER_WRITER {
             let audit = audit.clone();
             tasks.spawn(async move {

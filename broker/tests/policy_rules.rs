@@ -339,7 +339,7 @@ async fn local_engine_reads_api_rules(store: Store) {
     let db = cullis_broker::db::Db::connect(&broker.database_url)
         .await
         .unwrap();
-    let audit = cullis_broker::audit::Audit::new(db.clone());
+    let audit = cullis_broker::audit::ChainWriter::new(db.clone());
     let engine = PolicyEngine::new(PolicySettings::default()).unwrap();
     let session = |target: &str| SessionRulesRequest {
         initiator_org_id: "acme".into(),

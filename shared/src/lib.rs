@@ -6,7 +6,8 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`encoding`] | base64 forms, Python-exact canonical JSON |
+//! | [`encoding`] | base64 forms, Python-exact canonical JSON, Python `json.dumps` / `isoformat` |
+//! | [`audit_chain`] | the audit log's hash chain formula |
 //! | [`keys`] | RSA / EC keys, signatures, RSA-OAEP, ECDH |
 //! | [`jose`] | JWK thumbprints, JWS, DPoP, client assertions, access tokens |
 //! | [`signature`] | the message signing string and message signatures |
@@ -17,6 +18,7 @@
 //! | [`memo`] | a bounded in-memory map for hot lookups |
 //! | [`wire`] | serde types of every API body |
 
+pub mod audit_chain;
 pub mod encoding;
 pub mod envelope;
 pub mod jose;

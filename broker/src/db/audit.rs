@@ -17,7 +17,7 @@
 
 use super::direct::{into_sqlx, WriteTx};
 use super::{now_text, values_placeholders, Db};
-use crate::audit::{entry_hash, ChainFields};
+use cullis_shared::audit_chain::{entry_hash, ChainFields};
 use rusqlite::OptionalExtension;
 use sqlx::any::AnyRow;
 use sqlx::Row;

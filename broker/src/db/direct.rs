@@ -9,7 +9,7 @@
 //! (rusqlite, linking the same libsqlite3 as sqlx), with cached prepared statements:
 //! * reads run on the request's own thread; in WAL mode they never wait for the writer;
 //! * the writer's batch ([`crate::db::audit::ChainTx`]) runs on the audit writer's own OS
-//!   thread (`crate::audit`), one statement per row without any round trip;
+//!   thread (`crate::audit::writer`), one statement per row without any round trip;
 //! * WAL checkpoints run on a thread of their own ([`CHECKPOINT_PAUSE`]).
 //!
 //! Everything else (and every statement on PostgreSQL) goes through the sqlx pool, which also

@@ -115,7 +115,7 @@ impl StoredMessage {
     }
 }
 
-/// A message about to be stored (owned: it travels to the writer task, see `crate::audit`).
+/// A message about to be stored (owned: it travels to the writer task, see `crate::audit::writer`).
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub session_id: String,

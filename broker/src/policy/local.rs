@@ -10,7 +10,7 @@
 //! an `effect` other than allow/deny, denies (the reference skipped or allowed it).
 
 use super::{py_list, python_json_len, PolicyEngine, DEMO_MODE_REASON};
-use crate::audit::{Audit, AuditEvent, Outcome};
+use crate::audit::{AuditEvent, ChainWriter, Outcome};
 use crate::db::policies::StoredPolicy;
 use crate::db::Db;
 use cullis_shared::wire::policy::{MessagePolicyRules, PolicyType, SessionPolicyRules};
@@ -309,7 +309,7 @@ impl PolicyEngine {
     pub async fn evaluate_session_rules(
         &self,
         db: &Db,
-        audit: &Audit,
+        audit: &ChainWriter,
         request: &SessionRulesRequest,
     ) -> Result<LocalDecision, sqlx::Error> {
         let decision = if !self.enforcement_enabled() {
@@ -551,7 +551,7 @@ mod tests {
     async fn evaluations_read_the_table_and_are_audited() {
         use crate::policy::{PolicyEngine, PolicySettings};
         let (db, _scratch) = crate::db::test_support::db().await;
-        let audit = Audit::new(db.clone());
+        let audit = ChainWriter::new(db.clone());
         let engine = PolicyEngine::new(PolicySettings::default()).unwrap();
         let rules = json!({"conditions":{"target_org_id":["beta"]}});
         db.insert_policy("acme::s", "acme", "session", rules.as_object().unwrap())

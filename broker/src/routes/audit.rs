@@ -1,7 +1,7 @@
 //! `/v1/admin/audit/*` (network admin): the audit export (§8.4) and the Rust-only chain
 //! verification (`GET /v1/admin/audit/verify`, additive to §8.3).
 
-use crate::audit::{parse_iso_datetime, stored_isoformat, verify_chain};
+use crate::audit::verify_chain;
 use crate::auth::admin::AdminAuth;
 use crate::db::audit::{AuditFilter, StoredAuditEntry};
 use crate::db::{timestamp_text, Db};
@@ -13,6 +13,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use cullis_shared::encoding::python::{parse_iso_datetime, stored_isoformat};
 use cullis_shared::wire::audit::{AuditExportQuery, AuditVerifyResponse, AUDIT_EXPORT_COLUMNS};
 use serde::Serialize;
 use serde_json::Value;
