@@ -45,8 +45,10 @@ pub async fn next(socket: &mut Socket) -> Result<Value, (u16, String)> {
             .await
             .expect("a frame within 10 s");
         match message {
+            // A frame that is not JSON is the broker's fault: an error a load harness counts.
             Some(Ok(Message::Text(text))) => {
-                return Ok(serde_json::from_str(&text).expect("JSON frame"))
+                return serde_json::from_str(&text)
+                    .map_err(|e| (1007, format!("a text frame that is not JSON: {e}")))
             }
             Some(Ok(Message::Close(frame))) => {
                 return Err(frame

@@ -91,7 +91,10 @@ enum Spawn {
 #[derive(Debug)]
 struct Outcome {
     ops: usize,
+    /// Calls the broker refused or answered wrongly, and transport failures.
     errors: usize,
+    /// Calls with no answer within [`CALL_TIMEOUT`].
+    timeouts: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
     /// CPU used during the run, in cores: this client, and the broker when its pid is known.
@@ -138,8 +141,14 @@ impl Outcome {
     }
 }
 
+/// How long one measured call may take before it counts as a timeout (and is abandoned), so
+/// a slow or stuck broker gives a row with its timeouts instead of a hung run.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Runs `work(worker)` from `concurrency` tasks for `duration`, timing each call; with a
-/// `pace`, each worker starts a call every `pace` (open loop) instead of back to back.
+/// `pace`, each worker starts a call every `pace` (open loop) instead of back to back. A call
+/// that answers `false` is an error, one that takes longer than [`CALL_TIMEOUT`] a timeout:
+/// both are counted and the worker goes on.
 async fn measure<F, Fut>(
     concurrency: usize,
     duration: Duration,
@@ -162,7 +171,7 @@ where
         let work = work.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            let mut errors = 0;
+            let (mut errors, mut timeouts) = (0, 0);
             // Paced workers start spread over one period, so arrivals are even, not bursts.
             let mut next_start =
                 start + pace.unwrap_or_default() * worker as u32 / concurrency as u32;
@@ -172,23 +181,23 @@ where
                     next_start += pace;
                 }
                 let began = Instant::now();
-                if work(worker).await {
-                    latencies.push(began.elapsed());
-                } else if RAN_DRY.load(Ordering::Relaxed) {
-                    break;
-                } else {
-                    errors += 1;
+                match tokio::time::timeout(CALL_TIMEOUT, work(worker)).await {
+                    Ok(true) => latencies.push(began.elapsed()),
+                    Ok(false) if RAN_DRY.load(Ordering::Relaxed) => break,
+                    Ok(false) => errors += 1,
+                    Err(_) => timeouts += 1,
                 }
             }
-            (latencies, errors)
+            (latencies, errors, timeouts)
         }));
     }
     let mut latencies = Vec::new();
-    let mut errors = 0;
+    let (mut errors, mut timeouts) = (0, 0);
     for task in tasks {
-        let (mut l, e) = task.await.expect("worker");
+        let (mut l, e, t) = task.await.expect("a bench worker panicked");
         latencies.append(&mut l);
         errors += e;
+        timeouts += t;
     }
     latencies.sort();
     let elapsed = start.elapsed();
@@ -197,6 +206,7 @@ where
     Outcome {
         ops: latencies.len(),
         errors,
+        timeouts,
         elapsed,
         latencies,
         client_cores: cores(cpu_before.0, cpu_seconds(None)),
@@ -210,9 +220,10 @@ where
 fn row(name: &str, concurrency: usize, outcome: &Outcome) {
     let cores = |value: Option<f64>| value.map_or("–".to_owned(), |v| format!("{v:.2}"));
     println!(
-        "| {name:<34} | {concurrency:>4} | {:>7} | {:>6} | {:>9.0} | {:>8.2} | {:>8.2} | {:>6} | {:>6} |",
+        "| {name:<34} | {concurrency:>4} | {:>7} | {:>6} | {:>8} | {:>9.0} | {:>8.2} | {:>8.2} | {:>6} | {:>6} |",
         outcome.ops,
         outcome.errors,
+        outcome.timeouts,
         outcome.rate(),
         outcome.percentile(0.50).as_secs_f64() * 1000.0,
         outcome.percentile(0.99).as_secs_f64() * 1000.0,
@@ -403,8 +414,8 @@ async fn main() {
         "\nbroker: {}   ({} s per scenario)\n",
         world.api.base, args.seconds
     );
-    println!("| scenario                           | conc |     ops | errors |     ops/s |  p50 ms  |  p99 ms  | broker | client |");
-    println!("|------------------------------------|------|---------|--------|-----------|----------|----------|--------|--------|");
+    println!("| scenario                           | conc |     ops | errors | timeouts |     ops/s |  p50 ms  |  p99 ms  | broker | client |");
+    println!("|------------------------------------|------|---------|--------|----------|-----------|----------|----------|--------|--------|");
     for &concurrency in args.concurrency.iter().filter(|_| runs(Scenario::Login)) {
         row(
             "login (assertion + DPoP)",
@@ -483,10 +494,8 @@ async fn bench_login(world: &Arc<World>, concurrency: usize, duration: Duration)
     let login = Arc::new(move |worker: usize| {
         let (world, nonce) = (world.clone(), nonce.clone());
         async move {
-            world.buyers[worker]
-                .login_with_nonce(&world.api.base, &world.api.http, nonce)
-                .await
-                .is_ok()
+            let login = world.buyers[worker].try_login(&world.api.base, &world.api.http, nonce);
+            matches!(login.await, Ok(Ok(_)))
         }
     });
     measure(concurrency, duration, None, login).await
@@ -499,7 +508,7 @@ async fn bench_get(world: &Arc<World>, concurrency: usize, duration: Duration) -
         async move {
             let session = &world.buyer_sessions[worker];
             let path = format!("/v1/registry/agents/{}", session.agent_id());
-            session.call(Method::GET, &path, None).await.0 == StatusCode::OK
+            call(session, Method::GET, &path, None).await.0 == StatusCode::OK
         }
     });
     measure(concurrency, duration, None, get).await
@@ -513,9 +522,8 @@ async fn bench_session_open(world: &Arc<World>, concurrency: usize, duration: Du
             let seller = world.seller_sessions[worker].agent_id();
             let org = seller.split("::").next().unwrap();
             let body = json!({"target_agent_id": seller, "target_org_id": org, "requested_capabilities": ["bench.trade"]});
-            let (status, _) = world.buyer_sessions[worker]
-                .call(Method::POST, "/v1/broker/sessions", Some(body))
-                .await;
+            let session = &world.buyer_sessions[worker];
+            let (status, _) = call(session, Method::POST, "/v1/broker/sessions", Some(body)).await;
             status == StatusCode::CREATED
         }
     });
@@ -544,9 +552,29 @@ async fn send_next(world: &World, pools: &[Mutex<Vec<Value>>], worker: usize) ->
         RAN_DRY.store(true, Ordering::Relaxed);
         return None;
     };
-    let (status, _) = messaging::post_envelope(&world.buyer_sessions[worker], &envelope).await;
+    let session_id = envelope["session_id"].as_str().unwrap_or_default();
+    let path = format!("/v1/broker/sessions/{session_id}/messages");
+    let sender = &world.buyer_sessions[worker];
+    let (status, _) = call(sender, Method::POST, &path, Some(envelope.clone())).await;
     (status == StatusCode::ACCEPTED).then_some(envelope)
 }
+
+/// An authenticated call whose transport failure is an answer (a 502), not a panic: the
+/// bench counts it as an error of its row.
+async fn call(
+    session: &AgentSession,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    match session.try_call_raw(method, path, body.as_ref()).await {
+        Ok((status, bytes)) => (status, serde_json::from_slice(&bytes).unwrap_or_default()),
+        Err(_) => (TRANSPORT_FAILED, Value::Null),
+    }
+}
+
+/// The status a transport failure (refused, reset, cut off) is reported as.
+const TRANSPORT_FAILED: StatusCode = StatusCode::BAD_GATEWAY;
 
 /// One relay = the buyer sends, then the seller polls until that message is there.
 async fn bench_relay_poll(
@@ -580,9 +608,8 @@ async fn bench_relay_poll(
                 sessions[worker]
             );
             for _ in 0..100 {
-                let (status, messages) = world.seller_sessions[worker]
-                    .call(Method::GET, &path, None)
-                    .await;
+                let (status, messages) =
+                    call(&world.seller_sessions[worker], Method::GET, &path, None).await;
                 let found = messages.as_array().and_then(|list| {
                     list.iter()
                         .find(|m| m["nonce"] == envelope["nonce"])
