@@ -58,7 +58,11 @@ def key(name):
 
 def es_sign(private, signing_input):
     size = (private.curve.key_size + 7) // 8
-    der = private.sign(signing_input, ec.ECDSA(hashes.SHA256()))
+    try:  # RFC 6979 (cryptography >= 44): re-running gives the same seeds
+        algorithm = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+    except TypeError:
+        algorithm = ec.ECDSA(hashes.SHA256())
+    der = private.sign(signing_input, algorithm)
     r, s = decode_dss_signature(der)
     return r.to_bytes(size, "big") + s.to_bytes(size, "big")
 
@@ -373,6 +377,83 @@ sid = "11111111-2222-3333-4444-555555555555"
 for text in re.findall(r'r#"(\{.*?\})"#', ws_source):
     text = text.replace("{{", "{").replace("}}", "}").replace("{SID}", sid)
     c.add("unit", text, 0)
+
+# ---------------------------------------------------------------------------------------------
+c = Corpus("proxy_mcp")
+sid = "5a0c6f2e-3b7d-4e1a-9c2b-8d7e6f5a4b3c"
+
+
+def rpc(method, params=None, id=1):
+    message = {"jsonrpc": "2.0", "method": method}
+    if id is not None:
+        message["id"] = id
+    if params is not None:
+        message["params"] = params
+    return compact(message)
+
+
+tool_calls = {
+    "cullis_discover": {"capabilities": ["order.read"], "q": "bolts", "limit": 5, "cursor": "abc"},
+    "cullis_open_session": {"target_agent_id": "beta::seller", "target_org_id": "beta", "capabilities": ["order.read"]},
+    "cullis_accept_session": {"session_id": sid},
+    "cullis_send": {"session_id": sid, "recipient_agent_id": "beta::seller", "payload": {"text": "hi", "n": 1.5}},
+    "cullis_receive": {"session_id": sid, "after": 3},
+    "cullis_list_sessions": {"status": "active"},
+    "cullis_close_session": {"session_id": sid},
+    "cullis_invoke_tool": {"session_id": sid, "tool_name": "quote", "parameters": {"sku": "M8"}},
+}
+c.add("initialize", rpc("initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "fuzz", "version": "1"}}), 0)
+c.add("initialize_old", rpc("initialize", {"protocolVersion": "2025-03-26"}, id="init"), 0)
+c.add("initialize_notification", rpc("initialize", {}, id=None), 0)
+c.add("initialized", rpc("notifications/initialized", id=None), 64)
+c.add("ping", rpc("ping", id=7), 0)
+c.add("tools_list", rpc("tools/list", {}, id=2), 0)
+for name, args in tool_calls.items():
+    c.add(f"call_{name}", rpc("tools/call", {"name": name, "arguments": args}, id=3), 0)
+c.add("call_send_text", rpc("tools/call", {"name": "cullis_send", "arguments": {"session_id": sid, "recipient_agent_id": "beta::seller", "payload": "plain text"}}), 0)
+c.add("call_discover_null", rpc("tools/call", {"name": "cullis_discover", "arguments": None}), 0)
+c.add("call_unknown", rpc("tools/call", {"name": "no_such_tool"}), 0)
+c.add("call_no_name", rpc("tools/call", {}), 0)
+c.add("unknown_method", rpc("resources/list", {}, id=4), 0)
+c.add("response", compact({"jsonrpc": "2.0", "id": 9, "result": {}}), 0)
+c.add("error_response", compact({"jsonrpc": "2.0", "id": "x", "error": {"code": -1, "message": "no"}}), 0)
+c.add("batch", "[" + rpc("ping") + "," + rpc("tools/list", id=2) + "]", 0)
+c.add("bad_version", compact({"jsonrpc": "1.0", "method": "ping", "id": 1}), 0)
+c.add("bad_id", compact({"jsonrpc": "2.0", "method": "ping", "id": {"a": 1}}), 0)
+c.add("not_json", "{", 0)
+c.add("no_auth", rpc("ping"), 4)
+c.add("no_session", rpc("ping"), 8)
+c.add("evil_origin", rpc("ping"), 16)
+c.add("loopback_origin", rpc("ping"), 32)
+c.add("bad_protocol_version", rpc("ping"), 128)
+c.add("delete", "", 2)
+c.add("get", "", 3)
+
+# ---------------------------------------------------------------------------------------------
+c = Corpus("proxy_egress")
+for name, line, body in [
+    ("open", "POST sessions", {"target_agent_id": "beta::seller", "target_org_id": "beta", "capabilities": ["order.read"]}),
+    ("open_long", "POST sessions", {"target_agent_id": "b" * 300, "target_org_id": "beta", "capabilities": ["x"] * 51}),
+    ("list", "GET sessions?status=active", None),
+    ("accept", f"POST sessions/{sid}/accept", None),
+    ("close", f"POST sessions/{sid}/close", None),
+    ("send", "POST send", {"session_id": sid, "payload": {"text": "hi"}, "recipient_agent_id": "beta::seller"}),
+    ("send_missing", "POST send", {"session_id": sid}),
+    ("send_array", "POST send", [sid, {"a": 1}, "beta::seller"]),
+    ("messages", f"GET messages/{sid}?after=3", None),
+    ("messages_bad_after", f"GET messages/{sid}?after=x", None),
+    ("ack", f"POST messages/{sid}/5/ack", None),
+    ("discover", "POST discover", {"capabilities": ["order.read"], "q": "bolts", "limit": 5, "cursor": "c"}),
+    ("discover_empty", "POST discover", None),
+    ("tools_invoke", "POST tools/invoke", {"session_id": sid, "tool_name": "quote", "parameters": {"sku": "M8"}}),
+    ("wrong_method", "DELETE send", None),
+    ("unknown", "GET nowhere", None),
+]:
+    text = line + "\n" + (compact(body) if body is not None else "")
+    c.add(name, text, 0)
+c.add("no_key", "POST send\n{}", 1)
+c.add("wrong_key", "GET sessions", 2)
+c.add("not_json", "POST send\n{\"session_id\":", 0)
 
 for target in sorted(os.listdir(CORPUS)):
     print(f"{target}: {len(os.listdir(os.path.join(CORPUS, target)))} files")
