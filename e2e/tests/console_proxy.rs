@@ -25,6 +25,9 @@ async fn an_org_joins_in_its_console_is_approved_by_the_operator_and_its_new_age
     browser.fill("form#login", "user_id", "admin").await;
     browser.fill("form#login", "password", ADMIN_SECRET).await;
     browser.press("form#login", "Log in").await;
+    // The click returns before the login's navigation ends: going on at once races it (a
+    // loaded machine showed the overview the login redirected to instead of the orgs page).
+    browser.wait_for("#count-agents").await;
     browser
         .goto(&format!("{}/dashboard/orgs", broker.api.base))
         .await;
