@@ -38,7 +38,9 @@ else
 fi
 quiet
 build_start=$(date +%s)
-RUSTC_BOOTSTRAP=1 cargo fuzz build --release
+# The default profile: optimised, with debug assertions and overflow checks (not `-O`, which
+# turns them off).
+RUSTC_BOOTSTRAP=1 cargo fuzz build
 echo "built ${#targets[@]} targets in $(( $(date +%s) - build_start )) s"
 
 triple=$(rustc -vV | sed -n 's/^host: //p')
