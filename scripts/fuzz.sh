@@ -27,16 +27,12 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz --version 0.13.2
 fi
 
-# Another job on this machine may ask for quiet while it measures performance.
-quiet() { while [ -e /tmp/cullis-quiet ]; do sleep 10; done; }
-
 cd fuzz
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
   mapfile -t targets < <(RUSTC_BOOTSTRAP=1 cargo fuzz list)
 fi
-quiet
 build_start=$(date +%s)
 # The default profile: optimised, with debug assertions and overflow checks (not `-O`, which
 # turns them off).
@@ -48,7 +44,6 @@ bin="$CARGO_TARGET_DIR/$triple/release"
 failed=()
 rows=()
 for target in "${targets[@]}"; do
-  quiet
   mkdir -p "$work/corpus/$target" "$work/artifacts/$target" "$work/logs"
   log="$work/logs/$target.log"
   status=0
