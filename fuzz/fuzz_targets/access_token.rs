@@ -24,16 +24,10 @@ static OTHER: LazyLock<TokenVerifier> =
 
 fuzz_target!(|data: &[u8]| {
     let (selector, rest) = split_selector(data);
-    let signed;
-    let token = if selector & 1 == 1 {
-        signed = cullis_fuzz::sign_compact(rest, &BROKER_KEY);
-        signed.as_str()
-    } else {
-        match cullis_fuzz::text(rest) {
-            Some(token) => token,
-            None => return,
-        }
+    let Some(token) = cullis_fuzz::compact_token(selector, rest, &BROKER_KEY) else {
+        return;
     };
+    let token = token.as_ref();
     let _ = header_kid(token);
     let access = VERIFIER.verify(token, NOW);
     let transaction = VERIFIER.verify_transaction(token, NOW);

@@ -20,16 +20,10 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let (selector, rest) = split_selector(data);
-    let signed;
-    let token = if selector & 1 == 1 {
-        signed = cullis_fuzz::sign_compact(rest, &AGENT_KEY);
-        signed.as_str()
-    } else {
-        match cullis_fuzz::text(rest) {
-            Some(token) => token,
-            None => return,
-        }
+    let Some(token) = cullis_fuzz::compact_token(selector, rest, &AGENT_KEY) else {
+        return;
     };
+    let token = token.as_ref();
     let Ok(assertion) = ClientAssertion::parse(token) else {
         return;
     };

@@ -66,16 +66,10 @@ fn expectations(variant: u8) -> Expectations<'static> {
 
 fuzz_target!(|data: &[u8]| {
     let (selector, rest) = split_selector(data);
-    let signed;
-    let proof = if selector & 1 == 1 {
-        signed = cullis_fuzz::sign_compact(rest, &DPOP_KEY);
-        signed.as_str()
-    } else {
-        match cullis_fuzz::text(rest) {
-            Some(proof) => proof,
-            None => return,
-        }
+    let Some(proof) = cullis_fuzz::compact_token(selector, rest, &DPOP_KEY) else {
+        return;
     };
+    let proof = proof.as_ref();
     let expect = expectations(selector >> 1);
     let checked = dpop::check(proof, &expect);
     if let Ok(checked) = &checked {

@@ -90,6 +90,20 @@ pub fn text(data: &[u8]) -> Option<&str> {
     std::str::from_utf8(data).ok()
 }
 
+/// The compact token a JOSE target checks: with the selector's low bit set, `rest` signed with
+/// `key` ([`sign_compact`], so the checks after the signature are reached); otherwise `rest` as
+/// the token text (`None` when it is not UTF-8).
+pub fn compact_token<'a>(
+    selector: u8,
+    rest: &'a [u8],
+    key: &PrivateKey,
+) -> Option<std::borrow::Cow<'a, str>> {
+    match selector & 1 == 1 {
+        true => Some(std::borrow::Cow::Owned(sign_compact(rest, key))),
+        false => text(rest).map(std::borrow::Cow::Borrowed),
+    }
+}
+
 /// Polls a future that completes without waiting (the in-memory replay store's do).
 pub fn ready<F: std::future::Future>(future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
